@@ -1,0 +1,152 @@
+//! The WebAssembly binding: the `detect:rule` world's exports over the plain-Rust rule,
+//! and [`KeyValue`] over the host's `wasi:keyvalue` bucket. Nothing here decides anything.
+
+use std::cell::RefCell;
+
+use crate::catalog::{self, Severity};
+use crate::state::KeyValue;
+use crate::{Config, RuleError, rule};
+
+wit_bindgen::generate!({ path: "../wit", world: "rule", generate_all });
+
+use exports::detect::rule::detector as wit;
+use wasi::keyvalue::{batch, store};
+
+thread_local! {
+    /// The configuration in force. The only thing the rule keeps in memory, and the host
+    /// passes it again after every instantiation.
+    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
+}
+
+/// The bucket the rule keeps its state in.
+const BUCKET: &str = "default";
+
+struct Component;
+
+impl wit::Guest for Component {
+    fn describe() -> wit::RuleInfo {
+        let config = CONFIG.with_borrow(Clone::clone);
+        wit::RuleInfo {
+            name: rule::NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "AWS Systems Manager session detections over CloudTrail: every session \
+                start, unusual identities, unusual sessions, and multiple sessions within an hour."
+                .into(),
+            detections: catalog::ALL
+                .iter()
+                .map(|d| wit::Detection {
+                    id: d.id.into(),
+                    name: d.name.into(),
+                    severity: severity(d.severity),
+                    mitre: mitre(d.mitre),
+                    description: d.description.into(),
+                    runbook: d.runbook.into(),
+                    reference: d.reference.into(),
+                    dedup_period_seconds: config.dedup_period(d.id).seconds(),
+                    tags: d.tags.iter().map(|t| t.to_string()).collect(),
+                })
+                .collect(),
+            config: config.to_json(),
+        }
+    }
+
+    fn configure(config: String) -> Result<(), wit::RuleError> {
+        let config = Config::from_json(&config).map_err(|e| error(RuleError::InvalidConfig(e)))?;
+        CONFIG.set(config);
+        Ok(())
+    }
+
+    fn process_event(event: String) -> Result<Vec<wit::Alert>, wit::RuleError> {
+        let mut bucket =
+            Bucket(store::open(BUCKET).map_err(|e| error(RuleError::State(kv_error(e))))?);
+        let alerts = CONFIG.with_borrow(|config| rule::process_event(&event, config, &mut bucket));
+        let alerts = alerts.map_err(error)?;
+        Ok(alerts
+            .into_iter()
+            .map(|a| wit::Alert {
+                rule_id: a.detection.id.into(),
+                name: a.detection.name.into(),
+                title: a.title,
+                severity: severity(a.detection.severity),
+                event_time: a.event_time,
+                dedup_key: a.dedup_key,
+                mitre: mitre(a.detection.mitre),
+                runbook: a.detection.runbook.into(),
+                reference: a.detection.reference.into(),
+                context: a.context.to_string(),
+                event_id: a.event_id,
+            })
+            .collect())
+    }
+}
+
+export!(Component);
+
+fn severity(s: Severity) -> wit::Severity {
+    match s {
+        Severity::Info => wit::Severity::Info,
+        Severity::Low => wit::Severity::Low,
+        Severity::Medium => wit::Severity::Medium,
+        Severity::High => wit::Severity::High,
+        Severity::Critical => wit::Severity::Critical,
+    }
+}
+
+fn mitre(mappings: &[catalog::Mitre]) -> Vec<wit::Mitre> {
+    mappings
+        .iter()
+        .map(|m| wit::Mitre {
+            tactic_id: m.tactic_id.into(),
+            tactic: m.tactic.into(),
+            technique_id: m.technique_id.into(),
+            technique: m.technique.into(),
+        })
+        .collect()
+}
+
+fn error(e: RuleError) -> wit::RuleError {
+    match e {
+        RuleError::InvalidJson(m) => wit::RuleError::InvalidJson(m),
+        RuleError::NotAnObject(m) => wit::RuleError::NotAnObject(m),
+        RuleError::InvalidField { field, message } => {
+            wit::RuleError::InvalidField(wit::FieldError { field, message })
+        }
+        RuleError::InvalidTime(m) => wit::RuleError::InvalidTime(m),
+        RuleError::InvalidConfig(m) => wit::RuleError::InvalidConfig(m),
+        RuleError::State(m) => wit::RuleError::State(m),
+    }
+}
+
+fn kv_error(e: store::Error) -> String {
+    match e {
+        store::Error::NoSuchStore => format!("the host has no bucket `{BUCKET}`"),
+        store::Error::AccessDenied => format!("access to bucket `{BUCKET}` denied"),
+        store::Error::Other(message) => message,
+    }
+}
+
+/// The host's bucket as the rule's [`KeyValue`].
+struct Bucket(store::Bucket);
+
+impl KeyValue for Bucket {
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let values = batch::get_many(&self.0, keys).map_err(kv_error)?;
+        Ok(values
+            .into_iter()
+            .map(|v| v.map(|(_, value)| value))
+            .collect())
+    }
+
+    fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        batch::set_many(&self.0, &entries).map_err(kv_error)
+    }
+
+    fn delete_many(&mut self, keys: Vec<String>) -> Result<(), String> {
+        batch::delete_many(&self.0, &keys).map_err(kv_error)
+    }
+
+    fn list_keys(&mut self, cursor: Option<u64>) -> Result<(Vec<String>, Option<u64>), String> {
+        let page = self.0.list_keys(cursor).map_err(kv_error)?;
+        Ok((page.keys, page.cursor))
+    }
+}

@@ -1,0 +1,172 @@
+//! One record in, alerts out: the order in which the rule reads state, decides, and
+//! writes state back.
+//!
+//! Every call makes at most three round trips to the host: one batched read of every key
+//! the record can touch, (rarely) one page of the sweep, and one batched write. Nothing
+//! is written until every check has passed, so a bad record changes no state.
+
+use crate::alert::{Alert, suppressed};
+use crate::baseline::{self, Feature, History};
+use crate::catalog;
+use crate::config::Config;
+use crate::error::RuleError;
+use crate::multiple_sessions::{self, RecentTargets};
+use crate::record::{SessionStart, is_start_session};
+use crate::state::{self, KeyValue, Meta};
+use crate::timestamp::Millis;
+
+/// The rule's name; hosts keep its state under this name.
+pub const NAME: &str = "aws-ssm-sessions";
+
+/// Processes one CloudTrail record (JSON text).
+pub fn process_event(
+    text: &str,
+    config: &Config,
+    kv: &mut impl KeyValue,
+) -> Result<Vec<Alert>, RuleError> {
+    if !is_start_session(text)? {
+        return Ok(Vec::new());
+    }
+    let session = SessionStart::parse(text)?;
+    if config.is_allowlisted(&session.identity) {
+        return Ok(Vec::new());
+    }
+    let keys = Keys::new(&session);
+    let values = kv.get_many(&keys.all()).map_err(RuleError::State)?;
+    let loaded = Loaded::new(&values);
+
+    let mut alerts = Vec::new();
+    let mut writes = Vec::new();
+    let mut meta = Meta::decode(loaded.meta);
+    let at = session.time;
+
+    if session.succeeded {
+        let history = History {
+            earliest: meta.earliest,
+            last_session: state::decode_time(loaded.last_session),
+            last_seen: loaded.seen.map(state::decode_time),
+        };
+        let verdict = baseline::classify(at, &history, &config.baseline);
+        let detection = verdict.detection();
+        let last_alert = state::decode_time(loaded.dedup(detection.id));
+        if config.is_enabled(detection.id)
+            && !suppressed(last_alert, at, config.dedup_period(detection.id).millis())
+        {
+            let alert = verdict.alert(&session, &history);
+            writes.push((
+                state::dedup_key(detection.id, &alert.dedup_key),
+                state::encode_time(at),
+            ));
+            alerts.push(alert);
+        }
+        meta.earliest = Some(meta.earliest.map_or(at, |e| e.min(at)));
+        writes.push((
+            keys.last_session.clone(),
+            state::encode_time(max(history.last_session, at)),
+        ));
+        for (key, seen) in keys.seen.iter().zip(history.last_seen) {
+            writes.push((key.clone(), state::encode_time(max(seen, at))));
+        }
+    }
+
+    let window = config.multiple_sessions.window.millis();
+    let mut recent = RecentTargets::decode(loaded.targets);
+    recent.record(&session.target, at, window);
+    let detection = &catalog::MULTIPLE_SESSIONS;
+    if let Some(targets) = multiple_sessions::evaluate(&session, &recent, &config.multiple_sessions)
+    {
+        let last_alert = state::decode_time(loaded.dedup(detection.id));
+        let period = config.multiple_sessions.dedup_period.millis();
+        if config.is_enabled(detection.id) && !suppressed(last_alert, at, period) {
+            let alert = multiple_sessions::alert(&session, targets);
+            writes.push((
+                state::dedup_key(detection.id, &alert.dedup_key),
+                state::encode_time(at),
+            ));
+            alerts.push(alert);
+        }
+    }
+    writes.push((keys.targets, recent.encode()));
+
+    meta.watermark = Some(max(meta.watermark, at));
+    // The sweep deletes before the batch below writes, so it never undoes this record.
+    if state::sweep_due(&meta) {
+        state::sweep_page(kv, &mut meta, config).map_err(RuleError::State)?;
+    }
+    meta.next_sweep.get_or_insert(at + state::SWEEP_INTERVAL);
+    writes.push((state::META.to_owned(), meta.encode()));
+    kv.set_many(writes).map_err(RuleError::State)?;
+    Ok(alerts)
+}
+
+fn max(stored: Option<Millis>, at: Millis) -> Millis {
+    stored.map_or(at, |t| t.max(at))
+}
+
+/// Every key one record can read or write.
+struct Keys {
+    last_session: String,
+    seen: [String; 3],
+    targets: String,
+    /// One per detection, in `catalog::ALL` order.
+    dedup: [String; 4],
+}
+
+impl Keys {
+    fn new(s: &SessionStart) -> Keys {
+        let started = baseline::Verdict::Started;
+        let unusual_identity = baseline::Verdict::UnusualIdentity;
+        let unusual_session = baseline::Verdict::UnusualSession(Vec::new());
+        let dedup = |v: &baseline::Verdict| state::dedup_key(v.detection().id, &v.dedup_key(s));
+        Keys {
+            last_session: state::last_session_key(&s.identity),
+            seen: Feature::ALL.map(|f| state::seen_key(f.name(), &s.identity, f.value(s))),
+            targets: state::targets_key(&s.identity),
+            dedup: [
+                dedup(&started),
+                dedup(&unusual_identity),
+                dedup(&unusual_session),
+                state::dedup_key(catalog::MULTIPLE_SESSIONS.id, &s.identity),
+            ],
+        }
+    }
+
+    /// In the order [`Loaded::new`] reads them back.
+    fn all(&self) -> Vec<String> {
+        let mut all = vec![
+            state::META.to_owned(),
+            self.last_session.clone(),
+            self.targets.clone(),
+        ];
+        all.extend(self.seen.iter().cloned());
+        all.extend(self.dedup.iter().cloned());
+        all
+    }
+}
+
+/// The values of [`Keys::all`], by name.
+struct Loaded<'a> {
+    meta: Option<&'a [u8]>,
+    last_session: Option<&'a [u8]>,
+    targets: Option<&'a [u8]>,
+    seen: [Option<&'a [u8]>; 3],
+    dedup: [Option<&'a [u8]>; 4],
+}
+
+impl<'a> Loaded<'a> {
+    fn new(values: &'a [Option<Vec<u8>>]) -> Loaded<'a> {
+        let v = |i: usize| values.get(i).and_then(|v| v.as_deref());
+        Loaded {
+            meta: v(0),
+            last_session: v(1),
+            targets: v(2),
+            seen: [v(3), v(4), v(5)],
+            dedup: [v(6), v(7), v(8), v(9)],
+        }
+    }
+
+    fn dedup(&self, detection_id: &str) -> Option<&'a [u8]> {
+        let index = catalog::ALL.iter().position(|d| d.id == detection_id)?;
+        self.dedup[index]
+    }
+}
