@@ -56,12 +56,13 @@ impl wit::Guest for Component {
         Ok(())
     }
 
-    fn process_event(event: String) -> Result<Vec<wit::Alert>, wit::RuleError> {
+    fn process_event(event: String) -> Result<wit::Outcome, wit::RuleError> {
         let mut bucket =
             Bucket(store::open(BUCKET).map_err(|e| error(RuleError::State(kv_error(e))))?);
-        let alerts = CONFIG.with_borrow(|config| rule::process_event(&event, config, &mut bucket));
-        let alerts = alerts.map_err(error)?;
-        Ok(alerts
+        let outcome = CONFIG.with_borrow(|config| rule::process_event(&event, config, &mut bucket));
+        let outcome = outcome.map_err(error)?;
+        let alerts = outcome
+            .alerts
             .into_iter()
             .map(|a| wit::Alert {
                 rule_id: a.detection.id.into(),
@@ -76,7 +77,11 @@ impl wit::Guest for Component {
                 context: a.context.to_string(),
                 event_id: a.event_id,
             })
-            .collect())
+            .collect();
+        Ok(wit::Outcome {
+            relevant: outcome.relevant,
+            alerts,
+        })
     }
 }
 

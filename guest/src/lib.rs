@@ -34,5 +34,5 @@ mod tests;
 pub use alert::Alert;
 pub use config::Config;
 pub use error::RuleError;
-pub use rule::{NAME, process_event};
+pub use rule::{NAME, Outcome, process_event};
 pub use state::{KeyValue, MemoryKv};

@@ -18,18 +18,32 @@ use crate::timestamp::Millis;
 /// The rule's name; hosts keep its state under this name.
 pub const NAME: &str = "aws-ssm-sessions";
 
+/// What one record produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// The record is an SSM `StartSession` (allowlisted ones included).
+    pub relevant: bool,
+    pub alerts: Vec<Alert>,
+}
+
 /// Processes one CloudTrail record (JSON text).
 pub fn process_event(
     text: &str,
     config: &Config,
     kv: &mut impl KeyValue,
-) -> Result<Vec<Alert>, RuleError> {
+) -> Result<Outcome, RuleError> {
     if !is_start_session(text)? {
-        return Ok(Vec::new());
+        return Ok(Outcome::default());
     }
+    let relevant = |alerts| {
+        Ok(Outcome {
+            relevant: true,
+            alerts,
+        })
+    };
     let session = SessionStart::parse(text)?;
     if config.is_allowlisted(&session.identity) {
-        return Ok(Vec::new());
+        return relevant(Vec::new());
     }
     let keys = Keys::new(&session);
     let values = kv.get_many(&keys.all()).map_err(RuleError::State)?;
@@ -96,7 +110,7 @@ pub fn process_event(
     meta.next_sweep.get_or_insert(at + state::SWEEP_INTERVAL);
     writes.push((state::META.to_owned(), meta.encode()));
     kv.set_many(writes).map_err(RuleError::State)?;
-    Ok(alerts)
+    relevant(alerts)
 }
 
 fn max(stored: Option<Millis>, at: Millis) -> Millis {

@@ -43,7 +43,9 @@ impl Rule {
     }
 
     fn feed(&mut self, text: &str) -> Vec<Alert> {
-        process_event(text, &self.config, &mut self.kv).unwrap()
+        let outcome = process_event(text, &self.config, &mut self.kv).unwrap();
+        assert_eq!(outcome.relevant, true, "{text}");
+        outcome.alerts
     }
 
     /// The detection ids a record raises.
@@ -351,7 +353,14 @@ fn irrelevant_records_touch_nothing() {
         json!({"eventName": "StartSession"}).to_string(),
         "{}".to_string(),
     ] {
-        assert!(rule.feed(&other).is_empty());
+        let outcome = process_event(&other, &rule.config, &mut rule.kv).unwrap();
+        assert_eq!(
+            outcome,
+            crate::Outcome {
+                relevant: false,
+                alerts: vec![]
+            }
+        );
     }
     assert!(rule.kv.entries.is_empty());
 }

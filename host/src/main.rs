@@ -1,1 +1,5 @@
-fn main() {}
+//! `rule-harness`: see `rule-harness --help`, and the `cli` module of the library.
+
+fn main() -> std::process::ExitCode {
+    rule_harness::cli::main()
+}

@@ -1,0 +1,109 @@
+//! The `rule-harness` command line: argument parsing and the commands, over the library.
+
+mod inspect;
+mod run;
+mod summary;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{Limits, LoadedRule, Sandbox, cache};
+
+#[derive(Parser)]
+#[command(
+    name = "rule-harness",
+    version,
+    about = "Run sandboxed WebAssembly detection rules over CloudTrail logs"
+)]
+struct Cli {
+    #[command(flatten)]
+    rule: RuleArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Feed CloudTrail records to the rule and print its alerts as JSON lines
+    Run(run::RunArgs),
+    /// Run fixture test cases against the rule
+    Test(test::TestArgs),
+    /// Show the rule's imports, exports and detections
+    Inspect(inspect::InspectArgs),
+}
+
+/// Which rule to load, and the sandbox's limits.
+#[derive(Args)]
+struct RuleArgs {
+    /// Rule component to load [default: the built-in AWS SSM session rule]
+    #[arg(long, global = true, value_name = "PATH")]
+    rule: Option<PathBuf>,
+    /// Wall-clock time one call into the rule may take
+    #[arg(long, global = true, value_name = "MS", default_value_t = 300)]
+    deadline_ms: u64,
+    /// Fuel per call (roughly wasm instructions), for deterministic limits
+    #[arg(long, global = true, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Memory one rule instance may use
+    #[arg(long, global = true, value_name = "MIB", default_value_t = 64)]
+    max_memory_mib: usize,
+    /// Where compiled rules are cached [default: $XDG_CACHE_HOME/rule-harness]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the rule afresh, without reading or writing the cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+impl RuleArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            fuel: self.fuel,
+            max_memory_bytes: self.max_memory_mib << 20,
+            ..Limits::default()
+        }
+    }
+
+    /// Loads the rule named by `--rule`, or the built-in one.
+    fn load(&self) -> anyhow::Result<LoadedRule> {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(cache::default_dir)
+        };
+        let sandbox = Sandbox::new(self.limits())?.with_cache_dir(cache_dir);
+        match &self.rule {
+            None => Ok(sandbox.load(crate::DEFAULT_RULE)?),
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read the rule {}", path.display()))?;
+                sandbox
+                    .load(&bytes)
+                    .with_context(|| format!("cannot load the rule {}", path.display()))
+            }
+        }
+    }
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(args) => run::run(&cli.rule, args),
+        Command::Test(args) => test::test(&cli.rule, args),
+        Command::Inspect(args) => inspect::inspect(&cli.rule, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rule-harness: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

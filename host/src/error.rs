@@ -1,0 +1,34 @@
+//! Errors that stop the harness, each saying what to do about it. Problems with single
+//! records are not errors of this kind: see [`RecordFailure`](crate::RecordFailure).
+
+use crate::state::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(
+        "this is a core WebAssembly module, not a component: encode it with `wasm-tools component new` (or build the rule with wit-bindgen, as guest/ does)"
+    )]
+    NotAComponent,
+    #[error("this is not WebAssembly (no `\\0asm` header, and not WAT text)")]
+    NotWasm,
+    #[error("the component imports what the sandbox does not provide: {}. A rule may import only {}", .0.join(", "), crate::ALLOWED_IMPORTS.join(" and "))]
+    ForbiddenImports(Vec<String>),
+    #[error("the component is not a rule of the detect:rule world: {0}")]
+    WrongWorld(String),
+    #[error("compiling the component failed: {0:#}")]
+    Compile(wasmtime::Error),
+    #[error("linking the component failed: {0:#}")]
+    Link(wasmtime::Error),
+    #[error("instantiating the rule failed: {0:#}")]
+    Instantiate(wasmtime::Error),
+    #[error("setting up the WebAssembly engine failed: {0:#}")]
+    Engine(wasmtime::Error),
+    #[error("the rule rejected its configuration: {0}")]
+    Config(String),
+    #[error(
+        "the rule trapped {count} times in a row (last: {last}); it is stopped rather than retried forever"
+    )]
+    TooManyTraps { count: u32, last: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,112 @@
+//! What the harness writes: one JSON line per alert on stdout, one per failed record on
+//! the dead-letter stream.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::bindings::{Alert, Severity};
+
+/// An alert as a JSON line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertLine {
+    pub rule_id: String,
+    pub name: String,
+    pub title: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub event_time: String,
+    pub dedup_key: String,
+    pub mitre: Vec<MitreLine>,
+    pub runbook: String,
+    pub reference: String,
+    /// A JSON object; a rule that returns anything else has it wrapped as `{"text": ...}`.
+    pub context: Value,
+    pub event_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MitreLine {
+    pub tactic_id: String,
+    pub tactic: String,
+    pub technique_id: String,
+    pub technique: String,
+}
+
+impl From<&Alert> for AlertLine {
+    fn from(a: &Alert) -> Self {
+        let context = match serde_json::from_str(&a.context) {
+            Ok(Value::Object(object)) => Value::Object(object),
+            _ => serde_json::json!({ "text": a.context }),
+        };
+        AlertLine {
+            rule_id: a.rule_id.clone(),
+            name: a.name.clone(),
+            title: a.title.clone(),
+            severity: severity_name(a.severity).to_owned(),
+            event_time: format_event_time(a.event_time),
+            dedup_key: a.dedup_key.clone(),
+            mitre: a
+                .mitre
+                .iter()
+                .map(|m| MitreLine {
+                    tactic_id: m.tactic_id.clone(),
+                    tactic: m.tactic.clone(),
+                    technique_id: m.technique_id.clone(),
+                    technique: m.technique.clone(),
+                })
+                .collect(),
+            runbook: a.runbook.clone(),
+            reference: a.reference.clone(),
+            context,
+            event_id: a.event_id.clone(),
+        }
+    }
+}
+
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the second it falls in).
+pub fn format_event_time(millis: i64) -> String {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| millis.to_string())
+}
+
+/// A record the harness could not process, as a JSON line. It carries the record itself,
+/// so the dead-letter file can be fixed and fed again.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    /// The file, or `-` for standard input.
+    pub source: String,
+    pub line: Option<u64>,
+    pub index: u64,
+    /// A short, stable kind: `invalid-json`, `invalid-time`, `trap`, `input`, ...
+    pub kind: String,
+    pub error: String,
+    pub record: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_are_whole_utc_seconds() {
+        assert_eq!(format_event_time(1_739_996_029_000), "2025-02-19T20:13:49Z");
+        assert_eq!(format_event_time(1_739_996_029_999), "2025-02-19T20:13:49Z");
+        assert_eq!(format_event_time(-1), "1969-12-31T23:59:59Z");
+    }
+}

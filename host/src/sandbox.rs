@@ -1,0 +1,273 @@
+//! The sandbox: a wasmtime engine and linker that give a rule its key-value state and
+//! nothing else, with hard limits on the time, memory and output of every call.
+//!
+//! Loading a rule is where untrusted bytes meet the host, so every check happens before
+//! instantiation: the bytes must be a component, its imports must all be in
+//! [`ALLOWED_IMPORTS`], and it must export the `detector` interface with the types of
+//! this harness's WIT. What passes is pre-instantiated ([`LoadedRule`]), so replacing an
+//! instance after a trap costs an instantiation, not a compilation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, StoreLimits};
+
+use crate::bindings::{self, RulePre};
+use crate::cache;
+use crate::error::HarnessError;
+use crate::kv::{KvHost, KvLimits};
+use crate::runner::RuleRunner;
+use crate::state::StateStore;
+
+/// The only imports a rule may have.
+pub const ALLOWED_IMPORTS: [&str; 2] = [
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+];
+
+/// The interface a rule must export.
+pub const DETECTOR_EXPORT: &str = "detect:rule/detector@0.1.0";
+
+/// How often the engine's epoch advances: the resolution of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Hard limits on a rule.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Wall-clock time one call may run before it is interrupted.
+    pub deadline: Duration,
+    /// Fuel per call (about one unit per wasm instruction), for deterministic limits in
+    /// tests; `None` leaves fuel metering off, which is faster.
+    pub fuel: Option<u64>,
+    /// Linear memory one instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Bytes of alerts one call may return.
+    pub max_output_bytes: usize,
+    /// Largest record handed to the rule; larger ones are dead-lettered unread.
+    pub max_record_bytes: usize,
+    /// Traps in a row after which the harness gives up on the rule.
+    pub max_consecutive_traps: u32,
+    pub kv: KvLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(300),
+            fuel: None,
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_output_bytes: 1024 * 1024,
+            max_record_bytes: 1024 * 1024,
+            max_consecutive_traps: 10,
+            kv: KvLimits::default(),
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline in epoch ticks, rounded up, plus the tick already under way.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        self.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+    }
+
+    pub(crate) fn store_limits(&self) -> StoreLimits {
+        wasmtime::StoreLimitsBuilder::new()
+            .memory_size(self.max_memory_bytes)
+            // A failed `memory.grow` traps instead of returning -1: an allocation bomb
+            // ends the call instead of sending the rule down an error path it may not have.
+            .trap_on_grow_failure(true)
+            .build()
+    }
+}
+
+/// What a wasmtime `Store` holds for one rule instance.
+pub(crate) struct StoreData {
+    pub kv: KvHost,
+    pub limits: StoreLimits,
+}
+
+/// An engine and linker configured for rules. Cheap to share: load many rules from one.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Arc<Linker<StoreData>>,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// A sandbox with these limits and no compilation cache.
+    pub fn new(limits: Limits) -> Result<Sandbox, HarnessError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(limits.fuel.is_some());
+        let engine = Engine::new(&config).map_err(HarnessError::Engine)?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        bindings::Rule::add_to_linker::<_, HasSelf<KvHost>>(&mut linker, |data: &mut StoreData| {
+            &mut data.kv
+        })
+        .map_err(HarnessError::Engine)?;
+        Ok(Sandbox {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            cache_dir: None,
+        })
+    }
+
+    /// Keeps compiled components in `dir` (see [`cache`]).
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Checks and compiles a rule: binary or text component.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedRule, HarnessError> {
+        if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(HarnessError::NotAComponent);
+        }
+        if !bytes.starts_with(b"\0asm") && !looks_like_wat(bytes) {
+            return Err(HarnessError::NotWasm);
+        }
+        let component = cache::compile(&self.engine, bytes, self.cache_dir.as_deref())
+            .map_err(HarnessError::Compile)?;
+        let forbidden: Vec<String> = items(&self.engine, &component, Direction::Imports)
+            .into_iter()
+            .map(|item| item.name)
+            .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
+            .collect();
+        if !forbidden.is_empty() {
+            return Err(HarnessError::ForbiddenImports(forbidden));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(HarnessError::Link)?;
+        let pre = RulePre::new(pre).map_err(|e| HarnessError::WrongWorld(format!("{e:#}")))?;
+        Ok(LoadedRule {
+            engine: self.engine.clone(),
+            component,
+            pre,
+            limits: self.limits.clone(),
+        })
+    }
+}
+
+fn looks_like_wat(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|text| text.trim_start().starts_with('('))
+}
+
+/// Advances the engine's epoch until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("rule-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("a thread can be spawned");
+}
+
+enum Direction {
+    Imports,
+    Exports,
+}
+
+/// An import or export of a component, as `inspect` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Item {
+    pub name: String,
+    /// `instance`, `func`, `type`, ...
+    pub kind: &'static str,
+    /// The functions of an instance.
+    pub functions: Vec<String>,
+}
+
+/// A rule that passed every check, ready to be instantiated.
+pub struct LoadedRule {
+    engine: Engine,
+    component: Component,
+    pre: RulePre<StoreData>,
+    limits: Limits,
+}
+
+impl LoadedRule {
+    /// Starts an instance over `store`, configured with `config` (JSON; `None` keeps the
+    /// rule's defaults).
+    pub fn start(
+        &self,
+        store: Box<dyn StateStore>,
+        config: Option<String>,
+    ) -> Result<RuleRunner, HarnessError> {
+        RuleRunner::start(
+            self.engine.clone(),
+            self.pre.clone(),
+            self.limits.clone(),
+            store,
+            config,
+        )
+    }
+
+    /// What the component imports (a subset of [`ALLOWED_IMPORTS`]).
+    pub fn imports(&self) -> Vec<Item> {
+        items(&self.engine, &self.component, Direction::Imports)
+    }
+
+    /// What the component exports.
+    pub fn exports(&self) -> Vec<Item> {
+        items(&self.engine, &self.component, Direction::Exports)
+    }
+}
+
+fn items(engine: &Engine, component: &Component, direction: Direction) -> Vec<Item> {
+    let ty = component.component_type();
+    let items: Vec<(String, ComponentItem)> = match direction {
+        Direction::Imports => ty
+            .imports(engine)
+            .map(|(n, i)| (n.to_owned(), i.ty))
+            .collect(),
+        Direction::Exports => ty
+            .exports(engine)
+            .map(|(n, i)| (n.to_owned(), i.ty))
+            .collect(),
+    };
+    items
+        .into_iter()
+        .map(|(name, item)| {
+            let (kind, functions) = match item {
+                ComponentItem::ComponentInstance(instance) => (
+                    "instance",
+                    instance
+                        .exports(engine)
+                        .map(|(n, _)| n.to_owned())
+                        .collect(),
+                ),
+                ComponentItem::ComponentFunc(_) => ("func", vec![]),
+                ComponentItem::CoreFunc(_) => ("core func", vec![]),
+                ComponentItem::Module(_) => ("module", vec![]),
+                ComponentItem::Component(_) => ("component", vec![]),
+                ComponentItem::Type(_) => ("type", vec![]),
+                ComponentItem::Resource(_) => ("resource", vec![]),
+            };
+            Item {
+                name,
+                kind,
+                functions,
+            }
+        })
+        .collect()
+}
