@@ -124,18 +124,19 @@ impl Verdict {
     /// The alert for `session`.
     pub fn alert(&self, session: &SessionStart, history: &History) -> Alert {
         let s = session;
+        let who = s.identity_name();
         let title = match self {
             Verdict::Started => format!(
                 "{} started an AWS SSM session on {} in {}",
-                s.actor, s.target, s.account
+                who, s.target, s.account
             ),
             Verdict::UnusualIdentity => format!(
                 "Unusual identity {} started an AWS SSM session on {} in {}",
-                s.actor, s.target, s.account
+                who, s.target, s.account
             ),
             Verdict::UnusualSession(features) => format!(
                 "{} started an unusual AWS SSM session on {} in {} (new {})",
-                s.actor,
+                who,
                 s.target,
                 s.account,
                 features

@@ -38,8 +38,9 @@ impl RecentTargets {
         self.0.values().copied().max()
     }
 
-    /// Records a start on `target` at `at`, and forgets targets that fell out of the
-    /// window of the identity's newest start: no record from then on can count them.
+    /// Records a start on `target` at `at`, and forgets targets started a window or more
+    /// before the identity's newest start. That bounds the state; the price is that a
+    /// record arriving later than that (by event time) no longer finds them.
     pub fn record(&mut self, target: &str, at: Millis, window: Millis) {
         let latest = self.0.entry(target.to_owned()).or_insert(at);
         *latest = (*latest).max(at);

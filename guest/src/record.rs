@@ -217,6 +217,17 @@ impl SessionStart {
     }
 }
 
+impl SessionStart {
+    /// The identity as a person reads it: the resource part of an ARN
+    /// (`assumed-role/Engineer/alice`, `user/deploy-bot`), else the identity itself.
+    pub fn identity_name(&self) -> &str {
+        match self.identity.strip_prefix("arn:") {
+            Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(&self.identity),
+            None => &self.identity,
+        }
+    }
+}
+
 /// The network a session came from: an IPv4 /24 or IPv6 /48, so that a user's address
 /// changing inside one network is not a new source.
 pub fn source_network(source: Option<&str>) -> String {
@@ -388,6 +399,16 @@ mod tests {
                 .unwrap()
                 .succeeded
         );
+    }
+
+    #[test]
+    fn identity_names_drop_the_arn_prefix() {
+        let name = |identity: &str| SessionStart { identity: identity.into(), ..SessionStart::parse(SAMPLE).unwrap() }.identity_name().to_owned();
+        assert_eq!(name("arn:aws:sts::111122223333:assumed-role/Engineer/alice"), "assumed-role/Engineer/alice");
+        assert_eq!(name("arn:aws:iam::111122223333:user/deploy-bot"), "user/deploy-bot");
+        assert_eq!(name("arn:aws:iam::111122223333:root"), "root");
+        assert_eq!(name("AIDAEXAMPLE"), "AIDAEXAMPLE");
+        assert_eq!(name("arn:broken"), "arn:broken");
     }
 
     #[test]

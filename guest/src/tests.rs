@@ -70,7 +70,7 @@ fn the_panther_sample_is_an_informational_session_start() {
     assert_eq!(a.detection, &SESSION_STARTED);
     assert_eq!(
         a.title,
-        "SampleRole started an AWS SSM session on i-047fce8bf4806e5ee in 111122223333"
+        "assumed-role/SampleRole/bobson.dugnutt started an AWS SSM session on i-047fce8bf4806e5ee in 111122223333"
     );
     assert_eq!(a.event_time, T0);
     assert_eq!(a.dedup_key, format!("{ALICE}|i-047fce8bf4806e5ee"));
@@ -122,7 +122,7 @@ fn an_identity_without_recent_history_is_unusual() {
     assert_eq!(alerts[0].dedup_key, MALLORY);
     assert_eq!(
         alerts[0].title,
-        "Unusual identity SampleRole started an AWS SSM session on i-known in 111122223333"
+        "Unusual identity user/mallory started an AWS SSM session on i-known in 111122223333"
     );
 
     // Exactly 30 days after its last session an identity still has history; a moment later not.
