@@ -403,9 +403,22 @@ mod tests {
 
     #[test]
     fn identity_names_drop_the_arn_prefix() {
-        let name = |identity: &str| SessionStart { identity: identity.into(), ..SessionStart::parse(SAMPLE).unwrap() }.identity_name().to_owned();
-        assert_eq!(name("arn:aws:sts::111122223333:assumed-role/Engineer/alice"), "assumed-role/Engineer/alice");
-        assert_eq!(name("arn:aws:iam::111122223333:user/deploy-bot"), "user/deploy-bot");
+        let name = |identity: &str| {
+            SessionStart {
+                identity: identity.into(),
+                ..SessionStart::parse(SAMPLE).unwrap()
+            }
+            .identity_name()
+            .to_owned()
+        };
+        assert_eq!(
+            name("arn:aws:sts::111122223333:assumed-role/Engineer/alice"),
+            "assumed-role/Engineer/alice"
+        );
+        assert_eq!(
+            name("arn:aws:iam::111122223333:user/deploy-bot"),
+            "user/deploy-bot"
+        );
         assert_eq!(name("arn:aws:iam::111122223333:root"), "root");
         assert_eq!(name("AIDAEXAMPLE"), "AIDAEXAMPLE");
         assert_eq!(name("arn:broken"), "arn:broken");

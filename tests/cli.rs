@@ -1,0 +1,179 @@
+//! The command line: the fixture suite, `inspect`, the compile cache, and errors that say
+//! what is wrong.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn the_fixture_suite_passes() {
+    let out = harness(&["test"], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_failing_case_shows_a_diff_and_fails_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = serde_json::json!({
+        "base": fixture("records/panther_sample.json"),
+        "cases": [{"name": "wrong severity", "steps": [{"record": {}, "expect": [{"severity": "critical"}]}]}]
+    });
+    let path = dir.path().join("wrong.case.json");
+    std::fs::write(&path, case.to_string()).unwrap();
+    let out = harness(&["test", path.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("wrong severity"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-     \"severity\": \"critical\"")
+            && stdout.contains("+     \"severity\": \"info\""),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
+}
+
+#[test]
+fn inspect_shows_only_key_value_imports_and_the_detections() {
+    let out = harness(&["inspect", "--json"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let imports: Vec<&str> = info["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        imports,
+        [
+            "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:keyvalue/batch@0.2.0-draft"
+        ]
+    );
+    assert_eq!(info["exports"][0]["name"], "detect:rule/detector@0.1.0");
+    let ids: Vec<&str> = info["rule"]["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "AWS.SSM.SessionStarted",
+            "AWS.SSM.UnusualIdentity",
+            "AWS.SSM.UnusualSession",
+            "AWS.SSM.MultipleSessions"
+        ]
+    );
+    assert_eq!(
+        info["rule"]["config"]["baseline"]["activation_period"],
+        "14d"
+    );
+    let text = harness(&["inspect"], b"");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("AWS.SSM.UnusualSession [medium]"));
+}
+
+#[test]
+fn the_compiled_rule_is_cached_and_reused() {
+    let cache = tempfile::tempdir().unwrap();
+    let inspect = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_rule-harness"))
+            .args(["--cache-dir", cache.path().to_str().unwrap(), "inspect"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let entries: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        std::fs::metadata(&entries[0]).unwrap().modified().unwrap()
+    };
+    let first = inspect();
+    assert_eq!(
+        inspect(),
+        first,
+        "the second start reads the cache instead of rewriting it"
+    );
+}
+
+#[test]
+fn errors_say_what_is_wrong_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("core.wasm"), wat::parse_str("(module)").unwrap()).unwrap();
+    std::fs::write(
+        path("net.wasm"),
+        wat::parse_str(r#"(component (import "wasi:sockets/tcp@0.2.0" (instance)))"#).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        path("state.redb"),
+        "this is not a redb file, whatever it is, it is long",
+    )
+    .unwrap();
+    std::fs::write(
+        path("config.json"),
+        r#"{"baseline": {"activation_period": "soon"}}"#,
+    )
+    .unwrap();
+    for (args, needle) in [
+        (vec!["run".into(), path("missing.json")], "cannot open"),
+        (
+            vec!["--rule".into(), path("missing.wasm"), "inspect".into()],
+            "cannot read the rule",
+        ),
+        (
+            vec!["--rule".into(), path("core.wasm"), "inspect".into()],
+            "not a component",
+        ),
+        (
+            vec!["--rule".into(), path("net.wasm"), "inspect".into()],
+            "wasi:sockets/tcp@0.2.0",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--state".into(),
+                path("state.redb"),
+                "-".into(),
+            ],
+            "cannot open state file",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--config".into(),
+                path("config.json"),
+                "--state".into(),
+                "memory".into(),
+                "-".into(),
+            ],
+            "soon",
+        ),
+        (vec!["test".into(), path("nowhere")], "does not exist"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = harness(&args, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

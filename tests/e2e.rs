@@ -1,0 +1,8 @@
+//! End-to-end tests: the built rule component and hostile test components, through the
+//! harness library and the `rule-harness` executable.
+
+mod cli;
+mod formats;
+mod sandbox;
+mod state;
+mod support;

@@ -1,0 +1,131 @@
+//! Every input format the harness reads gives the same alerts; broken input is
+//! dead-lettered and the run goes on.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn run_file(path: &std::path::Path) -> Vec<Value> {
+    let out = harness(&["run", "--state", "memory", path.to_str().unwrap()], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines(&out.stdout)
+}
+
+#[test]
+fn every_format_raises_the_same_alerts() {
+    let log_path = fixture("logs/ssm_sessions.json");
+    let log_text = std::fs::read(&log_path).unwrap();
+    let log: Value = serde_json::from_slice(&log_text).unwrap();
+    let records = log["Records"].as_array().unwrap();
+    let expected = run_file(&log_path);
+    assert_eq!(expected.len(), 16);
+
+    let ndjson = records
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let array = serde_json::to_vec_pretty(records).unwrap();
+    let compact_log = serde_json::to_vec(&log).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("records.ndjson", ndjson.clone().into_bytes()),
+        ("array.json", array.clone()),
+        ("cloudtrail.json", compact_log.clone()),
+        ("records.ndjson.gz", gzip(ndjson.as_bytes())),
+        ("array.json.gz", gzip(&array)),
+        ("cloudtrail.json.gz", gzip(&compact_log)),
+        ("cloudtrail-no-suffix", gzip(&log_text)),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(run_file(&path), expected, "{name}");
+    }
+
+    // Standard input, as two CloudTrail files concatenated (gzip members back to back).
+    let (first, second) = records.split_at(20);
+    let mut stdin = gzip(&serde_json::to_vec(&serde_json::json!({"Records": first})).unwrap());
+    stdin.extend(gzip(
+        &serde_json::to_vec(&serde_json::json!({"Records": second})).unwrap(),
+    ));
+    let out = harness(&["run", "--state", "memory"], &stdin);
+    assert_eq!(lines(&out.stdout), expected);
+}
+
+#[test]
+fn bad_records_are_dead_lettered_and_the_run_goes_on() {
+    let sample = std::fs::read_to_string(fixture("records/panther_sample.json")).unwrap();
+    let sample: Value = serde_json::from_str(&sample).unwrap();
+    let mut late = sample.clone();
+    late["eventTime"] = "2025-02-19T20:30:00Z".into();
+    late["requestParameters"]["target"] = "i-2".into();
+    let mut bad_time = sample.clone();
+    bad_time["eventTime"] = "yesterday".into();
+    let input = [
+        sample.to_string(),
+        "not json at all".to_string(),
+        "[1, 2, 3]".to_string(), // an array line is an array of records: three of them
+        bad_time.to_string(),
+        "{\"Records\": \"oops\"}".to_string(),
+        late.to_string(),
+    ]
+    .join("\n");
+    let mut input = input.into_bytes();
+    input.extend(b"\n\xff\xfe not utf-8\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let out = harness(
+        &[
+            "run",
+            "--state",
+            "memory",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert!(out.status.success(), "bad records never fail the run");
+    let alerts = lines(&out.stdout);
+    assert_eq!(alerts.len(), 2, "both good records alert");
+    assert_eq!(alerts[1]["context"]["target"], "i-2");
+
+    let dead = lines(&std::fs::read(&dead).unwrap());
+    let kinds: Vec<&str> = dead.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "invalid-json",
+            "not-an-object",
+            "not-an-object",
+            "not-an-object",
+            "invalid-time",
+            "input",
+            "input"
+        ]
+    );
+    assert_eq!(dead[0]["line"], 2);
+    assert_eq!(dead[0]["source"], "-");
+    assert_eq!(
+        dead[0]["record"], "not json at all",
+        "the record is kept for replay"
+    );
+    assert!(dead[4]["error"].as_str().unwrap().contains("yesterday"));
+
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("9 records (2 relevant)"), "{summary}");
+    assert!(
+        summary.contains("alerts: 2 (AWS.SSM.SessionStarted 2)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(
+            "errors: 7 (input 2, invalid-json 1, invalid-time 1, not-an-object 3), traps: 0"
+        ),
+        "{summary}"
+    );
+}

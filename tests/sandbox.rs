@@ -1,0 +1,237 @@
+//! Each sandbox limit, with a hostile component that runs into it.
+
+use std::time::{Duration, Instant};
+
+use rule_harness::kv::KvLimits;
+use rule_harness::state::MemoryStore;
+use rule_harness::{HarnessError, Limits, RecordFailure, RuleRunner, Sandbox};
+
+use crate::support::*;
+
+fn start(component: &[u8], limits: Limits) -> RuleRunner {
+    let rule = Sandbox::new(limits).unwrap().load(component).unwrap();
+    rule.start(Box::new(MemoryStore::new()), None).unwrap()
+}
+
+fn trap_reason(
+    result: Result<Result<rule_harness::Outcome, RecordFailure>, HarnessError>,
+) -> String {
+    match result.expect("the harness goes on") {
+        Err(RecordFailure::Trapped(reason)) => reason,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline_and_the_next_record_runs() {
+    let limits = Limits {
+        deadline: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let mut runner = start(
+        &hostile(
+            "",
+            &format!(
+                "(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 33)) (then {ENDLESS_LOOP})) (i32.const 128)"
+            ),
+        ),
+        limits,
+    );
+    let started = Instant::now();
+    let reason = trap_reason(runner.process("!loop"));
+    assert!(reason.contains("deadline"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline bounds the call"
+    );
+    assert!(
+        runner.process("{}").unwrap().is_ok(),
+        "a fresh instance serves the next record"
+    );
+    assert_eq!(runner.traps(), 1);
+}
+
+#[test]
+fn fuel_bounds_a_call_deterministically() {
+    let limits = Limits {
+        fuel: Some(100_000),
+        deadline: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let mut runner = start(&hostile("", ENDLESS_LOOP), limits);
+    let reason = trap_reason(runner.process("{}"));
+    assert!(reason.contains("fuel"), "{reason}");
+}
+
+#[test]
+fn an_allocation_bomb_hits_the_memory_cap() {
+    let limits = Limits {
+        max_memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let mut runner = start(&hostile("", ALLOCATION_BOMB), limits);
+    let reason = trap_reason(runner.process("{}"));
+    assert!(reason.contains("memory"), "{reason}");
+}
+
+#[test]
+fn a_panic_on_one_record_loses_only_that_record() {
+    let mut runner = start(
+        &hostile(KV_IMPORTS, WRITE_THEN_MAYBE_TRAP),
+        Limits::default(),
+    );
+    assert!(runner.process("a").unwrap().is_ok());
+    let reason = trap_reason(runner.process("!boom"));
+    assert!(reason.contains("unreachable"), "{reason}");
+    assert!(runner.process("b").unwrap().is_ok());
+    // The trapped call's write is gone; the writes before and after it are kept, across
+    // the replaced instance.
+    let mut store = runner.into_store().unwrap();
+    let keys: Vec<String> = store
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|(_, key, _)| key)
+        .collect();
+    assert_eq!(keys, ["a", "b"]);
+}
+
+#[test]
+fn a_rule_that_always_traps_is_stopped() {
+    let limits = Limits {
+        max_consecutive_traps: 3,
+        ..Limits::default()
+    };
+    let mut runner = start(&hostile("", ALWAYS_TRAP), limits);
+    assert!(runner.process("1").unwrap().is_err());
+    assert!(runner.process("2").unwrap().is_err());
+    match runner.process("3") {
+        Err(HarnessError::TooManyTraps { count: 3, last }) => assert!(last.contains("unreachable")),
+        other => panic!("expected the harness to give up, got {other:?}"),
+    }
+}
+
+#[test]
+fn output_beyond_the_cap_is_refused_and_its_writes_dropped() {
+    let mut runner = start(&hostile("", HUGE_OUTPUT), Limits::default());
+    match runner.process("{}").unwrap() {
+        Err(RecordFailure::OutputTooLarge { bytes, limit }) => assert!(bytes > limit),
+        other => panic!("expected output-too-large, got {other:?}"),
+    }
+    // With the real rule: its alert for the sample is larger than a 100-byte cap, so the
+    // record fails and its state is not kept: the retry is again the first session.
+    let limits = Limits {
+        max_output_bytes: 100,
+        ..Limits::default()
+    };
+    let mut runner = start(rule_harness::DEFAULT_RULE, limits);
+    let sample = std::fs::read_to_string(fixture("records/panther_sample.json")).unwrap();
+    assert!(matches!(
+        runner.process(&sample).unwrap(),
+        Err(RecordFailure::OutputTooLarge { .. })
+    ));
+    assert!(runner.into_store().unwrap().entries().unwrap().is_empty());
+}
+
+#[test]
+fn oversized_keys_and_values_are_refused_to_the_rule() {
+    let sample = std::fs::read_to_string(fixture("records/panther_sample.json")).unwrap();
+    for kv in [
+        KvLimits {
+            max_value_bytes: 8,
+            ..KvLimits::default()
+        },
+        KvLimits {
+            max_key_bytes: 16,
+            ..KvLimits::default()
+        },
+        KvLimits {
+            max_call_write_bytes: 64,
+            ..KvLimits::default()
+        },
+    ] {
+        let mut runner = start(
+            rule_harness::DEFAULT_RULE,
+            Limits {
+                kv: kv.clone(),
+                ..Limits::default()
+            },
+        );
+        match runner.process(&sample).unwrap() {
+            Err(failure) => {
+                assert_eq!(failure.kind(), "state", "{kv:?}");
+                assert!(
+                    failure.message().contains("harness limit"),
+                    "{}",
+                    failure.message()
+                );
+            }
+            Ok(outcome) => panic!("{kv:?}: expected a state error, got {outcome:?}"),
+        }
+        assert!(runner.into_store().unwrap().entries().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn oversized_records_are_not_handed_over() {
+    let limits = Limits {
+        max_record_bytes: 10,
+        ..Limits::default()
+    };
+    let mut runner = start(&hostile("", ALWAYS_TRAP), limits);
+    assert!(matches!(
+        runner.process("01234567890").unwrap(),
+        Err(RecordFailure::RecordTooLarge {
+            bytes: 11,
+            limit: 10
+        })
+    ));
+    assert_eq!(runner.traps(), 0);
+}
+
+#[test]
+fn forbidden_imports_are_refused_before_instantiation_by_name() {
+    let component = wat::parse_str(
+        r#"(component
+            (import "wasi:cli/environment@0.2.0" (instance (export "get-arguments" (func (result (list string))))))
+            (import "wasi:filesystem/preopens@0.2.0" (instance))
+        )"#,
+    )
+    .unwrap();
+    let err = Sandbox::new(Limits::default())
+        .unwrap()
+        .load(&component)
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(
+        matches!(err, HarnessError::ForbiddenImports(ref names) if names.len() == 2),
+        "{message}"
+    );
+    assert!(
+        message.contains("wasi:cli/environment@0.2.0")
+            && message.contains("wasi:filesystem/preopens@0.2.0"),
+        "{message}"
+    );
+}
+
+#[test]
+fn what_is_not_a_rule_is_refused_with_a_reason() {
+    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    let core = wat::parse_str("(module)").unwrap();
+    assert!(matches!(
+        sandbox.load(&core),
+        Err(HarnessError::NotAComponent)
+    ));
+    assert!(matches!(
+        sandbox.load(b"PK\x03\x04 a zip file"),
+        Err(HarnessError::NotWasm)
+    ));
+    let empty = wat::parse_str("(component)").unwrap();
+    match sandbox.load(&empty) {
+        Err(HarnessError::WrongWorld(why)) => {
+            assert!(why.contains("detect:rule/detector"), "{why}")
+        }
+        other => panic!("expected wrong world, got {:?}", other.err()),
+    }
+}

@@ -1,0 +1,137 @@
+//! Shared helpers: running the executable, paths of fixtures, and hostile components.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    root().join("fixtures").join(path)
+}
+
+/// Runs `rule-harness` with `args` (and no compilation cache), feeding `stdin`.
+pub fn harness(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rule-harness"))
+        .arg("--no-cache")
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rule-harness starts");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The JSON lines of some output.
+pub fn lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A component of the `detect:rule` world from a core-module body. Every guest shares
+/// one skeleton: a bump allocator, a `describe` naming it `hostile`, a `configure` that
+/// accepts anything, and the given `process-event` body, which receives the record as
+/// (ptr, len) and returns a pointer to its result. Address 128 holds zeros: the
+/// canonical encoding of `ok(outcome { relevant: false, alerts: [] })`.
+pub fn hostile(imports: &str, process_event: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+            {imports}
+            (memory (export "memory") 64)
+            (global $heap (mut i32) (i32.const 65536))
+            (data (i32.const 16) "default")
+            (data (i32.const 32) "1")
+            (data (i32.const 300) "hostile")
+            (data (i32.const 310) "0")
+            (data (i32.const 320) "{{}}")
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+                (local $at i32)
+                (local.set $at (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                                        (i32.sub (i32.const 0) (local.get 2))))
+                (global.set $heap (i32.add (local.get $at) (local.get 3)))
+                (local.get $at))
+            (func (export "detect:rule/detector@0.1.0#describe") (result i32)
+                (i32.store (i32.const 256) (i32.const 300)) (i32.store (i32.const 260) (i32.const 7))
+                (i32.store (i32.const 264) (i32.const 310)) (i32.store (i32.const 268) (i32.const 1))
+                (i32.store (i32.const 288) (i32.const 320)) (i32.store (i32.const 292) (i32.const 2))
+                (i32.const 256))
+            (func (export "detect:rule/detector@0.1.0#configure") (param i32 i32) (result i32)
+                (i32.const 128))
+            (func (export "detect:rule/detector@0.1.0#process-event") (param $ptr i32) (param $len i32) (result i32)
+                (local $bucket i32)
+                {process_event})
+        )"#
+    );
+    let mut module = wat::parse_str(&wat).expect("the hostile guest is valid WAT");
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(root().join("wit"))
+        .expect("the WIT parses");
+    let world = resolve
+        .select_world(&[package], Some("rule"))
+        .expect("the world exists");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .expect("metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| e.validate(true).encode())
+        .expect("the hostile guest encodes as a component")
+}
+
+/// Calls into the rule never return.
+pub const ENDLESS_LOOP: &str = "(loop $again (br $again)) unreachable";
+/// Grows memory until the cap stops it.
+pub const ALLOCATION_BOMB: &str =
+    "(loop $again (drop (memory.grow (i32.const 256))) (br $again)) unreachable";
+pub const ALWAYS_TRAP: &str = "unreachable";
+
+/// Imports for [`WRITE_THEN_MAYBE_TRAP`].
+pub const KV_IMPORTS: &str = r#"
+    (import "wasi:keyvalue/store@0.2.0-draft" "open" (func $open (param i32 i32 i32)))
+    (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.set" (func $set (param i32 i32 i32 i32 i32 i32)))
+    (import "wasi:keyvalue/store@0.2.0-draft" "[resource-drop]bucket" (func $drop (param i32)))"#;
+
+/// Stores the record itself as a key (value `1`), then traps if it starts with `!`.
+pub const WRITE_THEN_MAYBE_TRAP: &str = r#"
+    (call $open (i32.const 16) (i32.const 7) (i32.const 64))
+    (local.set $bucket (i32.load (i32.const 68)))
+    (call $set (local.get $bucket) (local.get $ptr) (local.get $len) (i32.const 32) (i32.const 1) (i32.const 96))
+    (call $drop (local.get $bucket))
+    (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 33)) (then unreachable))
+    (i32.const 128)"#;
+
+/// Returns one alert whose context is 2 MiB long (the zeros at the start of memory).
+/// An `alert` record is 96 bytes; its `context` string sits at offset 72.
+pub const HUGE_OUTPUT: &str = r#"
+    (i32.store8 (i32.const 132) (i32.const 1))
+    (i32.store (i32.const 136) (i32.const 4096))
+    (i32.store (i32.const 140) (i32.const 1))
+    (i32.store (i32.const 4168) (i32.const 0))
+    (i32.store (i32.const 4172) (i32.const 2097152))
+    (i32.const 128)"#;
