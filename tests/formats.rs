@@ -52,8 +52,7 @@ fn every_format_raises_the_same_alerts() {
     stdin.extend(gzip(
         &serde_json::to_vec(&serde_json::json!({"Records": second})).unwrap(),
     ));
-    let out = harness(&["run", "--state", "memory"], &stdin);
-    assert_eq!(lines(&out.stdout), expected);
+    assert_eq!(alerts(&["run", "--state", "memory"], &stdin), expected);
 }
 
 #[test]

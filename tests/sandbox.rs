@@ -235,3 +235,27 @@ fn what_is_not_a_rule_is_refused_with_a_reason() {
         other => panic!("expected wrong world, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn the_command_line_dead_letters_a_trap_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("hostile.wasm");
+    std::fs::write(&rule, hostile(KV_IMPORTS, WRITE_THEN_MAYBE_TRAP)).unwrap();
+    let out = harness(
+        &["--rule", rule.to_str().unwrap(), "run", "--state", "memory"],
+        b"a\n!boom\nb\n",
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dead = lines(&out.stderr);
+    assert_eq!(dead.len(), 1, "{stderr}");
+    assert_eq!(
+        (dead[0]["kind"].as_str(), dead[0]["line"].as_u64()),
+        (Some("trap"), Some(2))
+    );
+    assert_eq!(dead[0]["record"], "!boom");
+    assert!(
+        stderr.contains("3 records") && stderr.contains("traps: 1"),
+        "{stderr}"
+    );
+}

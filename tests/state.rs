@@ -45,28 +45,22 @@ fn a_restarted_harness_continues_where_it_stopped() {
 #[test]
 fn the_default_state_file_is_in_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rule-harness"))
-        .args(["--no-cache", "run"])
-        .arg(fixture("records/panther_sample.json"))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run_sample = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rule-harness"))
+            .args(["--no-cache", "run"])
+            .arg(fixture("records/panther_sample.json"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines(&out.stdout)
+    };
+    assert_eq!(run_sample().len(), 1);
     assert!(dir.path().join("rule-state.redb").exists());
-    // The same record again is deduplicated: the state was kept.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_rule-harness"))
-        .args(["--no-cache", "run"])
-        .arg(fixture("records/panther_sample.json"))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(lines(&out.stdout).len(), 1);
-    assert!(
-        lines(&again.stdout).is_empty(),
-        "deduplicated against the saved state"
-    );
+    // The same record again is deduplicated against the saved state.
+    assert!(run_sample().is_empty());
 }

@@ -33,6 +33,17 @@ pub fn harness(args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Runs `rule-harness`, which must succeed, and returns the alerts it printed.
+pub fn alerts(args: &[&str], stdin: &[u8]) -> Vec<Value> {
+    let out = harness(args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines(&out.stdout)
+}
+
 /// The JSON lines of some output.
 pub fn lines(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes)

@@ -73,14 +73,14 @@ pub enum Verdict {
 pub fn classify(at: Millis, history: &History, config: &BaselineConfig) -> Verdict {
     let active = history
         .earliest
-        .is_some_and(|e| at - e >= config.activation_period.millis());
+        .is_some_and(|e| at.saturating_sub(e) >= config.activation_period.millis());
     if !active {
         return Verdict::Started;
     }
     let training = config.training_period.millis();
     // "Within the training period before" this record; a later record (seen first, out
     // of order) is history too.
-    let known = |seen: Option<Millis>| seen.is_some_and(|t| at - t <= training);
+    let known = |seen: Option<Millis>| seen.is_some_and(|t| at.saturating_sub(t) <= training);
     if !known(history.last_session) {
         return Verdict::UnusualIdentity;
     }

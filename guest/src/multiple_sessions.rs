@@ -45,7 +45,7 @@ impl RecentTargets {
         let latest = self.0.entry(target.to_owned()).or_insert(at);
         *latest = (*latest).max(at);
         let newest = self.latest().unwrap_or(at);
-        self.0.retain(|_, t| newest - *t < window);
+        self.0.retain(|_, t| newest.saturating_sub(*t) < window);
     }
 
     /// The distinct targets started less than `window` from `at`. The record's own target
@@ -53,7 +53,7 @@ impl RecentTargets {
     pub fn near(&self, target: &str, at: Millis, window: Millis) -> Vec<String> {
         self.0
             .iter()
-            .filter(|(t, latest)| *t == target || (*latest - at).abs() < window)
+            .filter(|(t, latest)| *t == target || latest.abs_diff(at) < window.unsigned_abs())
             .map(|(t, _)| t.clone())
             .collect()
     }

@@ -107,7 +107,8 @@ pub fn process_event(
     if state::sweep_due(&meta) {
         state::sweep_page(kv, &mut meta, config).map_err(RuleError::State)?;
     }
-    meta.next_sweep.get_or_insert(at + state::SWEEP_INTERVAL);
+    meta.next_sweep
+        .get_or_insert(at.saturating_add(state::SWEEP_INTERVAL));
     writes.push((state::META.to_owned(), meta.encode()));
     kv.set_many(writes).map_err(RuleError::State)?;
     relevant(alerts)

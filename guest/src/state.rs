@@ -125,7 +125,7 @@ pub fn sweep_page(kv: &mut impl KeyValue, meta: &mut Meta, config: &Config) -> R
     }
     meta.sweep_cursor = cursor;
     if cursor.is_none() {
-        meta.next_sweep = Some(now + SWEEP_INTERVAL);
+        meta.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));
     }
     Ok(())
 }
@@ -151,7 +151,7 @@ fn is_expired(key: &str, value: &[u8], now: Millis, config: &Config) -> bool {
         decode_time(Some(value))
     };
     // An entry with no readable time is damage, not history.
-    time.is_none_or(|t| now - t > retention.millis())
+    time.is_none_or(|t| now.saturating_sub(t) > retention.millis())
 }
 
 /// An in-memory [`KeyValue`], for tests and native benchmarks. Keys are listed in order;

@@ -44,7 +44,7 @@ impl Rule {
 
     fn feed(&mut self, text: &str) -> Vec<Alert> {
         let outcome = process_event(text, &self.config, &mut self.kv).unwrap();
-        assert_eq!(outcome.relevant, true, "{text}");
+        assert!(outcome.relevant, "{text}");
         outcome.alerts
     }
 
@@ -369,7 +369,8 @@ fn irrelevant_records_touch_nothing() {
 fn bad_records_fail_with_a_reason_and_change_no_state() {
     let mut rule = Rule::trained(ALICE);
     let before = rule.kv.entries.clone();
-    let cases: [(String, fn(&RuleError) -> bool); 6] = [
+    type Check = fn(&RuleError) -> bool;
+    let cases: [(String, Check); 6] = [
         ("{\"eventName\":".into(), |e| {
             matches!(e, RuleError::InvalidJson(_))
         }),
@@ -451,4 +452,29 @@ fn identity_falls_back_to_principal_id() {
         alerts[0].context["identity"],
         "SAMPLE_PRINCIPAL_ID:bobson.dugnutt"
     );
+}
+
+#[test]
+fn tampered_state_cannot_make_the_rule_panic() {
+    let mut rule = Rule::new();
+    for (key, value) in [
+        (
+            "meta",
+            r#"{"earliest": -9223372036854775808, "watermark": 9223372036854775807, "next_sweep": 9223372036854775807}"#,
+        ),
+        (
+            &crate::state::last_session_key(ALICE) as &str,
+            "-9223372036854775808",
+        ),
+        (
+            &crate::state::targets_key(ALICE),
+            r#"{"i-9": -9223372036854775808}"#,
+        ),
+    ] {
+        rule.kv
+            .entries
+            .insert(key.to_string(), value.as_bytes().to_vec());
+    }
+    rule.feed(&start(ALICE, "i-1", T0));
+    rule.feed(&start(ALICE, "i-1", T0 + 40 * DAY));
 }

@@ -330,3 +330,128 @@ impl batch::Host for KvHost {
             .try_for_each(|k| self.write(&name, k, None)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::batch::Host as _;
+    use crate::bindings::store::{Host as _, HostBucket as _};
+    use crate::state::MemoryStore;
+
+    fn kv(limits: KvLimits) -> (KvHost, Resource<BucketHandle>) {
+        let mut kv = KvHost::new(Box::new(MemoryStore::new()), "rule", limits);
+        let bucket = kv.open("default".into()).unwrap().unwrap();
+        (kv, bucket)
+    }
+
+    fn handle(bucket: &Resource<BucketHandle>) -> Resource<BucketHandle> {
+        Resource::new_borrow(bucket.rep())
+    }
+
+    fn set(
+        kv: &mut KvHost,
+        bucket: &Resource<BucketHandle>,
+        key: &str,
+    ) -> Result<(), store::Error> {
+        kv.set(handle(bucket), key.into(), b"v".to_vec()).unwrap()
+    }
+
+    #[test]
+    fn writes_are_visible_at_once_and_stored_only_on_commit() {
+        let (mut kv, bucket) = kv(KvLimits::default());
+        set(&mut kv, &bucket, "a").unwrap();
+        assert_eq!(
+            kv.get(handle(&bucket), "a".into()).unwrap().unwrap(),
+            Some(b"v".to_vec())
+        );
+        assert!(
+            kv.store().entries().unwrap().is_empty(),
+            "nothing reaches the store before commit"
+        );
+        kv.commit().unwrap();
+        set(&mut kv, &bucket, "b").unwrap();
+        kv.delete(handle(&bucket), "a".into()).unwrap().unwrap();
+        assert!(
+            !kv.exists(handle(&bucket), "a".into()).unwrap().unwrap(),
+            "a pending delete hides the stored value"
+        );
+        kv.discard();
+        let stored: Vec<_> = kv
+            .store()
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|(b, k, _)| (b, k))
+            .collect();
+        assert_eq!(stored, [("rule/default".to_owned(), "a".to_owned())]);
+        let many = kv
+            .get_many(handle(&bucket), vec!["a".into(), "b".into()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(many, [Some(("a".into(), b"v".to_vec())), None]);
+    }
+
+    #[test]
+    fn cursors_name_keys_so_deleting_between_pages_skips_nothing() {
+        let (mut kv, bucket) = kv(KvLimits {
+            page_size: 2,
+            ..KvLimits::default()
+        });
+        for key in ["a", "b", "c", "d", "e"] {
+            set(&mut kv, &bucket, key).unwrap();
+        }
+        kv.commit().unwrap();
+        let (mut listed, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = kv.list_keys(handle(&bucket), cursor).unwrap().unwrap();
+            // Delete the page just listed, as the rule's sweep does.
+            kv.delete_many(handle(&bucket), page.keys.clone())
+                .unwrap()
+                .unwrap();
+            kv.commit().unwrap();
+            listed.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, ["a", "b", "c", "d", "e"]);
+        // A cursor the host does not know starts over rather than failing.
+        set(&mut kv, &bucket, "z").unwrap();
+        kv.commit().unwrap();
+        assert_eq!(
+            kv.list_keys(handle(&bucket), Some(12345))
+                .unwrap()
+                .unwrap()
+                .keys,
+            ["z"]
+        );
+    }
+
+    #[test]
+    fn limits_refuse_oversized_writes_and_too_many_buckets() {
+        let limits = KvLimits {
+            max_key_bytes: 4,
+            max_value_bytes: 1,
+            max_call_write_bytes: 6,
+            max_open_buckets: 2,
+            ..KvLimits::default()
+        };
+        let (mut kv, bucket) = kv(limits);
+        assert!(
+            matches!(set(&mut kv, &bucket, "toolong"), Err(store::Error::Other(m)) if m.contains("key of 7 bytes"))
+        );
+        let big = kv.set(handle(&bucket), "k".into(), b"vv".to_vec()).unwrap();
+        assert!(matches!(big, Err(store::Error::Other(m)) if m.contains("value of 2 bytes")));
+        set(&mut kv, &bucket, "abc").unwrap();
+        assert!(
+            matches!(set(&mut kv, &bucket, "def"), Err(store::Error::Other(m)) if m.contains("at most 6 bytes"))
+        );
+        kv.discard();
+        set(&mut kv, &bucket, "def").unwrap();
+        kv.open("second".into()).unwrap().unwrap();
+        assert!(
+            matches!(kv.open("third".into()).unwrap(), Err(store::Error::Other(m)) if m.contains("at most 2 buckets"))
+        );
+    }
+}
