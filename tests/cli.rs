@@ -177,3 +177,21 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_exported_component_is_the_rule_and_loads_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssm_rule.wasm");
+    assert!(
+        harness(&["export", file.to_str().unwrap()], b"")
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), rule_harness::DEFAULT_RULE);
+    let out = harness(
+        &["--rule", file.to_str().unwrap(), "inspect", "--json"],
+        b"",
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["rule"]["name"], "aws-ssm-sessions");
+}

@@ -35,6 +35,12 @@ enum Command {
     Test(test::TestArgs),
     /// Show the rule's imports, exports and detections
     Inspect(inspect::InspectArgs),
+    /// Write the built-in rule component to a file, to run it in another host
+    Export {
+        /// Where to write the component
+        #[arg(value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// Which rule to load, and the sandbox's limits.
@@ -98,6 +104,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.rule, args),
         Command::Test(args) => test::test(&cli.rule, args),
         Command::Inspect(args) => inspect::inspect(&cli.rule, args),
+        Command::Export { output } => std::fs::write(output, crate::DEFAULT_RULE)
+            .with_context(|| format!("cannot write {}", output.display()))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
