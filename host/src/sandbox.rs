@@ -253,6 +253,7 @@ fn items(engine: &Engine, component: &Component, direction: Direction) -> Vec<It
                     "instance",
                     instance
                         .exports(engine)
+                        .filter(|(_, export)| matches!(export.ty, ComponentItem::ComponentFunc(_)))
                         .map(|(n, _)| n.to_owned())
                         .collect(),
                 ),
