@@ -6,13 +6,7 @@ use serde_json::Value;
 use crate::support::*;
 
 fn run_file(path: &std::path::Path) -> Vec<Value> {
-    let out = harness(&["run", "--state", "memory", path.to_str().unwrap()], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lines(&out.stdout)
+    alerts(&["run", "--state", "memory", path.to_str().unwrap()], b"")
 }
 
 #[test]

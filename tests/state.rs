@@ -5,16 +5,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn alerts(args: &[&str], stdin: &[u8]) -> Vec<Value> {
-    let out = harness(args, stdin);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lines(&out.stdout)
-}
-
 #[test]
 fn a_restarted_harness_continues_where_it_stopped() {
     let log: Value =
