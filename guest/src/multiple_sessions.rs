@@ -71,7 +71,7 @@ pub fn evaluate(
 
 /// The alert, titled as Panther's `title()` and with Panther's `aws_rule_context`.
 pub fn alert(session: &SessionStart, targets: Vec<String>) -> Alert {
-    let mut context = session.panther_context.clone();
+    let mut context = session.panther_context();
     context["target_count"] = json!(targets.len());
     context["targets"] = json!(targets);
     Alert {

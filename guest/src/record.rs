@@ -159,8 +159,9 @@ pub struct SessionStart {
     pub user_agent: Option<String>,
     pub region: Option<String>,
     pub event_id: Option<String>,
-    /// Panther's `aws_rule_context(event)`, kept for the alerts that mirror Panther.
-    pub panther_context: Value,
+    /// The whole record, moved here rather than copied: only an alert that mirrors
+    /// Panther needs more of it (see [`SessionStart::panther_context`]).
+    pub record: Map<String, Value>,
 }
 
 impl SessionStart {
@@ -168,10 +169,10 @@ impl SessionStart {
     pub fn parse(text: &str) -> Result<SessionStart, RuleError> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| RuleError::InvalidJson(e.to_string()))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| RuleError::NotAnObject(kind_of(&value).into()))?;
-        let f = Fields(object);
+        let Value::Object(object) = value else {
+            return Err(RuleError::NotAnObject(kind_of(&value).into()));
+        };
+        let f = Fields(&object);
 
         let time_text = f
             .str(&["eventTime"])?
@@ -190,7 +191,7 @@ impl SessionStart {
             .or(f.str(&["userIdentity", "accountId"])?)
             .unwrap_or(UNKNOWN);
 
-        Ok(SessionStart {
+        let mut session = SessionStart {
             time,
             succeeded: error_code.is_none() && error_message.is_none(),
             error_code: owned(error_code),
@@ -212,12 +213,35 @@ impl SessionStart {
             user_agent: owned(f.str(&["userAgent"])?),
             region: owned(f.str(&["awsRegion"])?),
             event_id: owned(f.str(&["eventID"])?),
-            panther_context: panther_context(object),
-        })
+            record: Map::new(),
+        };
+        session.record = object;
+        Ok(session)
     }
-}
 
-impl SessionStart {
+    /// Panther's `aws_rule_context(event)`: the record's own values, or Panther's
+    /// placeholders.
+    pub fn panther_context(&self) -> Value {
+        let fields = [
+            ("eventName", "<MISSING_EVENT_NAME>"),
+            ("eventSource", "<MISSING_EVENT_SOURCE>"),
+            ("awsRegion", "<MISSING_AWS_REGION>"),
+            ("recipientAccountId", "<MISSING_ACCOUNT_ID>"),
+            ("sourceIPAddress", "<MISSING_SOURCE_IP>"),
+            ("userAgent", "<MISSING_USER_AGENT>"),
+            ("userIdentity", "<MISSING_USER_IDENTITY>"),
+        ];
+        let context = fields.iter().map(|(key, missing)| {
+            let value = self
+                .record
+                .get(*key)
+                .cloned()
+                .unwrap_or_else(|| Value::from(*missing));
+            (key.to_string(), value)
+        });
+        Value::Object(context.collect())
+    }
+
     /// The identity as a person reads it: the resource part of an ARN
     /// (`assumed-role/Engineer/alice`, `user/deploy-bot`), else the identity itself.
     pub fn identity_name(&self) -> &str {
@@ -241,27 +265,6 @@ pub fn source_network(source: Option<&str>) -> String {
         }
         Some((text, Err(_))) => text.to_owned(),
     }
-}
-
-/// Panther's `aws_rule_context`: the record's own values, or Panther's placeholders.
-fn panther_context(record: &Map<String, Value>) -> Value {
-    let fields = [
-        ("eventName", "<MISSING_EVENT_NAME>"),
-        ("eventSource", "<MISSING_EVENT_SOURCE>"),
-        ("awsRegion", "<MISSING_AWS_REGION>"),
-        ("recipientAccountId", "<MISSING_ACCOUNT_ID>"),
-        ("sourceIPAddress", "<MISSING_SOURCE_IP>"),
-        ("userAgent", "<MISSING_USER_AGENT>"),
-        ("userIdentity", "<MISSING_USER_IDENTITY>"),
-    ];
-    let context = fields.iter().map(|(key, missing)| {
-        let value = record
-            .get(*key)
-            .cloned()
-            .unwrap_or_else(|| Value::from(*missing));
-        (key.to_string(), value)
-    });
-    Value::Object(context.collect())
 }
 
 #[cfg(test)]
@@ -346,8 +349,8 @@ mod tests {
             s.event_id.as_deref(),
             Some("c61c9a5d-4d9c-45ee-8c46-9845ea001e97")
         );
-        assert_eq!(s.panther_context["userIdentity"]["type"], "AssumedRole");
-        assert_eq!(s.panther_context["eventName"], "StartSession");
+        assert_eq!(s.panther_context()["userIdentity"]["type"], "AssumedRole");
+        assert_eq!(s.panther_context()["eventName"], "StartSession");
     }
 
     #[test]
@@ -362,7 +365,10 @@ mod tests {
             (s.source_network.as_str(), s.document.as_str()),
             (UNKNOWN, DEFAULT_DOCUMENT)
         );
-        assert_eq!(s.panther_context["userIdentity"], "<MISSING_USER_IDENTITY>");
+        assert_eq!(
+            s.panther_context()["userIdentity"],
+            "<MISSING_USER_IDENTITY>"
+        );
 
         let principal = record(
             json!({"userIdentity": {"arn": null, "principalId": "AIDAEXAMPLE", "accountId": "444455556666"}, "recipientAccountId": null}),
