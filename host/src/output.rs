@@ -6,7 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::bindings::{Alert, Severity};
+use crate::bindings::{Alert, Mitre, Severity};
 
 /// An alert as a JSON line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,17 @@ pub struct MitreLine {
     pub technique: String,
 }
 
+impl From<&Mitre> for MitreLine {
+    fn from(m: &Mitre) -> Self {
+        MitreLine {
+            tactic_id: m.tactic_id.clone(),
+            tactic: m.tactic.clone(),
+            technique_id: m.technique_id.clone(),
+            technique: m.technique.clone(),
+        }
+    }
+}
+
 impl From<&Alert> for AlertLine {
     fn from(a: &Alert) -> Self {
         let context = match serde_json::from_str(&a.context) {
@@ -48,16 +59,7 @@ impl From<&Alert> for AlertLine {
             severity: severity_name(a.severity).to_owned(),
             event_time: format_event_time(a.event_time),
             dedup_key: a.dedup_key.clone(),
-            mitre: a
-                .mitre
-                .iter()
-                .map(|m| MitreLine {
-                    tactic_id: m.tactic_id.clone(),
-                    tactic: m.tactic.clone(),
-                    technique_id: m.technique_id.clone(),
-                    technique: m.technique.clone(),
-                })
-                .collect(),
+            mitre: a.mitre.iter().map(MitreLine::from).collect(),
             runbook: a.runbook.clone(),
             reference: a.reference.clone(),
             context,
