@@ -26,6 +26,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    ensure_target(WASM_TARGET);
     let module = build_module(root, &guest_target_dir(&out_dir));
     let component = wit_component::ComponentEncoder::default()
         .module(&module)
@@ -42,6 +43,34 @@ fn guest_target_dir(out_dir: &Path) -> PathBuf {
         .find(|dir| dir.join("CACHEDIR.TAG").exists())
         .unwrap_or_else(|| out_dir.ancestors().nth(4).expect("OUT_DIR is deep enough"));
     target.join("rule-guest")
+}
+
+/// Installs the wasm target with rustup when the toolchain lacks it. rustup installs the
+/// targets of `rust-toolchain.toml` only with the toolchain itself, so a machine whose
+/// `stable` was installed earlier has none of them.
+fn ensure_target(target: &str) {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if libdir.is_some_and(|dir| dir.exists()) {
+        return;
+    }
+    println!(
+        "cargo:warning=installing the {target} target with rustup (rust-toolchain.toml names it)"
+    );
+    // RUSTUP_TOOLCHAIN, set by rustup's cargo proxy, makes this the toolchain of this build.
+    let installed = Command::new("rustup")
+        .args(["target", "add", target])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        installed,
+        "the {target} target is missing and `rustup target add {target}` failed; \
+         install it by hand, or use a toolchain that has it"
+    );
 }
 
 fn build_module(root: &Path, target_dir: &Path) -> Vec<u8> {
