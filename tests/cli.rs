@@ -65,7 +65,7 @@ fn inspect_shows_only_key_value_imports_and_the_detections() {
             "wasi:keyvalue/batch@0.2.0-draft"
         ]
     );
-    assert_eq!(info["exports"][0]["name"], "detect:rule/detector@0.1.0");
+    assert_eq!(info["exports"][0]["name"], "detect:rule/detector@0.2.0");
     let ids: Vec<&str> = info["rule"]["detections"]
         .as_array()
         .unwrap()
@@ -154,7 +154,7 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
                 path("state.redb"),
                 "-".into(),
             ],
-            "cannot open state file",
+            "is damaged",
         ),
         (
             vec![

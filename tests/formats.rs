@@ -98,7 +98,7 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
             "not-an-object",
             "invalid-time",
             "input",
-            "input"
+            "invalid-utf8"
         ]
     );
     assert_eq!(dead[0]["line"], 2);
@@ -108,6 +108,9 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
         "the record is kept for replay"
     );
     assert!(dead[4]["error"].as_str().unwrap().contains("yesterday"));
+    // Bytes that are not text are kept too, in base64, so the record can be fixed.
+    assert_eq!(dead[6]["record"], serde_json::Value::Null);
+    assert_eq!(dead[6]["record_base64"], "//4gbm90IHV0Zi04");
 
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(summary.contains("9 records (2 relevant)"), "{summary}");
@@ -117,7 +120,7 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
     );
     assert!(
         summary.contains(
-            "errors: 7 (input 2, invalid-json 1, invalid-time 1, not-an-object 3), traps: 0"
+            "errors: 7 (input 1, invalid-json 1, invalid-time 1, invalid-utf8 1, not-an-object 3), traps: 0"
         ),
         "{summary}"
     );

@@ -86,7 +86,7 @@ fn a_panic_on_one_record_loses_only_that_record() {
     assert!(runner.process("b").unwrap().is_ok());
     // The trapped call's write is gone; the writes before and after it are kept, across
     // the replaced instance.
-    let mut store = runner.into_store().unwrap();
+    let mut store = runner.into_store();
     let keys: Vec<String> = store
         .entries()
         .unwrap()
@@ -130,11 +130,11 @@ fn output_beyond_the_cap_is_refused_and_its_writes_dropped() {
         runner.process(&sample).unwrap(),
         Err(RecordFailure::OutputTooLarge { .. })
     ));
-    assert!(runner.into_store().unwrap().entries().unwrap().is_empty());
+    assert!(runner.into_store().entries().unwrap().is_empty());
 }
 
 #[test]
-fn oversized_keys_and_values_are_refused_to_the_rule() {
+fn oversized_keys_and_values_trap_the_call() {
     let sample = std::fs::read_to_string(fixture("records/panther_sample.json")).unwrap();
     for kv in [
         KvLimits {
@@ -159,16 +159,16 @@ fn oversized_keys_and_values_are_refused_to_the_rule() {
         );
         match runner.process(&sample).unwrap() {
             Err(failure) => {
-                assert_eq!(failure.kind(), "state", "{kv:?}");
+                assert_eq!(failure.kind(), "trap", "{kv:?}");
                 assert!(
                     failure.message().contains("harness limit"),
                     "{}",
                     failure.message()
                 );
             }
-            Ok(outcome) => panic!("{kv:?}: expected a state error, got {outcome:?}"),
+            Ok(outcome) => panic!("{kv:?}: expected a trap, got {outcome:?}"),
         }
-        assert!(runner.into_store().unwrap().entries().unwrap().is_empty());
+        assert!(runner.into_store().entries().unwrap().is_empty());
     }
 }
 

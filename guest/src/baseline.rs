@@ -8,8 +8,8 @@
 //! * `AWS.SSM.UnusualSession` (medium): the detector is active, the identity has history,
 //!   but the target, source network or document was not seen with it in the training period.
 //!
-//! The detector is active once its history spans the activation period: from the earliest
-//! successful session it has seen to this record. All comparisons are on event time;
+//! The detector is active once its history spans the activation period: from the first
+//! successful session since history (re)started to this record. All comparisons are on event time;
 //! state holds maxima and minima, so a record that arrives late is judged against
 //! everything seen so far, including later records.
 
@@ -53,8 +53,8 @@ impl Feature {
 /// What the state knew before this record.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
-    /// The earliest successful session of any identity.
-    pub earliest: Option<Millis>,
+    /// The first successful session since history (re)started, in arrival order.
+    pub history_start: Option<Millis>,
     /// The identity's latest successful session.
     pub last_session: Option<Millis>,
     /// When the identity last used this record's value of each feature, in `Feature::ALL` order.
@@ -72,7 +72,7 @@ pub enum Verdict {
 /// Decides the variant for a session at `at`.
 pub fn classify(at: Millis, history: &History, config: &BaselineConfig) -> Verdict {
     let active = history
-        .earliest
+        .history_start
         .is_some_and(|e| at.saturating_sub(e) >= config.activation_period.millis());
     if !active {
         return Verdict::Started;
@@ -189,7 +189,7 @@ mod tests {
     /// An active detector and an identity that has seen everything yesterday.
     fn familiar() -> History {
         History {
-            earliest: Some(T - 100 * DAY),
+            history_start: Some(T - 100 * DAY),
             last_session: Some(T - DAY),
             last_seen: [Some(T - DAY); 3],
         }
@@ -199,14 +199,14 @@ mod tests {
     fn everything_is_informational_until_activation() {
         let c = config();
         let new_identity = History {
-            earliest: Some(T - 14 * DAY + 1),
+            history_start: Some(T - 14 * DAY + 1),
             ..History::default()
         };
         assert_eq!(classify(T, &new_identity, &c), Verdict::Started);
         assert_eq!(classify(T, &History::default(), &c), Verdict::Started);
         // Activation is reached exactly 14 days after the earliest session.
         let active = History {
-            earliest: Some(T - 14 * DAY),
+            history_start: Some(T - 14 * DAY),
             ..History::default()
         };
         assert_eq!(classify(T, &active, &c), Verdict::UnusualIdentity);
@@ -252,7 +252,7 @@ mod tests {
         h.last_seen = [Some(T + DAY); 3];
         assert_eq!(classify(T, &h, &c), Verdict::Started);
         // ...but a record older than the earliest session cannot make the detector active.
-        h.earliest = Some(T + DAY);
+        h.history_start = Some(T + DAY);
         assert_eq!(
             classify(
                 T,
@@ -274,7 +274,7 @@ mod tests {
             ..config()
         };
         let h = History {
-            earliest: Some(T - DAY),
+            history_start: Some(T - DAY),
             last_session: Some(T - 3 * DAY),
             last_seen: [None; 3],
         };

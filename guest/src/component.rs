@@ -56,10 +56,17 @@ impl wit::Guest for Component {
         Ok(())
     }
 
-    fn process_event(event: String) -> Result<wit::Outcome, wit::RuleError> {
+    fn process_event(
+        event: String,
+        context: wit::CallContext,
+    ) -> Result<wit::Outcome, wit::RuleError> {
         let mut bucket =
             Bucket(store::open(BUCKET).map_err(|e| error(RuleError::State(kv_error(e))))?);
-        let outcome = CONFIG.with_borrow(|config| rule::process_event(&event, config, &mut bucket));
+        let context = rule::Context {
+            not_after: context.not_after,
+        };
+        let outcome =
+            CONFIG.with_borrow(|config| rule::process_event(&event, config, &mut bucket, &context));
         let outcome = outcome.map_err(error)?;
         let alerts = outcome
             .alerts

@@ -149,6 +149,9 @@ pub struct Config {
     /// Detection ids that raise no alerts. Their state is still kept, so turning one back
     /// on needs no new training.
     pub disabled: Vec<String>,
+    /// How far behind the latest event time seen a record may be and still be judged;
+    /// later ones are rejected. `null`: the training period.
+    pub max_lateness: Option<Period>,
 }
 
 impl Config {
@@ -177,7 +180,12 @@ impl Config {
                 self.multiple_sessions.dedup_period,
             ),
         ];
-        if let Some((name, _)) = periods.iter().find(|(_, p)| p.millis() <= 0) {
+        let lateness = self.max_lateness.map(|p| ("max_lateness", p));
+        if let Some((name, _)) = periods
+            .iter()
+            .chain(lateness.iter())
+            .find(|(_, p)| p.millis() <= 0)
+        {
             return Err(format!("{name} must be longer than zero"));
         }
         if self.multiple_sessions.threshold < 2 {
@@ -206,6 +214,11 @@ impl Config {
     /// Whether a detection may raise alerts.
     pub fn is_enabled(&self, detection_id: &str) -> bool {
         !self.disabled.iter().any(|d| d == detection_id)
+    }
+
+    /// The effective `max_lateness`.
+    pub fn max_lateness(&self) -> Period {
+        self.max_lateness.unwrap_or(self.baseline.training_period)
     }
 
     /// The dedup period of a detection.
@@ -261,6 +274,15 @@ mod tests {
         assert_eq!(c.multiple_sessions.threshold, 3);
         assert_eq!(c.multiple_sessions.dedup_period, Period::hours(1));
         assert!(c.allowlist.is_empty() && c.disabled.is_empty());
+        assert_eq!(c.max_lateness(), Period::days(30));
+        let c = Config::from_json(r#"{"baseline": {"training_period": "60d"}}"#).unwrap();
+        assert_eq!(
+            c.max_lateness(),
+            Period::days(60),
+            "follows the training period"
+        );
+        let c = Config::from_json(r#"{"max_lateness": "2h"}"#).unwrap();
+        assert_eq!(c.max_lateness(), Period::hours(2));
     }
 
     #[test]
@@ -298,6 +320,10 @@ mod tests {
             (r#"{"baseline": {"training_period": "3w"}}"#, "not a period"),
             (r#"{"baseline": {"dedup_period": -5}}"#, "negative"),
             (r#"{"multiple_sessions": {"threshold": 1}}"#, "at least 2"),
+            (
+                r#"{"max_lateness": 0}"#,
+                "max_lateness must be longer than zero",
+            ),
             (r#"{"disabled": ["AWS.SSM.Nope"]}"#, "unknown detection"),
             (r#"{"allowlist": [""]}"#, "empty pattern"),
             (r#"{"baseline": {"activation": "1d"}}"#, "unknown field"),

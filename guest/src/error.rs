@@ -20,6 +20,14 @@ pub enum RuleError {
 }
 
 impl RuleError {
+    /// A stored value the rule cannot read back. Never taken for "no history": that would
+    /// turn damage into false alerts, and hide true ones.
+    pub(crate) fn damaged(key: &str, what: impl std::fmt::Display) -> Self {
+        RuleError::State(format!(
+            "the stored value of `{key}` is damaged, or from another version of the rule: {what}"
+        ))
+    }
+
     pub(crate) fn field(field: &str, message: impl Into<String>) -> Self {
         RuleError::InvalidField {
             field: field.to_string(),

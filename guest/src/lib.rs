@@ -22,6 +22,7 @@ pub mod multiple_sessions;
 pub mod record;
 pub mod rule;
 pub mod state;
+pub mod timeline;
 pub mod timestamp;
 
 #[cfg(target_arch = "wasm32")]
@@ -34,5 +35,5 @@ mod tests;
 pub use alert::Alert;
 pub use config::Config;
 pub use error::RuleError;
-pub use rule::{NAME, Outcome, process_event};
+pub use rule::{Context, NAME, Outcome, process_event};
 pub use state::{KeyValue, MemoryKv};

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::alert::Alert;
 use crate::catalog;
 use crate::config::MultipleSessionsConfig;
+use crate::error::RuleError;
 use crate::record::SessionStart;
 use crate::timestamp::Millis;
 
@@ -21,13 +22,11 @@ use crate::timestamp::Millis;
 pub struct RecentTargets(BTreeMap<String, Millis>);
 
 impl RecentTargets {
-    /// Unreadable state reads as empty.
-    pub fn decode(bytes: Option<&[u8]>) -> Self {
-        RecentTargets(
-            bytes
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or_default(),
-        )
+    /// The value of `key`; nothing stored is no targets.
+    pub fn decode(key: &str, bytes: Option<&[u8]>) -> Result<Self, RuleError> {
+        let decoded =
+            bytes.map(|b| serde_json::from_slice(b).map_err(|e| RuleError::damaged(key, e)));
+        Ok(RecentTargets(decoded.transpose()?.unwrap_or_default()))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -126,10 +125,11 @@ mod tests {
         assert_eq!(r, recent(&[("a", T), ("b", T + HOUR - 1)]));
         r.record("c", T + HOUR, HOUR);
         assert_eq!(r, recent(&[("b", T + HOUR - 1), ("c", T + HOUR)]));
-        assert_eq!(RecentTargets::decode(Some(&r.encode())), r);
+        assert_eq!(RecentTargets::decode("k", Some(&r.encode())), Ok(r));
+        assert!(RecentTargets::decode("k", Some(b"oops")).is_err());
         assert_eq!(
-            RecentTargets::decode(Some(b"oops")),
-            RecentTargets::default()
+            RecentTargets::decode("k", None),
+            Ok(RecentTargets::default())
         );
     }
 }

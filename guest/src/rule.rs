@@ -13,10 +13,18 @@ use crate::error::RuleError;
 use crate::multiple_sessions::{self, RecentTargets};
 use crate::record::{SessionStart, is_start_session};
 use crate::state::{self, KeyValue, Meta};
+use crate::timeline::{self, Bounds, Placement};
 use crate::timestamp::Millis;
 
 /// The rule's name; hosts keep its state under this name.
 pub const NAME: &str = "aws-ssm-sessions";
+
+/// What the host tells the rule with each record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The latest event time the host accepts: its clock plus the skew it allows.
+    pub not_after: Millis,
+}
 
 /// What one record produced.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -31,6 +39,7 @@ pub fn process_event(
     text: &str,
     config: &Config,
     kv: &mut impl KeyValue,
+    context: &Context,
 ) -> Result<Outcome, RuleError> {
     if !is_start_session(text)? {
         return Ok(Outcome::default());
@@ -47,22 +56,31 @@ pub fn process_event(
     }
     let keys = Keys::new(&session);
     let values = kv.get_many(&keys.all()).map_err(RuleError::State)?;
-    let loaded = Loaded::new(&values);
+    let mut loaded = Loaded::new(&keys, &values)?;
+    let mut meta = std::mem::take(&mut loaded.meta);
+    let at = session.time;
+    let bounds = Bounds {
+        not_after: context.not_after,
+        max_lateness: config.max_lateness(),
+        fresh_after: config.baseline.training_period,
+    };
+    if timeline::place(at, meta.watermark, &bounds).map_err(RuleError::InvalidTime)?
+        == Placement::Afresh
+    {
+        meta.history_start = None;
+    }
 
     let mut alerts = Vec::new();
     let mut writes = Vec::new();
-    let mut meta = Meta::decode(loaded.meta);
-    let at = session.time;
-
     if session.succeeded {
         let history = History {
-            earliest: meta.earliest,
-            last_session: state::decode_time(loaded.last_session),
-            last_seen: loaded.seen.map(state::decode_time),
+            history_start: meta.history_start,
+            last_session: loaded.last_session,
+            last_seen: loaded.seen,
         };
         let verdict = baseline::classify(at, &history, &config.baseline);
         let detection = verdict.detection();
-        let last_alert = state::decode_time(loaded.dedup(detection.id));
+        let last_alert = loaded.dedup(detection.id);
         if config.is_enabled(detection.id)
             && !suppressed(last_alert, at, config.dedup_period(detection.id).millis())
         {
@@ -73,7 +91,7 @@ pub fn process_event(
             ));
             alerts.push(alert);
         }
-        meta.earliest = Some(meta.earliest.map_or(at, |e| e.min(at)));
+        meta.history_start.get_or_insert(at);
         writes.push((
             keys.last_session.clone(),
             state::encode_time(max(history.last_session, at)),
@@ -84,12 +102,12 @@ pub fn process_event(
     }
 
     let window = config.multiple_sessions.window.millis();
-    let mut recent = RecentTargets::decode(loaded.targets);
+    let mut recent = std::mem::take(&mut loaded.targets);
     recent.record(&session.target, at, window);
     let detection = &catalog::MULTIPLE_SESSIONS;
     if let Some(targets) = multiple_sessions::evaluate(&session, &recent, &config.multiple_sessions)
     {
-        let last_alert = state::decode_time(loaded.dedup(detection.id));
+        let last_alert = loaded.dedup(detection.id);
         let period = config.multiple_sessions.dedup_period.millis();
         if config.is_enabled(detection.id) && !suppressed(last_alert, at, period) {
             let alert = multiple_sessions::alert(&session, targets);
@@ -105,7 +123,7 @@ pub fn process_event(
     meta.watermark = Some(max(meta.watermark, at));
     // The sweep deletes before the batch below writes, so it never undoes this record.
     if state::sweep_due(&meta) {
-        state::sweep_page(kv, &mut meta, config).map_err(RuleError::State)?;
+        state::sweep_page(kv, &mut meta, config)?;
     }
     meta.next_sweep
         .get_or_insert(at.saturating_add(state::SWEEP_INTERVAL));
@@ -159,28 +177,31 @@ impl Keys {
     }
 }
 
-/// The values of [`Keys::all`], by name.
-struct Loaded<'a> {
-    meta: Option<&'a [u8]>,
-    last_session: Option<&'a [u8]>,
-    targets: Option<&'a [u8]>,
-    seen: [Option<&'a [u8]>; 3],
-    dedup: [Option<&'a [u8]>; 4],
+/// The values of [`Keys::all`], decoded. A value that cannot be decoded is an error.
+struct Loaded {
+    meta: Meta,
+    last_session: Option<Millis>,
+    targets: RecentTargets,
+    seen: [Option<Millis>; 3],
+    dedup: [Option<Millis>; 4],
 }
 
-impl<'a> Loaded<'a> {
-    fn new(values: &'a [Option<Vec<u8>>]) -> Loaded<'a> {
+impl Loaded {
+    fn new(keys: &Keys, values: &[Option<Vec<u8>>]) -> Result<Loaded, RuleError> {
         let v = |i: usize| values.get(i).and_then(|v| v.as_deref());
-        Loaded {
-            meta: v(0),
-            last_session: v(1),
-            targets: v(2),
-            seen: [v(3), v(4), v(5)],
-            dedup: [v(6), v(7), v(8), v(9)],
-        }
+        let time = |key: &str, i: usize| state::decode_time(key, v(i));
+        let seen = |i: usize| time(&keys.seen[i], 3 + i);
+        let dedup = |i: usize| time(&keys.dedup[i], 6 + i);
+        Ok(Loaded {
+            meta: Meta::decode(v(0))?,
+            last_session: time(&keys.last_session, 1)?,
+            targets: RecentTargets::decode(&keys.targets, v(2))?,
+            seen: [seen(0)?, seen(1)?, seen(2)?],
+            dedup: [dedup(0)?, dedup(1)?, dedup(2)?, dedup(3)?],
+        })
     }
 
-    fn dedup(&self, detection_id: &str) -> Option<&'a [u8]> {
+    fn dedup(&self, detection_id: &str) -> Option<Millis> {
         let index = catalog::ALL.iter().position(|d| d.id == detection_id)?;
         self.dedup[index]
     }

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Period};
+use crate::error::RuleError;
 use crate::multiple_sessions::RecentTargets;
 use crate::timestamp::{DAY, Millis};
 
@@ -58,8 +59,10 @@ pub fn dedup_key(detection_id: &str, key: &str) -> String {
 /// Facts about the whole stream.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
-    /// The earliest successful StartSession seen: the start of the rule's history.
-    pub earliest: Option<Millis>,
+    /// The first successful StartSession since history (re)started, in arrival order: the
+    /// start of the activation period. A late record does not move it back, so a forged
+    /// old record cannot shorten the activation.
+    pub history_start: Option<Millis>,
     /// The latest event time seen: "now" for deciding what state has expired.
     pub watermark: Option<Millis>,
     /// When the next sweep starts.
@@ -69,11 +72,10 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// Unreadable metadata (never written by this rule) is treated as absent.
-    pub fn decode(bytes: Option<&[u8]>) -> Meta {
-        bytes
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default()
+    pub fn decode(bytes: Option<&[u8]>) -> Result<Meta, RuleError> {
+        let decoded =
+            bytes.map(|b| serde_json::from_slice(b).map_err(|e| RuleError::damaged(META, e)));
+        Ok(decoded.transpose()?.unwrap_or_default())
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -85,10 +87,13 @@ pub fn encode_time(at: Millis) -> Vec<u8> {
     at.to_string().into_bytes()
 }
 
-/// A stored time; a value this rule could not have written reads as absent, so a damaged
-/// entry is overwritten rather than failing every record of its identity.
-pub fn decode_time(bytes: Option<&[u8]>) -> Option<Millis> {
-    std::str::from_utf8(bytes?).ok()?.parse().ok()
+/// A stored time.
+pub fn decode_time(key: &str, bytes: Option<&[u8]>) -> Result<Option<Millis>, RuleError> {
+    let Some(bytes) = bytes else { return Ok(None) };
+    let text = std::str::from_utf8(bytes).map_err(|e| RuleError::damaged(key, e))?;
+    text.parse()
+        .map(Some)
+        .map_err(|e| RuleError::damaged(key, e))
 }
 
 /// How often (in event time) a sweep of the whole store starts.
@@ -103,25 +108,25 @@ pub fn sweep_due(meta: &Meta) -> bool {
 /// Advances the sweep by one page of keys: deletes each entry that no record at or after
 /// the watermark can use. Late records (older than the watermark by more than a window)
 /// may thus find less history than an in-order run would have given them.
-pub fn sweep_page(kv: &mut impl KeyValue, meta: &mut Meta, config: &Config) -> Result<(), String> {
+pub fn sweep_page(
+    kv: &mut impl KeyValue,
+    meta: &mut Meta,
+    config: &Config,
+) -> Result<(), RuleError> {
     let Some(now) = meta.watermark else {
         return Ok(());
     };
-    let (keys, cursor) = kv.list_keys(meta.sweep_cursor)?;
+    let (keys, cursor) = kv.list_keys(meta.sweep_cursor).map_err(RuleError::State)?;
     let keys: Vec<String> = keys.into_iter().filter(|k| k != META).collect();
-    let values = kv.get_many(&keys)?;
-    let expired: Vec<String> = keys
-        .into_iter()
-        .zip(values)
-        .filter(|(key, value)| {
-            value
-                .as_deref()
-                .is_some_and(|v| is_expired(key, v, now, config))
-        })
-        .map(|(key, _)| key)
-        .collect();
+    let values = kv.get_many(&keys).map_err(RuleError::State)?;
+    let mut expired = Vec::new();
+    for (key, value) in keys.into_iter().zip(values) {
+        if is_expired(&key, value.as_deref(), now, config)? {
+            expired.push(key);
+        }
+    }
     if !expired.is_empty() {
-        kv.delete_many(expired)?;
+        kv.delete_many(expired).map_err(RuleError::State)?;
     }
     meta.sweep_cursor = cursor;
     if cursor.is_none() {
@@ -141,17 +146,21 @@ fn retention(key: &str, config: &Config) -> Option<Period> {
     }
 }
 
-fn is_expired(key: &str, value: &[u8], now: Millis, config: &Config) -> bool {
+fn is_expired(
+    key: &str,
+    value: Option<&[u8]>,
+    now: Millis,
+    config: &Config,
+) -> Result<bool, RuleError> {
     let Some(retention) = retention(key, config) else {
-        return false;
+        return Ok(false);
     };
     let time = if key.starts_with("targets/") {
-        RecentTargets::decode(Some(value)).latest()
+        RecentTargets::decode(key, value)?.latest()
     } else {
-        decode_time(Some(value))
+        decode_time(key, value)?
     };
-    // An entry with no readable time is damage, not history.
-    time.is_none_or(|t| now.saturating_sub(t) > retention.millis())
+    Ok(time.is_some_and(|t| now.saturating_sub(t) > retention.millis()))
 }
 
 /// An in-memory [`KeyValue`], for tests and native benchmarks. Keys are listed in order;
@@ -288,7 +297,6 @@ mod tests {
                 ),
             ),
             ("targets/b", &format!(r#"{{"i-1": {}}}"#, now - HOUR - 1)),
-            ("last/damaged", "not a time"),
             ("other/kept", "anything"),
         ]);
         kv.page_size = 3;
@@ -327,11 +335,23 @@ mod tests {
     }
 
     #[test]
-    fn damaged_values_read_as_absent() {
-        assert_eq!(decode_time(Some(b"12")), Some(12));
-        assert_eq!(decode_time(Some(b"x")), None);
-        assert_eq!(decode_time(Some(&[0xff])), None);
-        assert_eq!(Meta::decode(Some(b"[]")), Meta::default());
+    fn damaged_values_are_errors_not_absence() {
+        assert_eq!(decode_time("k", Some(b"12")), Ok(Some(12)));
+        assert_eq!(decode_time("k", None), Ok(None));
+        for bad in [&b"x"[..], &[0xff], b""] {
+            let err = decode_time("last/a", Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("`last/a` is damaged"), "{err}");
+        }
+        let err = Meta::decode(Some(b"[]")).unwrap_err().to_string();
+        assert!(err.contains("`meta`"), "{err}");
+        assert_eq!(Meta::decode(None), Ok(Meta::default()));
+        let mut kv = kv_with(&[("last/x", "not a time")]);
+        let mut meta = Meta {
+            watermark: Some(DAY),
+            ..Meta::default()
+        };
+        let err = sweep_page(&mut kv, &mut meta, &Config::default()).unwrap_err();
+        assert!(err.to_string().contains("`last/x`"), "{err}");
     }
 
     #[test]

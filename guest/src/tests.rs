@@ -6,10 +6,11 @@ use serde_json::json;
 use crate::catalog::{MULTIPLE_SESSIONS, SESSION_STARTED, UNUSUAL_IDENTITY, UNUSUAL_SESSION};
 use crate::testkit::{SAMPLE, record};
 use crate::timestamp::{DAY, HOUR, MINUTE, Millis, format_rfc3339};
-use crate::{Alert, Config, MemoryKv, RuleError, process_event};
+use crate::{Alert, Config, Context, MemoryKv, Outcome, RuleError, process_event};
 
 const ALICE: &str = "arn:aws:sts::111122223333:assumed-role/SampleRole/bobson.dugnutt";
 const MALLORY: &str = "arn:aws:iam::111122223333:user/mallory";
+const CAROL: &str = "arn:aws:iam::111122223333:user/carol";
 /// 2025-02-19T20:13:49Z, the sample's time.
 const T0: Millis = 1_739_996_029_000;
 
@@ -25,6 +26,8 @@ fn start(identity: &str, target: &str, at: Millis) -> String {
 struct Rule {
     config: Config,
     kv: MemoryKv,
+    /// The host's clock bound; far away unless a test is about it.
+    not_after: Millis,
 }
 
 impl Rule {
@@ -32,6 +35,7 @@ impl Rule {
         Rule {
             config: Config::default(),
             kv: MemoryKv::new(),
+            not_after: Millis::MAX,
         }
     }
 
@@ -39,11 +43,19 @@ impl Rule {
         Rule {
             config: Config::from_json(json).unwrap(),
             kv: MemoryKv::new(),
+            not_after: Millis::MAX,
         }
     }
 
+    fn process(&mut self, text: &str) -> Result<Outcome, RuleError> {
+        let context = Context {
+            not_after: self.not_after,
+        };
+        process_event(text, &self.config, &mut self.kv, &context)
+    }
+
     fn feed(&mut self, text: &str) -> Vec<Alert> {
-        let outcome = process_event(text, &self.config, &mut self.kv).unwrap();
+        let outcome = self.process(text).unwrap();
         assert!(outcome.relevant, "{text}");
         outcome.alerts
     }
@@ -53,10 +65,13 @@ impl Rule {
         self.feed(text).iter().map(|a| a.detection.id).collect()
     }
 
-    /// Gives `identity` a session 30 days before `T0` and makes the detector active.
+    /// Gives `identity` a session 30 days before `T0` and makes the detector active. A
+    /// third identity's session the day before `T0` keeps the stream going, so that `T0`
+    /// does not start history afresh.
     fn trained(identity: &str) -> Self {
         let mut rule = Rule::new();
         rule.feed(&start(identity, "i-known", T0 - 30 * DAY));
+        rule.feed(&start(CAROL, "i-carol", T0 - DAY));
         rule
     }
 }
@@ -207,14 +222,8 @@ fn dedup_silences_the_same_alert_for_three_days() {
 
 #[test]
 fn records_out_of_order_use_maxima_and_minima() {
-    let mut rule = Rule::new();
-    // A late record moves the start of history back and so activates the detector.
+    let mut rule = Rule::trained(MALLORY);
     rule.feed(&start(ALICE, "i-1", T0));
-    rule.feed(&start(ALICE, "i-1", T0 - 20 * DAY));
-    assert_eq!(
-        rule.ids(&start(MALLORY, "i-1", T0 - DAY)),
-        [UNUSUAL_IDENTITY.id]
-    );
     // A record older than ALICE's latest session does not move it back: ALICE is still
     // known 29 days after her latest session.
     rule.feed(&start(ALICE, "i-1", T0 - 25 * DAY));
@@ -353,7 +362,7 @@ fn irrelevant_records_touch_nothing() {
         json!({"eventName": "StartSession"}).to_string(),
         "{}".to_string(),
     ] {
-        let outcome = process_event(&other, &rule.config, &mut rule.kv).unwrap();
+        let outcome = rule.process(&other).unwrap();
         assert_eq!(
             outcome,
             crate::Outcome {
@@ -395,7 +404,7 @@ fn bad_records_fail_with_a_reason_and_change_no_state() {
         }),
     ];
     for (text, expected) in cases {
-        let err = process_event(&text, &rule.config, &mut rule.kv).unwrap_err();
+        let err = rule.process(&text).unwrap_err();
         assert!(expected(&err), "{text}: {err}");
     }
     assert_eq!(rule.kv.entries, before);
@@ -455,26 +464,127 @@ fn identity_falls_back_to_principal_id() {
 }
 
 #[test]
-fn tampered_state_cannot_make_the_rule_panic() {
-    let mut rule = Rule::new();
+fn tampered_state_is_an_error_never_a_panic_nor_a_fresh_start() {
     for (key, value) in [
         (
-            "meta",
-            r#"{"earliest": -9223372036854775808, "watermark": 9223372036854775807, "next_sweep": 9223372036854775807}"#,
+            "meta".to_owned(),
+            r#"{"history_start": -9223372036854775808, "watermark": 9223372036854775807, "next_sweep": 9223372036854775807}"#,
         ),
         (
-            &crate::state::last_session_key(ALICE) as &str,
+            crate::state::last_session_key(ALICE),
             "-9223372036854775808",
         ),
         (
-            &crate::state::targets_key(ALICE),
+            crate::state::targets_key(ALICE),
             r#"{"i-9": -9223372036854775808}"#,
         ),
+        (crate::state::last_session_key(ALICE), "yesterday"),
+        ("meta".to_owned(), "[1, 2]"),
+        (crate::state::targets_key(ALICE), "{\"i-9\": \"soon\"}"),
     ] {
+        let mut rule = Rule::new();
         rule.kv
             .entries
-            .insert(key.to_string(), value.as_bytes().to_vec());
+            .insert(key.clone(), value.as_bytes().to_vec());
+        let before = rule.kv.entries.clone();
+        for at in [T0, T0 + 40 * DAY] {
+            match rule.process(&start(ALICE, "i-1", at)) {
+                Ok(_) => {}
+                Err(RuleError::State(m)) => assert!(m.contains(&format!("`{key}`")), "{m}"),
+                Err(RuleError::InvalidTime(m)) => assert!(m.contains("too late"), "{m}"),
+                Err(other) => panic!("{key}={value}: {other}"),
+            }
+        }
+        if !value.contains("9223372036854775808") {
+            assert_eq!(
+                rule.kv.entries, before,
+                "damage is never overwritten: {key}"
+            );
+        }
     }
+}
+
+#[test]
+fn a_record_from_the_future_is_rejected_and_changes_nothing() {
+    let mut rule = Rule::trained(ALICE);
+    rule.not_after = T0 + HOUR;
+    let before = rule.kv.entries.clone();
+    let forged = start(MALLORY, "i-1", 4_070_908_800_000); // 2099-01-01
+    let err = rule.process(&forged).unwrap_err();
+    assert!(
+        matches!(&err, RuleError::InvalidTime(m) if m.contains("2099-01-01T00:00:00Z is after the latest time the host accepts")),
+        "{err}"
+    );
+    assert_eq!(rule.kv.entries, before);
+    // The host's own skew is accepted.
+    assert_eq!(
+        rule.ids(&start(CAROL, "i-carol", T0 + HOUR)),
+        [SESSION_STARTED.id]
+    );
+}
+
+#[test]
+fn a_forged_old_record_first_on_an_empty_state_is_forgotten() {
+    let mut rule = Rule::new();
+    rule.feed(&start(MALLORY, "i-1", 0)); // 1970
+    // Real traffic starts: history starts afresh, so activation counts from here.
+    assert_eq!(rule.ids(&start(ALICE, "i-1", T0)), [SESSION_STARTED.id]);
+    let just_before = T0 + 14 * DAY - 1;
+    assert_eq!(
+        rule.ids(&start(MALLORY, "i-2", just_before)),
+        [SESSION_STARTED.id]
+    );
+    assert_eq!(
+        rule.ids(&start(ALICE, "i-3", T0 + 14 * DAY)),
+        [UNUSUAL_SESSION.id]
+    );
+}
+
+#[test]
+fn records_too_late_to_judge_are_rejected_and_ordinary_lateness_is_not() {
+    let mut rule = Rule::trained(ALICE);
+    rule.feed(&start(ALICE, "i-known", T0));
+    let before = rule.kv.entries.clone();
+    // A forged record from long ago can neither switch the detectors on early (it would
+    // move the start of history back) nor suppress later alerts.
+    let err = rule
+        .process(&start(MALLORY, "i-9", T0 - 31 * DAY))
+        .unwrap_err();
+    assert!(
+        matches!(&err, RuleError::InvalidTime(m) if m.contains("more than 30d before the latest event time")),
+        "{err}"
+    );
+    assert_eq!(rule.kv.entries, before);
+    // Hours late is ordinary for CloudTrail: judged as usual.
+    assert_eq!(
+        rule.ids(&start(MALLORY, "i-known", T0 - 3 * HOUR)),
+        [UNUSUAL_IDENTITY.id]
+    );
+    let lenient = Rule {
+        config: Config::from_json(r#"{"max_lateness": "60d"}"#).unwrap(),
+        ..Rule::trained(ALICE)
+    };
+    let mut lenient = lenient;
+    lenient.feed(&start(ALICE, "i-known", T0));
+    assert!(
+        lenient
+            .process(&start(MALLORY, "i-9", T0 - 31 * DAY))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_late_record_does_not_move_the_start_of_history_back() {
+    let mut rule = Rule::new();
     rule.feed(&start(ALICE, "i-1", T0));
-    rule.feed(&start(ALICE, "i-1", T0 + 40 * DAY));
+    rule.feed(&start(ALICE, "i-1", T0 - 10 * DAY));
+    // Activation still counts from T0, the first record that arrived.
+    assert_eq!(
+        rule.ids(&start(MALLORY, "i-1", T0 + 5 * DAY)),
+        [SESSION_STARTED.id]
+    );
+    assert_eq!(
+        rule.ids(&start(MALLORY, "i-2", T0 + 14 * DAY)),
+        [UNUSUAL_SESSION.id]
+    );
 }

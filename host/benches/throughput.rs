@@ -67,7 +67,7 @@ fn sandboxed(records: &[String], store: impl Fn() -> Box<dyn StateStore>) -> Dur
                 for r in records {
                     black_box(runner.process(r).unwrap().unwrap());
                 }
-                runner.flush().unwrap();
+                runner.commit().unwrap();
                 started.elapsed()
             })
             .collect(),
@@ -76,6 +76,9 @@ fn sandboxed(records: &[String], store: impl Fn() -> Box<dyn StateStore>) -> Dur
 
 fn native(records: &[String]) -> Duration {
     let config = ssm_rule::Config::default();
+    let context = ssm_rule::Context {
+        not_after: i64::MAX,
+    };
     median(
         (0..RUNS)
             .map(|_| {
@@ -83,7 +86,7 @@ fn native(records: &[String]) -> Duration {
                 kv.page_size = 1000;
                 let started = Instant::now();
                 for r in records {
-                    black_box(ssm_rule::process_event(r, &config, &mut kv).unwrap());
+                    black_box(ssm_rule::process_event(r, &config, &mut kv, &context).unwrap());
                 }
                 started.elapsed()
             })

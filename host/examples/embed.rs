@@ -6,10 +6,12 @@
 //! ```
 
 use std::fs::File;
+use std::ops::ControlFlow;
 
 use anyhow::Context;
+use rule_harness::input::{self, Ending, Item};
 use rule_harness::state::MemoryStore;
-use rule_harness::{Limits, Sandbox, input, output::AlertLine};
+use rule_harness::{Limits, Sandbox, output::AlertLine};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
@@ -24,24 +26,38 @@ fn main() -> anyhow::Result<()> {
     let mut runner = rule.start(Box::new(MemoryStore::new()), None)?;
 
     let file = File::open(&path).with_context(|| format!("opening {path}"))?;
-    input::read_records(file, &mut |position, item| -> anyhow::Result<()> {
-        let record = match item {
-            Ok(record) => record,
-            Err(unreadable) => {
-                eprintln!("record {}: {unreadable}", position.index);
-                return Ok(());
-            }
-        };
-        // The outer `?` is for errors that stop the rule; the inner result is this record's.
-        match runner.process(record)? {
-            Ok(outcome) => {
-                for alert in &outcome.alerts {
-                    let line = AlertLine::from(alert);
-                    println!("{} [{}] {}", line.event_time, line.severity, line.title);
+    let mut failed = None;
+    input::read_records(
+        file,
+        &Default::default(),
+        Ending::Deliver,
+        |position, item| {
+            let record = match item {
+                Item::Record(record) => record,
+                Item::Unusable(unusable) => {
+                    eprintln!("record {}: {}", position.index, unusable.reason);
+                    return ControlFlow::Continue(());
+                }
+            };
+            // An error of the outer result stops the rule; the inner one is this record's.
+            match runner.process(record) {
+                Ok(Ok(outcome)) => {
+                    for alert in &outcome.alerts {
+                        let line = AlertLine::from(alert);
+                        println!("{} [{}] {}", line.event_time, line.severity, line.title);
+                    }
+                }
+                Ok(Err(failure)) => eprintln!("record {}: {}", position.index, failure.message()),
+                Err(stop) => {
+                    failed = Some(stop);
+                    return ControlFlow::Break(());
                 }
             }
-            Err(failure) => eprintln!("record {}: {}", position.index, failure.message()),
-        }
-        Ok(())
-    })
+            ControlFlow::Continue(())
+        },
+    );
+    match failed {
+        Some(stop) => Err(stop.into()),
+        None => Ok(()),
+    }
 }

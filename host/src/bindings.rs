@@ -10,6 +10,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::detect::rule::detector::{
-    Alert, Detection, FieldError, Mitre, Outcome, RuleError, RuleInfo, Severity,
+    Alert, CallContext, Detection, FieldError, Mitre, Outcome, RuleError, RuleInfo, Severity,
 };
 pub use wasi::keyvalue::{batch, store};

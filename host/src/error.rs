@@ -15,6 +15,14 @@ pub enum HarnessError {
     ForbiddenImports(Vec<String>),
     #[error("the component is not a rule of the detect:rule world: {0}")]
     WrongWorld(String),
+    #[error(
+        "the rule was built for detect:rule@{0}; this harness runs detect:rule@{current} rules. \
+         Rebuild it against this harness's wit/ (the SDK of the same version does it)",
+        current = crate::DETECTOR_EXPORT.rsplit('@').next().unwrap_or_default()
+    )]
+    OtherVersion(String),
+    #[error("the file is not valid WebAssembly: {0}")]
+    Invalid(String),
     #[error("compiling the component failed: {0:#}")]
     Compile(wasmtime::Error),
     #[error("linking the component failed: {0:#}")]
@@ -31,4 +39,10 @@ pub enum HarnessError {
     TooManyTraps { count: u32, last: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the rule cannot read its state: {0}. Every later record would be judged against it, so \
+         the harness stops; restore the state file from a backup, or move it away to start \
+         again with no history"
+    )]
+    RuleState(String),
 }

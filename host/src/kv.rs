@@ -7,15 +7,20 @@
 //! its state behind. Reads see the overlay first ("read your writes").
 //!
 //! The rule cannot grow the host through this interface: keys, values, the bytes one call
-//! may write and the number of open buckets are all capped ([`KvLimits`]).
+//! may write and the number of open buckets are all capped ([`KvLimits`]); going past a cap
+//! traps the call. A failure of the backing store also traps it, carrying the
+//! [`StoreError`], which the runner turns into an error that stops the harness: a record
+//! must never be judged against state that could not be read.
+//!
+//! `list-keys` cursors are kept in the state itself (a few per bucket), so a listing under
+//! way resumes exactly where it was after the harness restarts, and a crashed run replays
+//! its tail with the same cursors as the run it replaces.
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::bindings::{batch, store};
-use crate::state::{Changes, StateStore, StoreError};
+use crate::state::{self, CURSORS_TABLE, Changes, StateStore, StoreError};
 
 /// Caps on what a rule may do with its state.
 #[derive(Clone, Debug)]
@@ -41,45 +46,49 @@ impl Default for KvLimits {
     }
 }
 
-/// An open bucket, as the rule holds it: the host-side name of its table.
+/// A rule that went past one of the [`KvLimits`]; it traps the call.
+#[derive(Debug, thiserror::Error)]
+#[error("harness limit: {0}")]
+pub struct KvLimitExceeded(pub String);
+
+/// An open bucket, as the rule holds it: the name of its table in the store.
 pub struct BucketHandle {
-    name: String,
+    table: String,
 }
 
-/// `list-keys` cursors remembered at most; an older (or forged) cursor restarts the listing.
-const MAX_CURSORS: usize = 4096;
+/// Listings under way per bucket; opening one more forgets the oldest, whose cursor then
+/// restarts its listing.
+const MAX_CURSORS: usize = 16;
 
 /// The key-value state of one rule, seen through its per-call overlay.
 pub struct KvHost {
     store: Box<dyn StateStore>,
-    namespace: String,
+    rule: String,
     limits: KvLimits,
     table: ResourceTable,
     open_buckets: usize,
     pending: Changes,
     pending_bytes: usize,
-    /// Cursor → (bucket, last key of the page it follows). A cursor names a key, not an
-    /// offset, so deleting keys between pages skips nothing.
-    cursors: HashMap<u64, (String, String)>,
 }
 
+type HostResult<T> = wasmtime::Result<Result<T, store::Error>>;
+
 impl KvHost {
-    /// State for a rule; its buckets are named `{namespace}/{identifier}` in `store`.
-    pub fn new(store: Box<dyn StateStore>, namespace: &str, limits: KvLimits) -> Self {
+    /// State for a rule; its buckets are tables `rule/{rule}/{identifier}` of `store`.
+    pub fn new(store: Box<dyn StateStore>, rule: &str, limits: KvLimits) -> Self {
         KvHost {
             store,
-            namespace: namespace.to_owned(),
+            rule: rule.to_owned(),
             limits,
             table: ResourceTable::new(),
             open_buckets: 0,
             pending: Changes::new(),
             pending_bytes: 0,
-            cursors: HashMap::new(),
         }
     }
 
-    pub fn set_namespace(&mut self, namespace: &str) {
-        self.namespace = namespace.to_owned();
+    pub fn set_rule(&mut self, rule: &str) {
+        self.rule = rule.to_owned();
     }
 
     /// Applies the current call's writes to the store.
@@ -115,17 +124,14 @@ impl KvHost {
     }
 
     fn bucket(&self, handle: &Resource<BucketHandle>) -> wasmtime::Result<String> {
-        Ok(self.table.get(handle)?.name.clone())
+        Ok(self.table.get(handle)?.table.clone())
     }
 
-    fn read(
-        &mut self,
-        bucket: &str,
-        keys: &[String],
-    ) -> Result<Vec<Option<Vec<u8>>>, store::Error> {
+    /// Values of `keys` in `table`, overlay first. A store failure traps the call.
+    fn read(&mut self, table: &str, keys: &[String]) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
         let mut values: Vec<Option<Option<Vec<u8>>>> = keys
             .iter()
-            .map(|k| self.pending.get(&(bucket.to_owned(), k.clone())).cloned())
+            .map(|k| self.pending.get(&(table.to_owned(), k.clone())).cloned())
             .collect();
         let missing: Vec<&str> = keys
             .iter()
@@ -134,11 +140,7 @@ impl KvHost {
             .map(|(k, _)| k.as_str())
             .collect();
         if !missing.is_empty() {
-            let mut stored = self
-                .store
-                .get_many(bucket, &missing)
-                .map_err(other)?
-                .into_iter();
+            let mut stored = self.store.get_many(table, &missing)?.into_iter();
             for value in values.iter_mut().filter(|v| v.is_none()) {
                 *value = Some(stored.next().flatten());
             }
@@ -146,12 +148,8 @@ impl KvHost {
         Ok(values.into_iter().map(Option::flatten).collect())
     }
 
-    fn write(
-        &mut self,
-        bucket: &str,
-        key: String,
-        value: Option<Vec<u8>>,
-    ) -> Result<(), store::Error> {
+    /// Records a write in the overlay; a write past the limits traps the call.
+    fn write(&mut self, table: &str, key: String, value: Option<Vec<u8>>) -> wasmtime::Result<()> {
         let limits = &self.limits;
         if key.len() > limits.max_key_bytes {
             return Err(limit(format!(
@@ -174,77 +172,88 @@ impl KvHost {
                 limits.max_call_write_bytes
             )));
         }
-        self.pending.insert((bucket.to_owned(), key), value);
+        self.pending.insert((table.to_owned(), key), value);
         Ok(())
     }
 
-    fn list(
-        &mut self,
-        bucket: &str,
-        cursor: Option<u64>,
-    ) -> Result<store::KeyResponse, store::Error> {
-        let after = cursor
-            .and_then(|c| self.cursors.get(&c))
-            .filter(|(b, _)| b == bucket)
-            .map(|(_, key)| key.clone());
+    /// The listings under way in `table`: cursor → the last key of the page it follows.
+    /// A cursor names a key, not an offset, so deleting keys between pages skips nothing.
+    fn cursors(&mut self, table: &str) -> wasmtime::Result<Vec<(u64, String)>> {
+        let stored = self
+            .read(CURSORS_TABLE, &[table.to_owned()])?
+            .pop()
+            .flatten();
+        // The table is the harness's own, checksummed by the store: unreadable is a bug.
+        Ok(stored
+            .map(|bytes| serde_json::from_slice(&bytes))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    fn list(&mut self, table: &str, cursor: Option<u64>) -> wasmtime::Result<store::KeyResponse> {
+        let mut cursors = self.cursors(table)?;
+        let before = cursors.len();
+        let after = cursor.and_then(|c| {
+            let at = cursors.iter().position(|(token, _)| *token == c)?;
+            Some(cursors.remove(at).1)
+        });
         let page = self.limits.page_size;
-        let mut keys = self
-            .store
-            .keys_after(bucket, after.as_deref(), page + 1)
-            .map_err(other)?;
-        let cursor = if keys.len() > page {
+        let mut keys = self.store.keys_after(table, after.as_deref(), page + 1)?;
+        let next = if keys.len() > page {
             keys.truncate(page);
-            let last = keys.last().expect("page is not empty").clone();
-            let mut hasher = DefaultHasher::new();
-            (bucket, &last).hash(&mut hasher);
-            let token = hasher.finish();
-            if self.cursors.len() >= MAX_CURSORS {
-                self.cursors.clear();
+            let last = keys.last().expect("the page is not empty").clone();
+            let token = cursor_token(table, &last);
+            cursors.retain(|(t, _)| *t != token);
+            cursors.push((token, last));
+            if cursors.len() > MAX_CURSORS {
+                cursors.remove(0);
             }
-            self.cursors.insert(token, (bucket.to_owned(), last));
             Some(token)
         } else {
             None
         };
-        Ok(store::KeyResponse { keys, cursor })
+        if next.is_some() || cursors.len() != before {
+            let value = (!cursors.is_empty())
+                .then(|| serde_json::to_vec(&cursors))
+                .transpose()?;
+            // The harness's own bookkeeping: not counted against the rule's write limits.
+            self.pending
+                .insert((CURSORS_TABLE.to_owned(), table.to_owned()), value);
+        }
+        Ok(store::KeyResponse { keys, cursor: next })
     }
 }
 
-fn other(e: StoreError) -> store::Error {
-    store::Error::Other(e.0)
+/// A cursor for the page after `last`: the same for the same page in every run.
+fn cursor_token(table: &str, last: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(table)
+        .chain_update([0])
+        .chain_update(last)
+        .finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("eight bytes"))
 }
 
-fn limit(message: String) -> store::Error {
-    store::Error::Other(format!("harness limit: {message}"))
+fn limit(message: String) -> wasmtime::Error {
+    wasmtime::Error::new(KvLimitExceeded(message))
 }
 
 impl store::Host for KvHost {
-    fn open(
-        &mut self,
-        identifier: String,
-    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
+    fn open(&mut self, identifier: String) -> HostResult<Resource<BucketHandle>> {
         if self.open_buckets >= self.limits.max_open_buckets {
             let max = self.limits.max_open_buckets;
-            return Ok(Err(limit(format!(
-                "at most {max} buckets may be open at once"
-            ))));
+            return Err(limit(format!("at most {max} buckets may be open at once")));
         }
         self.open_buckets += 1;
-        let name = format!("{}/{identifier}", self.namespace);
-        Ok(Ok(self.table.push(BucketHandle { name })?))
+        let table = state::rule_table(&self.rule, &identifier);
+        Ok(Ok(self.table.push(BucketHandle { table })?))
     }
 }
 
 impl store::HostBucket for KvHost {
-    fn get(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self
-            .read(&bucket, std::slice::from_ref(&key))
-            .map(|mut v| v.pop().flatten()))
+    fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<Option<Vec<u8>>> {
+        let table = self.bucket(&bucket)?;
+        Ok(Ok(self.read(&table, &[key])?.pop().flatten()))
     }
 
     fn set(
@@ -252,38 +261,28 @@ impl store::HostBucket for KvHost {
         bucket: Resource<BucketHandle>,
         key: String,
         value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.write(&bucket, key, Some(value)))
+    ) -> HostResult<()> {
+        let table = self.bucket(&bucket)?;
+        Ok(Ok(self.write(&table, key, Some(value))?))
     }
 
-    fn delete(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.write(&bucket, key, None))
+    fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<()> {
+        let table = self.bucket(&bucket)?;
+        Ok(Ok(self.write(&table, key, None)?))
     }
 
-    fn exists(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self
-            .read(&bucket, std::slice::from_ref(&key))
-            .map(|v| v[0].is_some()))
+    fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<bool> {
+        let table = self.bucket(&bucket)?;
+        Ok(Ok(self.read(&table, &[key])?[0].is_some()))
     }
 
     fn list_keys(
         &mut self,
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
-    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
-        let bucket = self.bucket(&bucket)?;
-        Ok(self.list(&bucket, cursor))
+    ) -> HostResult<store::KeyResponse> {
+        let table = self.bucket(&bucket)?;
+        Ok(Ok(self.list(&table, cursor)?))
     }
 
     fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
@@ -298,36 +297,34 @@ impl batch::Host for KvHost {
         &mut self,
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
-    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
-        let name = self.bucket(&bucket)?;
-        Ok(self.read(&name, &keys).map(|values| {
-            keys.into_iter()
-                .zip(values)
-                .map(|(k, v)| v.map(|v| (k, v)))
-                .collect()
-        }))
+    ) -> HostResult<Vec<Option<(String, Vec<u8>)>>> {
+        let table = self.bucket(&bucket)?;
+        let values = self.read(&table, &keys)?;
+        Ok(Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(k, v)| v.map(|v| (k, v)))
+            .collect()))
     }
 
     fn set_many(
         &mut self,
         bucket: Resource<BucketHandle>,
         key_values: Vec<(String, Vec<u8>)>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let name = self.bucket(&bucket)?;
-        Ok(key_values
-            .into_iter()
-            .try_for_each(|(k, v)| self.write(&name, k, Some(v))))
+    ) -> HostResult<()> {
+        let table = self.bucket(&bucket)?;
+        for (k, v) in key_values {
+            self.write(&table, k, Some(v))?;
+        }
+        Ok(Ok(()))
     }
 
-    fn delete_many(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let name = self.bucket(&bucket)?;
-        Ok(keys
-            .into_iter()
-            .try_for_each(|k| self.write(&name, k, None)))
+    fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> HostResult<()> {
+        let table = self.bucket(&bucket)?;
+        for k in keys {
+            self.write(&table, k, None)?;
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -348,12 +345,14 @@ mod tests {
         Resource::new_borrow(bucket.rep())
     }
 
-    fn set(
-        kv: &mut KvHost,
-        bucket: &Resource<BucketHandle>,
-        key: &str,
-    ) -> Result<(), store::Error> {
-        kv.set(handle(bucket), key.into(), b"v".to_vec()).unwrap()
+    fn set(kv: &mut KvHost, bucket: &Resource<BucketHandle>, key: &str) -> wasmtime::Result<()> {
+        kv.set(handle(bucket), key.into(), b"v".to_vec())
+            .map(|r| r.unwrap())
+    }
+
+    fn stored(kv: &mut KvHost) -> Vec<(String, String)> {
+        let entries = kv.store().entries().unwrap().into_iter();
+        entries.map(|(t, k, _)| (t, k)).collect()
     }
 
     #[test]
@@ -365,7 +364,7 @@ mod tests {
             Some(b"v".to_vec())
         );
         assert!(
-            kv.store().entries().unwrap().is_empty(),
+            stored(&mut kv).is_empty(),
             "nothing reaches the store before commit"
         );
         kv.commit().unwrap();
@@ -376,14 +375,10 @@ mod tests {
             "a pending delete hides the stored value"
         );
         kv.discard();
-        let stored: Vec<_> = kv
-            .store()
-            .entries()
-            .unwrap()
-            .into_iter()
-            .map(|(b, k, _)| (b, k))
-            .collect();
-        assert_eq!(stored, [("rule/default".to_owned(), "a".to_owned())]);
+        assert_eq!(
+            stored(&mut kv),
+            [("rule/rule/default".to_owned(), "a".to_owned())]
+        );
         let many = kv
             .get_many(handle(&bucket), vec!["a".into(), "b".into()])
             .unwrap()
@@ -391,45 +386,66 @@ mod tests {
         assert_eq!(many, [Some(("a".into(), b"v".to_vec())), None]);
     }
 
-    #[test]
-    fn cursors_name_keys_so_deleting_between_pages_skips_nothing() {
-        let (mut kv, bucket) = kv(KvLimits {
-            page_size: 2,
-            ..KvLimits::default()
-        });
-        for key in ["a", "b", "c", "d", "e"] {
-            set(&mut kv, &bucket, key).unwrap();
-        }
-        kv.commit().unwrap();
-        let (mut listed, mut cursor) = (Vec::new(), None);
+    /// Lists the bucket to its end, deleting each page as the rule's sweep does, with a
+    /// new host (as after a restart) every `restart_every` pages.
+    fn sweep(kv: KvHost, restart_every: usize) -> (KvHost, Vec<String>) {
+        let mut kv = kv;
+        let mut bucket = kv.open("default".into()).unwrap().unwrap();
+        let (mut listed, mut cursor, mut pages) = (Vec::new(), None, 0);
         loop {
             let page = kv.list_keys(handle(&bucket), cursor).unwrap().unwrap();
-            // Delete the page just listed, as the rule's sweep does.
             kv.delete_many(handle(&bucket), page.keys.clone())
                 .unwrap()
                 .unwrap();
             kv.commit().unwrap();
             listed.extend(page.keys);
+            pages += 1;
+            if pages % restart_every == 0 {
+                kv = KvHost::new(
+                    kv.into_store(),
+                    "rule",
+                    KvLimits {
+                        page_size: 2,
+                        ..KvLimits::default()
+                    },
+                );
+                bucket = kv.open("default".into()).unwrap().unwrap();
+            }
             match page.cursor {
                 Some(next) => cursor = Some(next),
-                None => break,
+                None => return (kv, listed),
             }
         }
-        assert_eq!(listed, ["a", "b", "c", "d", "e"]);
-        // A cursor the host does not know starts over rather than failing.
-        set(&mut kv, &bucket, "z").unwrap();
-        kv.commit().unwrap();
-        assert_eq!(
-            kv.list_keys(handle(&bucket), Some(12345))
-                .unwrap()
-                .unwrap()
-                .keys,
-            ["z"]
-        );
     }
 
     #[test]
-    fn limits_refuse_oversized_writes_and_too_many_buckets() {
+    fn cursors_name_keys_and_outlive_the_host() {
+        for restart_every in [1, 2, 100] {
+            let (mut kv, bucket) = kv(KvLimits {
+                page_size: 2,
+                ..KvLimits::default()
+            });
+            for key in ["a", "b", "c", "d", "e"] {
+                set(&mut kv, &bucket, key).unwrap();
+            }
+            kv.commit().unwrap();
+            let (mut kv, listed) = sweep(kv, restart_every);
+            assert_eq!(listed, ["a", "b", "c", "d", "e"], "{restart_every}");
+            assert!(
+                stored(&mut kv).is_empty(),
+                "finished listings leave no cursor behind"
+            );
+        }
+        // A cursor the host does not know starts over rather than failing.
+        let (mut kv, bucket) = kv(KvLimits::default());
+        set(&mut kv, &bucket, "z").unwrap();
+        kv.commit().unwrap();
+        let page = kv.list_keys(handle(&bucket), Some(12345)).unwrap().unwrap();
+        assert_eq!(page.keys, ["z"]);
+    }
+
+    #[test]
+    fn going_past_a_limit_traps_the_call() {
         let limits = KvLimits {
             max_key_bytes: 4,
             max_value_bytes: 1,
@@ -438,20 +454,17 @@ mod tests {
             ..KvLimits::default()
         };
         let (mut kv, bucket) = kv(limits);
-        assert!(
-            matches!(set(&mut kv, &bucket, "toolong"), Err(store::Error::Other(m)) if m.contains("key of 7 bytes"))
-        );
-        let big = kv.set(handle(&bucket), "k".into(), b"vv".to_vec()).unwrap();
-        assert!(matches!(big, Err(store::Error::Other(m)) if m.contains("value of 2 bytes")));
+        let trap = |e: wasmtime::Error| e.downcast::<KvLimitExceeded>().unwrap().0;
+        assert!(trap(set(&mut kv, &bucket, "toolong").unwrap_err()).contains("key of 7 bytes"));
+        let big = kv
+            .set(handle(&bucket), "k".into(), b"vv".to_vec())
+            .unwrap_err();
+        assert!(trap(big).contains("value of 2 bytes"));
         set(&mut kv, &bucket, "abc").unwrap();
-        assert!(
-            matches!(set(&mut kv, &bucket, "def"), Err(store::Error::Other(m)) if m.contains("at most 6 bytes"))
-        );
+        assert!(trap(set(&mut kv, &bucket, "def").unwrap_err()).contains("at most 6 bytes"));
         kv.discard();
         set(&mut kv, &bucket, "def").unwrap();
         kv.open("second".into()).unwrap().unwrap();
-        assert!(
-            matches!(kv.open("third".into()).unwrap(), Err(store::Error::Other(m)) if m.contains("at most 2 buckets"))
-        );
+        assert!(trap(kv.open("third".into()).unwrap_err()).contains("at most 2 buckets"));
     }
 }

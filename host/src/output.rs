@@ -6,7 +6,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::bindings::{Alert, Mitre, Severity};
+use crate::input::{Unusable, hex};
 
 /// An alert as a JSON line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,18 +91,57 @@ pub fn format_event_time(millis: i64) -> String {
         .unwrap_or_else(|| millis.to_string())
 }
 
-/// A record the harness could not process, as a JSON line. It carries the record itself,
-/// so the dead-letter file can be fixed and fed again.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+/// A record the harness could not process, as a JSON line: where it was, why it failed,
+/// and the record itself, so that the dead-letter file can be fixed and fed again.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DeadLetter {
     /// The file, or `-` for standard input.
     pub source: String,
+    /// 1-based line where the item starts.
     pub line: Option<u64>,
+    /// 1-based count of items in the source.
     pub index: u64,
     /// A short, stable kind: `invalid-json`, `invalid-time`, `trap`, `input`, ...
     pub kind: String,
     pub error: String,
+    /// The record's text, when it is UTF-8 and within the size limit.
     pub record: Option<String>,
+    /// The record's bytes in base64, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_base64: Option<String>,
+    /// For a record over the size limit: its first bytes (as text, for a person), its
+    /// size and its SHA-256; never the whole record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl DeadLetter {
+    /// Keeps the record's bytes: as text when they are UTF-8, else in base64.
+    pub fn with_bytes(mut self, bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.record = Some(text.to_owned()),
+            Err(_) => self.record_base64 = Some(BASE64.encode(bytes)),
+        }
+        self
+    }
+
+    /// For an unusable item: its bytes, or its excerpt, size and digest.
+    pub fn with_unusable(self, unusable: &Unusable) -> Self {
+        match unusable.digest {
+            None if unusable.bytes.is_empty() => self,
+            None => self.with_bytes(unusable.bytes),
+            Some((size, sha256)) => DeadLetter {
+                excerpt: Some(String::from_utf8_lossy(unusable.bytes).into_owned()),
+                size: Some(size),
+                sha256: Some(hex(&sha256)),
+                ..self
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +153,21 @@ mod tests {
         assert_eq!(format_event_time(1_739_996_029_000), "2025-02-19T20:13:49Z");
         assert_eq!(format_event_time(1_739_996_029_999), "2025-02-19T20:13:49Z");
         assert_eq!(format_event_time(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn dead_letters_keep_bytes_that_are_not_text() {
+        let text = DeadLetter::default().with_bytes(b"{\"a\": 1}");
+        assert_eq!(text.record.as_deref(), Some("{\"a\": 1}"));
+        let bytes = DeadLetter::default().with_bytes(b"{\"a\": \"\xff\"}");
+        assert_eq!(
+            (bytes.record, bytes.record_base64.as_deref()),
+            (None, Some("eyJhIjogIv8ifQ=="))
+        );
+        let line = serde_json::to_string(&DeadLetter::default()).unwrap();
+        assert!(
+            !line.contains("excerpt") && line.contains("\"record\":null"),
+            "{line}"
+        );
     }
 }

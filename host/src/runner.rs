@@ -7,12 +7,18 @@
 //! up where the old one stopped; only the record that trapped is lost, and it is reported.
 //! A rule that traps on record after record is stopped after
 //! [`Limits::max_consecutive_traps`], so a broken rule cannot spin the harness.
+//!
+//! Two failures are not the record's but the state's, and stop the harness instead: the
+//! backing store failing under a call, and the rule reporting its state unreadable. Going
+//! on would judge every later record against state that is not what it should be.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{Outcome, Rule, RuleError, RuleInfo, RulePre};
+use crate::bindings::{CallContext, Outcome, Rule, RuleError, RuleInfo, RulePre};
 use crate::error::HarnessError;
-use crate::kv::KvHost;
+use crate::kv::{KvHost, KvLimitExceeded};
 use crate::sandbox::{Limits, StoreData};
 use crate::state::{StateStore, StoreError};
 
@@ -103,7 +109,13 @@ impl RuleRunner {
             .call_describe(&mut live.store)
             .map_err(HarnessError::Instantiate)?;
         // The rule's state is kept under its name, so rules can share one state file.
-        live.store.data_mut().kv.set_namespace(&info.name);
+        if info.name.is_empty() || info.name.contains(['/', '\0']) {
+            return Err(HarnessError::WrongWorld(format!(
+                "its name {:?} cannot name its state: it must be non-empty, without `/`",
+                info.name
+            )));
+        }
+        live.store.data_mut().kv.set_rule(&info.name);
         Ok(RuleRunner {
             engine,
             pre,
@@ -126,11 +138,23 @@ impl RuleRunner {
         self.traps
     }
 
-    /// Processes one record. The outer error stops the harness; the inner one is this
+    /// Processes one record, with the wall clock plus [`Limits::max_clock_skew`] as the
+    /// latest event time accepted. The outer error stops the harness; the inner one is this
     /// record's problem only.
     pub fn process(
         &mut self,
         record: &str,
+    ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
+        let not_after = wall_clock_millis().saturating_add(millis(self.limits.max_clock_skew));
+        self.process_at(record, not_after)
+    }
+
+    /// Processes one record, accepting event times up to `not_after` (milliseconds since
+    /// the Unix epoch), for hosts with a clock of their own.
+    pub fn process_at(
+        &mut self,
+        record: &str,
+        not_after: i64,
     ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
         let limit = self.limits.max_record_bytes;
         if record.len() > limit {
@@ -144,10 +168,11 @@ impl RuleRunner {
             .as_mut()
             .expect("an instance is live between calls");
         arm(&mut live.store, &self.limits);
-        let result = live
-            .rule
-            .detect_rule_detector()
-            .call_process_event(&mut live.store, record);
+        let context = CallContext { not_after };
+        let result =
+            live.rule
+                .detect_rule_detector()
+                .call_process_event(&mut live.store, record, context);
         let kv = &mut live.store.data_mut().kv;
         match result {
             Ok(Ok(outcome)) => {
@@ -160,10 +185,18 @@ impl RuleRunner {
                 self.consecutive_traps = 0;
                 Ok(Ok(outcome))
             }
+            Ok(Err(RuleError::State(message))) => {
+                kv.discard();
+                Err(HarnessError::RuleState(message))
+            }
             Ok(Err(rejected)) => {
                 kv.discard();
                 self.consecutive_traps = 0;
                 Ok(Err(RecordFailure::Rejected(rejected)))
+            }
+            Err(trap) if trap.is::<StoreError>() => {
+                kv.discard();
+                Err(HarnessError::Store(trap.downcast().expect("checked")))
             }
             Err(trap) => {
                 let reason = describe_trap(&trap, &self.limits);
@@ -181,26 +214,28 @@ impl RuleRunner {
         }
     }
 
-    /// Makes every committed record's state durable.
-    pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.kv().store().flush()
-    }
-
-    /// Stops the rule and hands back its state store, flushed.
-    pub fn into_store(mut self) -> Result<Box<dyn StateStore>, StoreError> {
-        self.flush()?;
-        let live = self.live.take().expect("an instance is live between calls");
-        Ok(live.store.into_data().kv.into_store())
-    }
-
-    fn kv(&mut self) -> &mut KvHost {
-        &mut self
-            .live
+    /// The state store, holding every processed record's state: to add the host's own
+    /// entries, and to commit them all.
+    pub fn store(&mut self) -> &mut dyn StateStore {
+        self.live
             .as_mut()
             .expect("an instance is live between calls")
             .store
             .data_mut()
             .kv
+            .store()
+    }
+
+    /// Makes the state of every record processed so far durable.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        self.store().commit()
+    }
+
+    /// Stops the rule and hands back its state store, as it is (uncommitted changes
+    /// included).
+    pub fn into_store(mut self) -> Box<dyn StateStore> {
+        let live = self.live.take().expect("an instance is live between calls");
+        live.store.into_data().kv.into_store()
     }
 
     /// Replaces the poisoned instance; the state (and its store) carries over.
@@ -262,7 +297,21 @@ fn arm(store: &mut Store<StoreData>, limits: &Limits) {
     }
 }
 
+fn wall_clock_millis() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    millis(now)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn describe_trap(error: &wasmtime::Error, limits: &Limits) -> String {
+    if let Some(limit) = error.downcast_ref::<KvLimitExceeded>() {
+        return limit.to_string();
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!("the call ran past its deadline of {:?}", limits.deadline),
         Some(Trap::OutOfFuel) => format!(

@@ -1,23 +1,26 @@
 //! The sandbox: a wasmtime engine and linker that give a rule its key-value state and
 //! nothing else, with hard limits on the time, memory and output of every call.
 //!
-//! Loading a rule is where untrusted bytes meet the host, so every check happens before
-//! instantiation: the bytes must be a component, its imports must all be in
-//! [`ALLOWED_IMPORTS`], and it must export the `detector` interface with the types of
-//! this harness's WIT. What passes is pre-instantiated ([`LoadedRule`]), so replacing an
-//! instance after a trap costs an instantiation, not a compilation.
+//! Loading a rule is where untrusted bytes meet the host, so the checks come first, in
+//! the order that exposes the least: the bytes are read (not compiled) to check that they
+//! are a component, import only [`ALLOWED_IMPORTS`] and export [`DETECTOR_EXPORT`]; only
+//! then are they compiled (or taken from the [`cache`]), and their types checked against
+//! this harness's WIT. Only a component that passed all of it is cached. What passes is
+//! pre-instantiated ([`LoadedRule`]), so replacing an instance after a trap costs an
+//! instantiation, not a compilation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use wasmparser::{Encoding, Parser, Payload};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, StoreLimits};
 
 use crate::bindings::{self, RulePre};
-use crate::cache;
+use crate::cache::{self, Cache};
 use crate::error::HarnessError;
 use crate::kv::{KvHost, KvLimits};
 use crate::runner::RuleRunner;
@@ -29,8 +32,8 @@ pub const ALLOWED_IMPORTS: [&str; 2] = [
     "wasi:keyvalue/batch@0.2.0-draft",
 ];
 
-/// The interface a rule must export.
-pub const DETECTOR_EXPORT: &str = "detect:rule/detector@0.1.0";
+/// The interface a rule must export: the version of the `detect:rule` world this harness runs.
+pub const DETECTOR_EXPORT: &str = "detect:rule/detector@0.2.0";
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -51,6 +54,8 @@ pub struct Limits {
     pub max_record_bytes: usize,
     /// Traps in a row after which the harness gives up on the rule.
     pub max_consecutive_traps: u32,
+    /// How far past the wall clock a record's event time may be; later ones are rejected.
+    pub max_clock_skew: Duration,
     pub kv: KvLimits,
 }
 
@@ -63,6 +68,7 @@ impl Default for Limits {
             max_output_bytes: 1024 * 1024,
             max_record_bytes: 1024 * 1024,
             max_consecutive_traps: 10,
+            max_clock_skew: Duration::from_secs(3600),
             kv: KvLimits::default(),
         }
     }
@@ -133,33 +139,105 @@ impl Sandbox {
 
     /// Checks and compiles a rule: binary or text component.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedRule, HarnessError> {
-        if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-            return Err(HarnessError::NotAComponent);
-        }
-        if !bytes.starts_with(b"\0asm") && !looks_like_wat(bytes) {
+        let binary;
+        let bytes = if bytes.starts_with(b"\0asm") {
+            bytes
+        } else if looks_like_wat(bytes) {
+            binary = wat::parse_bytes(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))?;
+            &binary[..]
+        } else {
             return Err(HarnessError::NotWasm);
-        }
-        let component = cache::compile(&self.engine, bytes, self.cache_dir.as_deref())
-            .map_err(HarnessError::Compile)?;
-        let forbidden: Vec<String> = items(&self.engine, &component, Direction::Imports)
-            .into_iter()
-            .map(|item| item.name)
-            .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
-            .collect();
-        if !forbidden.is_empty() {
-            return Err(HarnessError::ForbiddenImports(forbidden));
-        }
+        };
+        check_interface(bytes)?;
+        let mut warnings = Vec::new();
+        let cache = self.cache_dir.as_deref().and_then(|dir| {
+            Cache::open(dir)
+                .map_err(|why| warnings.push(format!("{why}; compiling without the cache")))
+                .ok()
+        });
+        let lookup = cache.as_ref().map(|c| c.load(&self.engine, bytes));
+        let (component, cached) = match lookup {
+            Some(cache::Lookup::Hit(component)) => (component, true),
+            other => {
+                if let Some(cache::Lookup::Refused(why)) = other {
+                    warnings.push(why);
+                }
+                let component =
+                    Component::new(&self.engine, bytes).map_err(HarnessError::Compile)?;
+                (component, false)
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(HarnessError::Link)?;
         let pre = RulePre::new(pre).map_err(|e| HarnessError::WrongWorld(format!("{e:#}")))?;
+        if let (Some(cache), false) = (&cache, cached) {
+            // A cache that cannot be written costs a compilation next time, nothing more.
+            let _ = cache.store(&self.engine, bytes, &component);
+        }
         Ok(LoadedRule {
             engine: self.engine.clone(),
             component,
             pre,
             limits: self.limits.clone(),
+            warnings,
         })
+    }
+}
+
+/// Reads a component's top-level imports and exports without compiling it, and refuses
+/// what the sandbox cannot run.
+fn check_interface(bytes: &[u8]) -> Result<(), HarnessError> {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| HarnessError::Invalid(e.to_string()))? {
+            Payload::Version {
+                encoding: Encoding::Module,
+                ..
+            } if depth == 0 => return Err(HarnessError::NotAComponent),
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    let import = import.map_err(|e| HarnessError::Invalid(e.to_string()))?;
+                    imports.push(import.name.name.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    let export = export.map_err(|e| HarnessError::Invalid(e.to_string()))?;
+                    exports.push(export.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    let forbidden: Vec<String> = imports
+        .into_iter()
+        .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
+        .collect();
+    if !forbidden.is_empty() {
+        return Err(HarnessError::ForbiddenImports(forbidden));
+    }
+    if exports.iter().any(|e| e == DETECTOR_EXPORT) {
+        return Ok(());
+    }
+    let (interface, _) = DETECTOR_EXPORT.split_once('@').expect("versioned");
+    match exports
+        .iter()
+        .find_map(|e| e.strip_prefix(interface)?.strip_prefix('@'))
+    {
+        Some(version) => Err(HarnessError::OtherVersion(version.to_owned())),
+        None => Err(HarnessError::WrongWorld(format!(
+            "it does not export {DETECTOR_EXPORT} (its exports: {})",
+            if exports.is_empty() {
+                "none".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        ))),
     }
 }
 
@@ -203,6 +281,7 @@ pub struct LoadedRule {
     component: Component,
     pre: RulePre<StoreData>,
     limits: Limits,
+    warnings: Vec<String>,
 }
 
 impl LoadedRule {
@@ -220,6 +299,11 @@ impl LoadedRule {
             store,
             config,
         )
+    }
+
+    /// What went wrong on the way that did not stop the load (an unusable cache).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// What the component imports (a subset of [`ALLOWED_IMPORTS`]).

@@ -1,7 +1,9 @@
 //! The `rule-harness` command line: argument parsing and the commands, over the library.
 
 mod inspect;
+mod reader;
 mod run;
+mod sink;
 mod summary;
 mod test;
 
@@ -50,14 +52,25 @@ struct RuleArgs {
     #[arg(long, global = true, value_name = "PATH")]
     rule: Option<PathBuf>,
     /// Wall-clock time one call into the rule may take
-    #[arg(long, global = true, value_name = "MS", default_value_t = 300)]
+    #[arg(long, global = true, value_name = "MS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     deadline_ms: u64,
     /// Fuel per call (roughly wasm instructions), for deterministic limits
-    #[arg(long, global = true, value_name = "UNITS")]
+    #[arg(long, global = true, value_name = "UNITS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     fuel: Option<u64>,
     /// Memory one rule instance may use
-    #[arg(long, global = true, value_name = "MIB", default_value_t = 64)]
-    max_memory_mib: usize,
+    #[arg(long, global = true, value_name = "MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_memory_mib: u64,
+    /// Largest record read; larger ones are dead-lettered with an excerpt and a digest
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = parse_record_bytes)]
+    pub max_record_bytes: usize,
+    /// How far past this machine's clock an eventTime may be; later records are rejected
+    #[arg(long, global = true, value_name = "DURATION", default_value = "1h",
+          value_parser = parse_skew)]
+    max_clock_skew: Duration,
     /// Where compiled rules are cached [default: $XDG_CACHE_HOME/rule-harness]
     #[arg(long, global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -71,7 +84,9 @@ impl RuleArgs {
         Limits {
             deadline: Duration::from_millis(self.deadline_ms),
             fuel: self.fuel,
-            max_memory_bytes: self.max_memory_mib << 20,
+            max_memory_bytes: (self.max_memory_mib as usize) << 20,
+            max_record_bytes: self.max_record_bytes,
+            max_clock_skew: self.max_clock_skew,
             ..Limits::default()
         }
     }
@@ -84,17 +99,38 @@ impl RuleArgs {
             self.cache_dir.clone().or_else(cache::default_dir)
         };
         let sandbox = Sandbox::new(self.limits())?.with_cache_dir(cache_dir);
-        match &self.rule {
-            None => Ok(sandbox.load(crate::DEFAULT_RULE)?),
+        let rule = match &self.rule {
+            None => sandbox.load(crate::DEFAULT_RULE)?,
             Some(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("cannot read the rule {}", path.display()))?;
                 sandbox
                     .load(&bytes)
-                    .with_context(|| format!("cannot load the rule {}", path.display()))
+                    .with_context(|| format!("cannot load the rule {}", path.display()))?
             }
+        };
+        for warning in rule.warnings() {
+            eprintln!("rule-harness: warning: {warning}");
         }
+        Ok(rule)
     }
+}
+
+fn parse_record_bytes(text: &str) -> Result<usize, String> {
+    let bytes: usize = text.parse().map_err(|e| format!("{e}"))?;
+    let (min, max) = (1024, 256 << 20);
+    if !(min..=max).contains(&bytes) {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(bytes)
+}
+
+fn parse_skew(text: &str) -> Result<Duration, String> {
+    let skew = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if skew > Duration::from_secs(365 * 86_400) {
+        return Err("must be at most 365 days".into());
+    }
+    Ok(skew)
 }
 
 /// Runs the command line; the binary's `main`.

@@ -1,21 +1,41 @@
 //! `rule-harness run`: the pipeline stage. Records in (files or stdin), alerts out (JSON
 //! lines on stdout), failed records to the dead-letter stream, a summary on stderr.
+//!
+//! What reaches the SIEM and what the state remembers never disagree:
+//!
+//! * **Alerts before state.** A commit first writes out the alerts and dead letters (and
+//!   syncs them when they go to a file), then commits the state that records them, with
+//!   how far each input file was read. If the alerts cannot be written, nothing more is
+//!   committed: a rerun raises them again.
+//! * **Resume, not replay.** A rerun over the same files starts after what the last commit
+//!   recorded, so a crash at any point and a rerun give the alerts of one uninterrupted run,
+//!   with at most the uncommitted tail alerted twice. Standard input cannot be resumed.
+//! * **Commits on time.** Every `--commit-every` records, every `--commit-interval` even
+//!   on a quiet stream, at the end, and on SIGINT or SIGTERM.
 
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::fs;
+use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::RuleArgs;
+use super::reader::{self, Message, Owned};
+use super::sink::Sink;
 use super::summary::Summary;
-use crate::HarnessError;
-use crate::input::{self, Item, Position};
+use crate::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
 use crate::output::{AlertLine, DeadLetter};
-use crate::state::{MemoryStore, RedbStore, StateStore};
+use crate::state::{Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
+use crate::{HarnessError, RuleRunner};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -28,25 +48,51 @@ pub struct RunArgs {
     /// State file, or `memory` for state that ends with the run
     #[arg(long, value_name = "PATH", default_value = "rule-state.redb")]
     state: String,
-    /// Where failed records go, one JSON line each [default: stderr]
+    /// Where failed records go, appended one JSON line each [default: stderr]
     #[arg(long, value_name = "FILE")]
     dead_letter: Option<PathBuf>,
-    /// Records between commits of the state file
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    commit_every: usize,
+    /// Records between commits of alerts and state
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    commit_every: u64,
+    /// Longest time between commits, however slowly records come
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    commit_interval: Duration,
+    /// Read every file from its start, even the records earlier runs have handled
+    #[arg(long)]
+    reprocess: bool,
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
 }
 
-pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
-    // Check every input before reading any, so a typo fails at once, not an hour in.
-    for file in args.files.iter().filter(|f| f.as_os_str() != "-") {
-        File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > Duration::from_secs(3600) {
+        return Err("must be more than 0 and at most 1h".into());
     }
+    Ok(d)
+}
+
+/// One input of the run.
+struct Input {
+    source: Source,
+    /// The file's canonical path: its key in the state's table of inputs.
+    key: Option<String>,
+    /// Identity of the file when it was opened; set for files that can be resumed.
+    identity: Option<FileIdentity>,
+    /// Items handled so far, counting from the start of the file.
+    done: u64,
+    /// Whether `done` moved since the last commit.
+    moved: bool,
+}
+
+pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs = check_inputs(&args.files)?;
+    check_outputs(args, &inputs)?;
     let config = match &args.config {
         Some(path) => Some(
-            std::fs::read_to_string(path)
+            fs::read_to_string(path)
                 .with_context(|| format!("cannot read the config {}", path.display()))?,
         ),
         None => None,
@@ -54,98 +100,374 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<std::process:
     let store: Box<dyn StateStore> = if args.state == "memory" {
         Box::new(MemoryStore::new())
     } else {
-        Box::new(RedbStore::open(Path::new(&args.state))?.with_batch_size(args.commit_every))
+        Box::new(RedbStore::open(Path::new(&args.state))?)
     };
     let rule = rule_args.load()?;
     let mut runner = rule.start(store, config)?;
-
-    let mut alerts = BufWriter::new(io::stdout().lock());
-    let mut dead_letters: Box<dyn Write> = match &args.dead_letter {
-        Some(path) => Box::new(BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(io::stderr()),
+    let marks = if args.reprocess {
+        vec![None; inputs.len()]
+    } else {
+        load_marks(&mut runner, &inputs)?
     };
-    let progress = progress_bar(args);
-    let mut summary = Summary::default();
-    let started = Instant::now();
+    let signals = Signals::register()?;
+    let dead_letters = match &args.dead_letter {
+        Some(path) => Sink::append(path)?,
+        None => Sink::stderr()?,
+    };
+    let progress = progress_bar(args, &inputs);
+    let limits = FrameLimits {
+        max_record_bytes: rule_args.max_record_bytes,
+        ..FrameLimits::default()
+    };
+    let sources = inputs.iter().map(|i| i.source.clone()).collect();
+    let messages = reader::spawn(sources, marks, limits, progress.clone());
 
-    for file in &args.files {
-        let source = file.display().to_string();
-        let reader: Box<dyn Read> = if source == "-" {
-            if io::stdin().is_terminal() {
-                eprintln!("rule-harness: reading records from the terminal; end with Ctrl-D");
-            }
-            Box::new(io::stdin().lock())
-        } else {
-            Box::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?)
-        };
-        let reader = progress.wrap_read(reader);
-        let mut handle = |position: Position, item: Item| -> anyhow::Result<()> {
-            summary.records += 1;
-            let dead = |kind: &str, error: String, record: Option<&str>| DeadLetter {
-                source: source.clone(),
-                line: position.line,
-                index: position.index,
-                kind: kind.to_owned(),
-                error,
-                record: record.map(str::to_owned),
-            };
-            let record = match item {
-                Ok(record) => record,
-                Err(message) => {
-                    summary.error("input");
-                    return write_line(&mut dead_letters, &dead("input", message, None));
-                }
-            };
-            summary.bytes += record.len() as u64;
-            match runner.process(record)? {
-                Ok(outcome) => {
-                    summary.relevant += u64::from(outcome.relevant);
-                    for alert in &outcome.alerts {
-                        *summary.alerts.entry(alert.rule_id.clone()).or_default() += 1;
-                        write_line(&mut alerts, &AlertLine::from(alert))?;
-                    }
-                }
-                Err(failure) => {
-                    summary.error(failure.kind());
-                    write_line(
-                        &mut dead_letters,
-                        &dead(failure.kind(), failure.message(), Some(record)),
-                    )?;
+    let mut run = Run {
+        runner,
+        alerts: Sink::stdout()?,
+        dead_letters,
+        summary: Summary::default(),
+        since_commit: 0,
+        last_commit: Instant::now(),
+        args,
+    };
+    let started = Instant::now();
+    let mut interrupted = None;
+    loop {
+        if let Some(signal) = signals.received() {
+            interrupted = Some(signal);
+            break;
+        }
+        let wait = args
+            .commit_interval
+            .saturating_sub(run.last_commit.elapsed())
+            .min(Duration::from_millis(200));
+        match messages.recv_timeout(wait) {
+            Ok(message) => {
+                if run.handle(message, &mut inputs, &signals)?.is_break() {
+                    interrupted = signals.received();
+                    break;
                 }
             }
-            Ok(())
-        };
-        input::read_records(reader, &mut handle)?;
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if run.commit_due() {
+            run.commit(&mut inputs)?;
+        }
     }
     progress.finish_and_clear();
-    summary.traps = runner.traps();
-    runner.flush().map_err(HarnessError::from)?;
-    alerts.flush()?;
-    dead_letters.flush()?;
-    summary.elapsed = started.elapsed();
-    eprintln!("{summary}");
-    Ok(std::process::ExitCode::SUCCESS)
+    run.commit(&mut inputs)?;
+    run.summary.traps = run.runner.traps();
+    run.summary.elapsed = started.elapsed();
+    eprintln!("{}", run.summary);
+    Ok(match interrupted {
+        None => ExitCode::SUCCESS,
+        Some(signal) => {
+            eprintln!(
+                "rule-harness: stopped by {}; everything read so far is committed: the same \
+                 command resumes after it (standard input excepted)",
+                signal.name
+            );
+            ExitCode::from(128 + signal.number as u8)
+        }
+    })
 }
 
-fn write_line(out: &mut dyn Write, line: &impl serde::Serialize) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut *out, line)?;
-    out.write_all(b"\n").context("writing output")
+/// The inputs, checked without opening them: a FIFO is opened once, by the reader.
+fn check_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut seen = Vec::new();
+    for arg in files {
+        let source = Source::from_arg(arg);
+        source.check().map_err(anyhow::Error::msg)?;
+        let (key, id) = match &source {
+            Source::Stdin => (None, None),
+            Source::File(path) => {
+                let meta = fs::metadata(path)?;
+                let canonical = fs::canonicalize(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                (
+                    Some(canonical.to_string_lossy().into_owned()),
+                    Some((meta.dev(), meta.ino())),
+                )
+            }
+        };
+        if seen.contains(&id) {
+            bail!("{} is named twice; each input is read once", source.name());
+        }
+        seen.push(id);
+        inputs.push(Input {
+            source,
+            key,
+            identity: None,
+            done: 0,
+            moved: false,
+        });
+    }
+    Ok(inputs)
+}
+
+/// Outputs must not overwrite what the run reads: an input, or the state.
+fn check_outputs(args: &RunArgs, inputs: &[Input]) -> anyhow::Result<()> {
+    let id = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let input_ids: Vec<_> = inputs
+        .iter()
+        .filter_map(|i| match &i.source {
+            Source::File(path) => id(path),
+            Source::Stdin => None,
+        })
+        .collect();
+    let state = (args.state != "memory").then(|| PathBuf::from(&args.state));
+    let state_id = state.as_deref().and_then(id);
+    let mut outputs = vec![("--state", state_id)];
+    if let Some(path) = &args.dead_letter {
+        outputs.push(("--dead-letter", id(path)));
+    }
+    let stdout = fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    let stdout_id = stdout
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| (m.dev(), m.ino()));
+    outputs.push(("standard output", stdout_id));
+    for (name, output) in outputs.into_iter().filter_map(|(n, o)| Some((n, o?))) {
+        if input_ids.contains(&output) {
+            bail!("{name} is also an input: writing it would destroy what is being read");
+        }
+        if name != "--state" && Some(output) == state_id {
+            bail!("{name} is the state file: writing it would destroy the state");
+        }
+    }
+    Ok(())
+}
+
+/// Where earlier runs left each file input.
+fn load_marks(runner: &mut RuleRunner, inputs: &[Input]) -> anyhow::Result<Vec<Option<InputMark>>> {
+    let keys: Vec<&str> = inputs.iter().filter_map(|i| i.key.as_deref()).collect();
+    let mut stored = runner.store().get_many(INPUTS_TABLE, &keys)?.into_iter();
+    inputs
+        .iter()
+        .map(|input| {
+            let Some(key) = &input.key else {
+                return Ok(None);
+            };
+            let Some(bytes) = stored.next().flatten() else {
+                return Ok(None);
+            };
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .with_context(|| format!("the state's record of input {key} is unreadable"))
+        })
+        .collect()
+}
+
+/// The running stage: the rule, its outputs, and when it last committed.
+struct Run<'a> {
+    runner: RuleRunner,
+    alerts: Sink,
+    dead_letters: Sink,
+    summary: Summary,
+    since_commit: u64,
+    last_commit: Instant,
+    args: &'a RunArgs,
+}
+
+impl Run<'_> {
+    /// Handles one message of the reader. `Break` when a signal came in between items.
+    fn handle(
+        &mut self,
+        message: Message,
+        inputs: &mut [Input],
+        signals: &Signals,
+    ) -> anyhow::Result<std::ops::ControlFlow<()>> {
+        match message {
+            Message::Start {
+                source,
+                identity,
+                skipped,
+                notice,
+            } => {
+                let input = &mut inputs[source];
+                input.identity = identity;
+                input.done = skipped;
+                self.summary.skipped += skipped;
+                if let Some(notice) = notice {
+                    eprintln!("rule-harness: {notice}");
+                }
+            }
+            Message::Items { source, items } => {
+                for (at, item) in items {
+                    self.item(&inputs[source].source, at, &item)?;
+                    let input = &mut inputs[source];
+                    input.done = at.index;
+                    input.moved = true;
+                    self.since_commit += 1;
+                    if self.commit_due() {
+                        self.commit(inputs)?;
+                    }
+                    if signals.received().is_some() {
+                        return Ok(std::ops::ControlFlow::Break(()));
+                    }
+                }
+            }
+            Message::End { source, end } => {
+                let input = &mut inputs[source];
+                input.done = input.done.max(end.items);
+                input.moved = true;
+                let name = input.source.name();
+                if let Some(held) = end.held_back {
+                    eprintln!("rule-harness: {name}: {held}");
+                }
+                if let Some(error) = end.error {
+                    self.summary.error("input");
+                    let line = DeadLetter {
+                        source: name,
+                        index: end.items + 1,
+                        kind: "input".into(),
+                        error,
+                        ..DeadLetter::default()
+                    };
+                    self.dead_letters.write_line(&line)?;
+                }
+            }
+            Message::Failed(error) => bail!(error),
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    }
+
+    fn item(&mut self, source: &Source, at: Position, item: &Owned) -> anyhow::Result<()> {
+        self.summary.records += 1;
+        let dead = |kind: &str, error: String| DeadLetter {
+            source: source.name(),
+            line: Some(at.line),
+            index: at.index,
+            kind: kind.to_owned(),
+            error,
+            ..DeadLetter::default()
+        };
+        let record = match item {
+            Owned::Record(record) => record,
+            Owned::Unusable { .. } => {
+                let unusable = item.unusable().expect("unusable");
+                self.summary.error(unusable.kind);
+                let line = dead(unusable.kind, unusable.reason.clone()).with_unusable(&unusable);
+                return self.dead_letters.write_line(&line);
+            }
+        };
+        self.summary.bytes += record.len() as u64;
+        match self.runner.process(record)? {
+            Ok(outcome) => {
+                self.summary.relevant += u64::from(outcome.relevant);
+                for alert in &outcome.alerts {
+                    *self
+                        .summary
+                        .alerts
+                        .entry(alert.rule_id.clone())
+                        .or_default() += 1;
+                    self.alerts.write_line(&AlertLine::from(alert))?;
+                }
+            }
+            Err(failure) => {
+                self.summary.error(failure.kind());
+                let line = dead(failure.kind(), failure.message()).with_bytes(record.as_bytes());
+                self.dead_letters.write_line(&line)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_due(&self) -> bool {
+        self.since_commit >= self.args.commit_every
+            || (self.since_commit > 0 && self.last_commit.elapsed() >= self.args.commit_interval)
+    }
+
+    /// Alerts and dead letters out, then the state that records them, with how far each
+    /// file has been read.
+    fn commit(&mut self, inputs: &mut [Input]) -> anyhow::Result<()> {
+        self.alerts.make_durable().context(UNCOMMITTED)?;
+        self.dead_letters.make_durable().context(UNCOMMITTED)?;
+        let mut marks = Changes::new();
+        for input in inputs.iter_mut().filter(|i| i.moved) {
+            input.moved = false;
+            if let (Some(key), Some(identity)) = (&input.key, &input.identity) {
+                let mark = InputMark {
+                    identity: identity.clone(),
+                    items: input.done,
+                };
+                let value = serde_json::to_vec(&mark).expect("a mark serializes");
+                marks.insert((INPUTS_TABLE.to_owned(), key.clone()), Some(value));
+            }
+        }
+        let store = self.runner.store();
+        store.apply(marks).map_err(HarnessError::from)?;
+        store.commit().map_err(HarnessError::from)?;
+        self.since_commit = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
+
+const UNCOMMITTED: &str = "the state is left as it was at the last commit, before the \
+    alerts that could not be written: fix the output and rerun the same command to raise them";
+
+/// SIGINT and SIGTERM: the first one makes the run commit and stop; a second SIGINT ends
+/// it at once.
+struct Signals {
+    interrupt: Arc<AtomicBool>,
+    terminate: Arc<AtomicBool>,
+}
+
+struct Signal {
+    name: &'static str,
+    number: i32,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let terminate = Arc::new(AtomicBool::new(false));
+        flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupt))?;
+        flag::register(SIGINT, Arc::clone(&interrupt))?;
+        flag::register(SIGTERM, Arc::clone(&terminate))?;
+        Ok(Signals {
+            interrupt,
+            terminate,
+        })
+    }
+
+    fn received(&self) -> Option<Signal> {
+        if self.interrupt.load(Ordering::Relaxed) {
+            Some(Signal {
+                name: "SIGINT",
+                number: signal_hook::consts::SIGINT,
+            })
+        } else if self.terminate.load(Ordering::Relaxed) {
+            Some(Signal {
+                name: "SIGTERM",
+                number: signal_hook::consts::SIGTERM,
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// A bar over the input files' bytes on a terminal; hidden otherwise.
-fn progress_bar(args: &RunArgs) -> ProgressBar {
+fn progress_bar(args: &RunArgs, inputs: &[Input]) -> ProgressBar {
     if args.no_progress || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let files: Option<u64> = args
-        .files
+    let files: Option<u64> = inputs
         .iter()
-        .map(|f| {
-            (f.as_os_str() != "-")
-                .then(|| std::fs::metadata(f).map(|m| m.len()).ok())
-                .flatten()
+        .map(|i| match &i.source {
+            Source::File(path) => fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Source::Stdin => None,
         })
         .sum();
     match files {

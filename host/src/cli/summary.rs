@@ -7,6 +7,8 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct Summary {
     pub records: u64,
+    /// Items of resumed files that earlier runs had handled.
+    pub skipped: u64,
     pub relevant: u64,
     pub bytes: u64,
     pub alerts: BTreeMap<String, u64>,
@@ -41,6 +43,9 @@ impl fmt::Display for Summary {
             self.records as f64 / secs,
             self.bytes as f64 / 1e6 / secs
         )?;
+        if self.skipped > 0 {
+            writeln!(f, "  skipped: {} handled by earlier runs", self.skipped)?;
+        }
         writeln!(
             f,
             "  alerts: {}",

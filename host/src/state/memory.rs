@@ -9,7 +9,7 @@ use super::{Changes, StateStore, StoreError};
 /// A [`StateStore`] in a map of sorted maps.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    buckets: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    tables: HashMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -19,50 +19,47 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn get_many(
-        &mut self,
-        bucket: &str,
-        keys: &[&str],
-    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let bucket = self.buckets.get(bucket);
+    fn get_many(&mut self, table: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let table = self.tables.get(table);
         Ok(keys
             .iter()
-            .map(|k| bucket.and_then(|b| b.get(*k)).cloned())
+            .map(|k| table.and_then(|t| t.get(*k)).cloned())
             .collect())
     }
 
     fn keys_after(
         &mut self,
-        bucket: &str,
+        table: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let Some(bucket) = self.buckets.get(bucket) else {
+        let Some(table) = self.tables.get(table) else {
             return Ok(Vec::new());
         };
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let range = bucket.range::<str, _>((start, Bound::Unbounded));
+        let range = table.range::<str, _>((start, Bound::Unbounded));
         Ok(range.take(limit).map(|(k, _)| k.clone()).collect())
     }
 
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError> {
-        for ((bucket, key), value) in changes {
-            let bucket = self.buckets.entry(bucket).or_default();
+        for ((name, key), value) in changes {
+            let table = self.tables.entry(name).or_default();
             match value {
-                Some(value) => bucket.insert(key, value),
-                None => bucket.remove(&key),
+                Some(value) => table.insert(key, value),
+                None => table.remove(&key),
             };
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// State in memory ends with the process: there is nothing to make durable.
+    fn commit(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
 
     fn entries(&mut self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let mut all: Vec<_> = self
-            .buckets
+            .tables
             .iter()
             .flat_map(|(b, kv)| {
                 kv.iter()

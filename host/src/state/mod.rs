@@ -1,11 +1,12 @@
 //! Where a rule's state lives: the backing stores of the host's `wasi:keyvalue`.
 //!
-//! A store holds buckets of key-value pairs. The harness hands a store one call's worth
-//! of writes at a time ([`Changes`]), and only once the call has succeeded, so every
-//! store sees state move from one record boundary to the next. A persistent store may
-//! hold applied changes in memory for a while and make them durable in batches
-//! ([`StateStore::flush`]): a crash then loses at most the unflushed tail, which
-//! replaying the same input re-creates.
+//! A store holds tables of key-value pairs: one per bucket of each rule
+//! (`rule/{rule}/{bucket}`), and the harness's own (`harness/...`), which no rule can
+//! name. The harness hands a store one call's worth of writes at a time ([`Changes`]),
+//! and only once the call has succeeded, so every store sees state move from one record
+//! boundary to the next. Writes are visible to reads at once and become durable together
+//! at [`StateStore::commit`]; a store dropped without a commit forgets them, which is how
+//! the harness keeps state from running ahead of the alerts it has written.
 
 mod memory;
 mod persistent;
@@ -13,36 +14,47 @@ mod persistent;
 use std::collections::BTreeMap;
 
 pub use memory::MemoryStore;
-pub use persistent::RedbStore;
+pub use persistent::{FORMAT_VERSION, RedbStore};
 
-/// A failure of the backing store.
+/// A failure of the backing store. It stops the harness: the state can no longer be
+/// trusted to move from one record to the next.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StoreError(pub String);
 
-/// One call's writes: for each (bucket, key), the new value, or `None` to delete it.
+/// One call's writes: for each (table, key), the new value, or `None` to delete it.
 pub type Changes = BTreeMap<(String, String), Option<Vec<u8>>>;
+
+/// The table of a rule's bucket.
+pub fn rule_table(rule: &str, bucket: &str) -> String {
+    format!("rule/{rule}/{bucket}")
+}
+
+/// The harness's table of how far each input file has been read.
+pub const INPUTS_TABLE: &str = "harness/inputs";
+
+/// The harness's table of `list-keys` cursors in use, one entry per rule table.
+pub const CURSORS_TABLE: &str = "harness/cursors";
 
 /// A backing store for rule state.
 pub trait StateStore: Send {
-    /// The values of `keys` in `bucket`, in order.
-    fn get_many(&mut self, bucket: &str, keys: &[&str])
-    -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// The values of `keys` in `table`, in order.
+    fn get_many(&mut self, table: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
-    /// Up to `limit` keys of `bucket` in key order, starting after `after`.
+    /// Up to `limit` keys of `table` in key order, starting after `after`.
     fn keys_after(
         &mut self,
-        bucket: &str,
+        table: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Applies one call's writes. Reads see them at once; durability may wait for `flush`.
+    /// Applies one call's writes. Reads see them at once; they become durable at `commit`.
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError>;
 
-    /// Makes everything applied so far durable.
-    fn flush(&mut self) -> Result<(), StoreError>;
+    /// Makes everything applied so far durable, as one transaction.
+    fn commit(&mut self) -> Result<(), StoreError>;
 
-    /// Every (bucket, key, value), for `state dump` style inspection and tests.
+    /// Every (table, key, value), for inspection and tests.
     fn entries(&mut self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError>;
 }
