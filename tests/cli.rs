@@ -124,6 +124,14 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
     )
     .unwrap();
     std::fs::write(
+        path("old.wasm"),
+        wat::parse_str(
+            r#"(component (instance $i) (export "detect:rule/detector@0.1.0" (instance $i)))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
         path("state.redb"),
         "this is not a redb file, whatever it is, it is long",
     )
@@ -146,6 +154,10 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
         (
             vec!["--rule".into(), path("net.wasm"), "inspect".into()],
             "wasi:sockets/tcp@0.2.0",
+        ),
+        (
+            vec!["--rule".into(), path("old.wasm"), "inspect".into()],
+            "built for detect:rule@0.1.0; this harness runs detect:rule@0.2.0 rules",
         ),
         (
             vec![
@@ -194,4 +206,83 @@ fn the_exported_component_is_the_rule_and_loads_again() {
     );
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["rule"]["name"], "aws-ssm-sessions");
+}
+
+#[test]
+fn numeric_flags_are_range_checked() {
+    for (flag, value) in [
+        ("--deadline-ms", "0"),
+        ("--max-memory-mib", "0"),
+        ("--max-memory-mib", "18446744073709551615"),
+        ("--max-memory-mib", "4097"),
+        ("--fuel", "0"),
+        ("--max-record-bytes", "10"),
+        ("--max-record-bytes", "1073741824"),
+        ("--max-clock-skew", "soon"),
+    ] {
+        let out = harness(&[flag, value, "run", "--state", "memory", "-"], b"{}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+    for (flag, value) in [
+        ("--commit-every", "0"),
+        ("--commit-interval", "0s"),
+        ("--commit-interval", "2h"),
+    ] {
+        let out = harness(&["run", flag, value, "--state", "memory", "-"], b"{}");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+    }
+}
+
+#[test]
+fn outputs_may_not_be_inputs_nor_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("log.json");
+    let log = std::fs::read(fixture("logs/ssm_sessions.json")).unwrap();
+    std::fs::write(&input, &log).unwrap();
+    let (input, state) = (input.to_str().unwrap(), dir.path().join("state.redb"));
+    let state = state.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["run", "--dead-letter", input, "--state", "memory", input],
+            "--dead-letter is also an input",
+        ),
+        (
+            vec!["run", "--state", input, input],
+            "--state is also an input",
+        ),
+        (
+            vec!["run", "--state", state, "--dead-letter", state, input],
+            "--dead-letter is the state file",
+        ),
+        (
+            vec!["run", "--state", "memory", input, input],
+            "is named twice",
+        ),
+        (vec!["run", "--state", "memory", "/tmp"], "is a directory"),
+    ] {
+        if args.contains(&"--dead-letter") && args.contains(&state) {
+            // The state file must exist for this one.
+            alerts(&["run", "--state", state, "-"], b"");
+        }
+        let out = harness(&args, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read(input).unwrap(), log, "the input is untouched");
+    }
+    // Standard output redirected onto the input.
+    let out = command(&["run", "--state", "memory", input])
+        .stdout(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(input)
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("standard output is also an input"));
+    assert_eq!(std::fs::read(input).unwrap(), log);
 }

@@ -1,8 +1,11 @@
 //! End-to-end tests: the built rule component and hostile test components, through the
 //! harness library and the `rule-harness` executable.
 
+mod cache;
 mod cli;
 mod formats;
+mod memory;
+mod reliability;
 mod sandbox;
 mod state;
 mod support;

@@ -125,3 +125,113 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
         "{summary}"
     );
 }
+
+/// The fixture log's records, and which of them a test damages.
+fn records_and_the_one_to_damage() -> (Vec<Value>, usize) {
+    let log: Value =
+        serde_json::from_slice(&std::fs::read(fixture("logs/ssm_sessions.json")).unwrap()).unwrap();
+    let records = log["Records"].as_array().unwrap().clone();
+    (records, 7)
+}
+
+#[test]
+fn a_bad_byte_or_a_byte_order_mark_costs_at_most_its_record_in_every_format() {
+    let (records, bad) = records_and_the_one_to_damage();
+    let as_json = |r: &Value, i: usize| {
+        let text = r.to_string().into_bytes();
+        if i != bad {
+            return text;
+        }
+        // The user agent of one record ends in a byte that is not UTF-8, then a NUL.
+        let at = text
+            .windows(17)
+            .position(|w| w == b"sample-user-agent")
+            .unwrap()
+            + 17;
+        [&text[..at], b"\xff\x00", &text[at..]].concat()
+    };
+    let texts: Vec<Vec<u8>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| as_json(r, i))
+        .collect();
+    let ndjson = texts.join(&b'\n');
+    let one_line = [&b"{\"Records\": ["[..], &texts.join(&b','), b"]}"].concat();
+    let pretty = [
+        &b"{\n  \"Records\": [\n    "[..],
+        &texts.join(&b",\n    "[..]),
+        b"\n  ]\n}\n",
+    ]
+    .concat();
+    let intact: Vec<Value> = {
+        let mut ok = records.clone();
+        ok.remove(bad);
+        alerts(
+            &["run", "--state", "memory", "-"],
+            &serde_json::to_vec(&serde_json::json!({"Records": ok})).unwrap(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [("ndjson", ndjson), ("log", one_line), ("pretty", pretty)] {
+        for (variant, bytes) in [
+            ("", bytes.clone()),
+            (".gz", gzip(&bytes)),
+            (" with a BOM", [&b"\xEF\xBB\xBF"[..], &bytes].concat()),
+        ] {
+            let path = dir.path().join("input");
+            std::fs::write(&path, &bytes).unwrap();
+            let dead = dir.path().join("dead.ndjson");
+            let _ = std::fs::remove_file(&dead);
+            let args = [
+                "run",
+                "--state",
+                "memory",
+                "--dead-letter",
+                dead.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ];
+            assert_eq!(alerts(&args, b""), intact, "{name}{variant}");
+            let dead = lines(&std::fs::read(&dead).unwrap());
+            assert_eq!(dead.len(), 1, "{name}{variant}: {dead:?}");
+            assert_eq!(dead[0]["kind"], "invalid-utf8");
+            assert_eq!(dead[0]["index"], bad as u64 + 1);
+            // The bytes are kept, so the record can be fixed and fed again.
+            use base64::Engine as _;
+            let kept = base64::engine::general_purpose::STANDARD
+                .decode(dead[0]["record_base64"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(kept, texts[bad], "{name}{variant}");
+        }
+    }
+}
+
+#[test]
+fn an_oversized_record_is_dead_lettered_with_an_excerpt_and_a_digest() {
+    let big = format!(
+        "{{\"eventSource\": \"ec2.amazonaws.com\", \"pad\": \"{}\"}}",
+        "x".repeat(30_000)
+    );
+    let input = format!("{big}\n{{\"eventSource\": \"s3.amazonaws.com\"}}\n");
+    let out = harness(
+        &[
+            "run",
+            "--state",
+            "memory",
+            "--max-record-bytes",
+            "20000",
+            "-",
+        ],
+        input.as_bytes(),
+    );
+    assert!(out.status.success());
+    let dead = lines(&out.stderr);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "record-too-large");
+    assert_eq!(dead[0]["size"], big.len());
+    assert_eq!(dead[0]["record"], Value::Null);
+    assert_eq!(dead[0]["excerpt"].as_str().unwrap(), &big[..4096]);
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(big.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(dead[0]["sha256"], hex);
+}

@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
+use rule_harness::corpus::{Corpus, CorpusSpec};
 use serde_json::Value;
 
 /// The workspace root.
@@ -18,19 +20,54 @@ pub fn fixture(path: &str) -> PathBuf {
     root().join("fixtures").join(path)
 }
 
-/// Runs `rule-harness` with `args` (and no compilation cache), feeding `stdin`.
-pub fn harness(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rule-harness"))
-        .arg("--no-cache")
+/// A compilation cache shared by every test of this run: compiling the rule once is enough.
+fn shared_cache() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// The `rule-harness` command, with the shared cache, in the workspace root.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rule-harness"));
+    command
+        .arg("--cache-dir")
+        .arg(shared_cache())
         .args(args)
-        .current_dir(root())
+        .current_dir(root());
+    command
+}
+
+/// Runs `rule-harness` with `args`, feeding `stdin`.
+pub fn harness(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = command(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("rule-harness starts");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A writer of its own, so that a large input and a large output cannot block each other.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// NDJSON of `records` generated records: SSM-heavy, many alerts.
+pub fn generated_log(records: usize, seed: u64) -> Vec<u8> {
+    let mut corpus = Corpus::new(CorpusSpec {
+        seed,
+        ssm_share: 0.3,
+        identities: 40,
+        step_millis: 60_000,
+        ..CorpusSpec::default()
+    });
+    let mut log = Vec::new();
+    corpus.write_ndjson(records, &mut log).unwrap();
+    log
 }
 
 /// Runs `rule-harness`, which must succeed, and returns the alerts it printed.

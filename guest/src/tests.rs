@@ -588,3 +588,93 @@ fn a_late_record_does_not_move_the_start_of_history_back() {
         [UNUSUAL_SESSION.id]
     );
 }
+
+mod fuzz {
+    //! Whatever a record holds, the rule answers with alerts or a typed error, never a
+    //! panic, and an error changes no state.
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::testkit::sample;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            "[0-9T:Z. +-]{0,25}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A field the rule reads, as a path into the record.
+    fn field() -> impl Strategy<Value = Vec<&'static str>> {
+        prop_oneof![
+            Just(vec!["eventTime"]),
+            Just(vec!["eventSource"]),
+            Just(vec!["eventName"]),
+            Just(vec!["errorCode"]),
+            Just(vec!["userIdentity"]),
+            Just(vec!["userIdentity", "arn"]),
+            Just(vec!["userIdentity", "type"]),
+            Just(vec![
+                "userIdentity",
+                "sessionContext",
+                "sessionIssuer",
+                "userName"
+            ]),
+            Just(vec!["requestParameters"]),
+            Just(vec!["requestParameters", "target"]),
+            Just(vec!["sourceIPAddress"]),
+            Just(vec!["recipientAccountId"]),
+            Just(vec!["responseElements", "sessionId"]),
+        ]
+    }
+
+    fn set(record: &mut Value, path: &[&str], value: Value) {
+        let (last, parents) = path.split_last().unwrap();
+        let mut at = record;
+        for key in parents {
+            if !at[*key].is_object() {
+                at[*key] = json!({});
+            }
+            at = &mut at[*key];
+        }
+        at[*last] = value;
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_answered_without_a_panic(text in ".{0,200}") {
+            let mut rule = Rule::new();
+            let _ = rule.process(&text);
+        }
+
+        #[test]
+        fn any_value_in_any_field_is_alerts_or_an_error_that_changes_nothing(
+            changes in proptest::collection::vec((field(), any_json()), 1..4),
+        ) {
+            let mut rule = Rule::trained(ALICE);
+            let before = rule.kv.entries.clone();
+            let mut record = sample();
+            for (path, value) in changes {
+                set(&mut record, &path, value);
+            }
+            if rule.process(&record.to_string()).is_err() {
+                prop_assert_eq!(&rule.kv.entries, &before);
+            }
+        }
+    }
+}

@@ -23,6 +23,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod cli;
+pub mod corpus;
 mod error;
 pub mod fixtures;
 pub mod input;

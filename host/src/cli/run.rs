@@ -385,8 +385,8 @@ impl Run<'_> {
     /// Alerts and dead letters out, then the state that records them, with how far each
     /// file has been read.
     fn commit(&mut self, inputs: &mut [Input]) -> anyhow::Result<()> {
-        self.alerts.make_durable().context(UNCOMMITTED)?;
-        self.dead_letters.make_durable().context(UNCOMMITTED)?;
+        self.alerts.make_durable()?;
+        self.dead_letters.make_durable()?;
         let mut marks = Changes::new();
         for input in inputs.iter_mut().filter(|i| i.moved) {
             input.moved = false;
@@ -407,9 +407,6 @@ impl Run<'_> {
         Ok(())
     }
 }
-
-const UNCOMMITTED: &str = "the state is left as it was at the last commit, before the \
-    alerts that could not be written: fix the output and rerun the same command to raise them";
 
 /// SIGINT and SIGTERM: the first one makes the run commit and stop; a second SIGINT ends
 /// it at once.

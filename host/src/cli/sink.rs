@@ -51,10 +51,10 @@ impl Sink {
     }
 
     pub fn write_line(&mut self, line: &impl serde::Serialize) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut self.out, line)
+        let written = serde_json::to_writer(&mut self.out, line)
             .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .with_context(|| format!("cannot write to {}", self.name))
+            .and_then(|()| self.out.write_all(b"\n"));
+        written.map_err(|e| self.failed(e))
     }
 
     /// Writes out everything buffered and, for a file, waits until it is on disk.
@@ -68,6 +68,14 @@ impl Sink {
                     Ok(())
                 }
             })
-            .with_context(|| format!("cannot write to {}", self.name))
+            .map_err(|e| self.failed(e))
+    }
+
+    fn failed(&self, e: io::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot write to {}: {e}. The state stays as it was at the last commit, before \
+             what could not be written: fix the output and rerun the same command to write it",
+            self.name
+        )
     }
 }

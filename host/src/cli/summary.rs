@@ -56,6 +56,18 @@ impl fmt::Display for Summary {
             "  errors: {}, traps: {}",
             counts(self.errors.values().sum(), &self.errors),
             self.traps
-        )
+        )?;
+        if let Some(kib) = peak_memory_kib() {
+            write!(f, "\n  peak memory: {:.1} MiB", kib as f64 / 1024.0)?;
+        }
+        Ok(())
     }
+}
+
+/// This process's peak resident memory, as the kernel counts it (`VmHWM`), where the
+/// kernel says.
+pub fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -24,7 +24,7 @@
 use memchr::memmem;
 use sha2::{Digest, Sha256};
 
-/// Bytes of an oversized record kept for its dead letter.
+/// Bytes of an oversized record kept for its dead letter (at most the size limit).
 pub const EXCERPT_BYTES: usize = 4096;
 
 /// The deepest nesting the framer can track.
@@ -316,6 +316,11 @@ impl Framer {
         }
     }
 
+    /// Bytes of an oversized record kept: [`EXCERPT_BYTES`], or less under a smaller limit.
+    fn excerpt_bytes(&self) -> usize {
+        EXCERPT_BYTES.min(self.limits.max_record_bytes)
+    }
+
     /// Adds bytes to the open item, keeping at most the limit, and only an excerpt and a
     /// running hash once the item is over it.
     fn append(&mut self, bytes: &[u8]) {
@@ -328,10 +333,11 @@ impl Framer {
             let mut hasher = Sha256::new();
             hasher.update(&self.buffer);
             self.hasher = Some(hasher);
-            self.buffer.truncate(EXCERPT_BYTES);
+            self.buffer.truncate(self.excerpt_bytes());
         }
         self.hasher.as_mut().expect("set above").update(bytes);
-        let more = EXCERPT_BYTES
+        let more = self
+            .excerpt_bytes()
             .saturating_sub(self.buffer.len())
             .min(bytes.len());
         self.buffer.extend_from_slice(&bytes[..more]);

@@ -1,0 +1,213 @@
+//! Nothing lost, nothing planted: a run killed at any point, an output that fails, a
+//! signal, a slow stream. Each time the alerts that reach the output, over a crash and a
+//! rerun, are those of one uninterrupted run, at most with the uncommitted tail twice.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Alerts as comparable text, counted.
+fn counted(alerts: &[Value]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for alert in alerts {
+        *counts.entry(alert.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// `got` holds every alert of `expected` (as often), and nothing else.
+fn assert_same_alerts_but_repeats(got: &[Value], expected: &[Value], what: &str) {
+    let (got, expected) = (counted(got), counted(expected));
+    for (alert, n) in &expected {
+        let seen = got.get(alert).copied().unwrap_or(0);
+        assert!(seen >= *n, "{what}: lost {alert}");
+    }
+    for alert in got.keys() {
+        assert!(expected.contains_key(alert), "{what}: planted {alert}");
+    }
+}
+
+#[test]
+fn a_run_killed_at_any_point_then_rerun_raises_every_alert_of_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.ndjson");
+    std::fs::write(&log, generated_log(3000, 7)).unwrap();
+    let log = log.to_str().unwrap();
+    let expected = alerts(&["run", "--state", "memory", log], b"");
+    assert!(expected.len() > 100, "{}", expected.len());
+
+    // Kill after some alerts were read, or after some time: early, midway, late.
+    let points = [
+        (Some(1), None),
+        (Some(40), None),
+        (Some(expected.len() / 2), None),
+    ]
+    .into_iter()
+    .chain([20, 150, 400].map(|ms| (None, Some(Duration::from_millis(ms)))));
+    let mut cut_short = 0;
+    for (n, point) in points.enumerate() {
+        let state = dir.path().join(format!("state-{n}.redb"));
+        let state = state.to_str().unwrap();
+        let args = ["run", "--state", state, "--commit-every", "7", log];
+        let mut child = command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = Vec::new();
+        let started = Instant::now();
+        let mut line = String::new();
+        loop {
+            let enough = match point {
+                (Some(alerts), _) => first.len() >= alerts,
+                (_, Some(after)) => started.elapsed() >= after,
+                _ => unreachable!(),
+            };
+            line.clear();
+            if enough || out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            first.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+        child.kill().unwrap(); // SIGKILL: no chance to commit or flush
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        first.extend(lines(rest.as_bytes()));
+        child.wait().unwrap();
+
+        cut_short += usize::from(first.len() < expected.len());
+        let second = alerts(&args, b"");
+        let all: Vec<Value> = first.iter().chain(&second).cloned().collect();
+        assert_same_alerts_but_repeats(&all, &expected, &format!("kill point {point:?}"));
+        let repeats = all.len() - expected.len();
+        assert!(
+            repeats <= 7 + 8,
+            "{point:?}: {repeats} alerts repeated, more than a commit's worth"
+        );
+    }
+    assert!(
+        cut_short >= 4,
+        "only {cut_short} runs were killed before their end"
+    );
+}
+
+#[test]
+fn alerts_that_cannot_be_written_are_raised_by_the_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.ndjson");
+    std::fs::write(&log, generated_log(500, 8)).unwrap();
+    let log = log.to_str().unwrap();
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let expected = alerts(&["run", "--state", "memory", log], b"");
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = command(&["run", "--state", state, log])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("rerun"),
+        "{stderr}"
+    );
+    assert_eq!(alerts(&["run", "--state", state, log], b""), expected);
+}
+
+#[test]
+fn a_signal_commits_what_was_read_and_a_slow_stream_is_not_kept_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let log = std::fs::read(fixture("logs/ssm_sessions.json")).unwrap();
+    let log: Value = serde_json::from_slice(&log).unwrap();
+    let records: Vec<String> = log["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    let expected = alerts(
+        &[
+            "run",
+            "--state",
+            "memory",
+            fixture("logs/ssm_sessions.json").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let (first, second) = records.split_at(30);
+
+    let mut child = command(&["run", "--state", state, "--commit-interval", "100ms", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all((first.join("\n") + "\n").as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    // The stream stays open: the alerts must come out anyway, on the commit interval.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with('{'),
+        "the first alert comes while the stream is open: {line:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut got = lines(line.as_bytes());
+    got.extend(lines(rest.as_bytes()));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+
+    // Everything read before the signal is in the state: the rest continues it exactly.
+    got.extend(alerts(
+        &["run", "--state", state, "-"],
+        second.join("\n").as_bytes(),
+    ));
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_fifo_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("records.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let log = std::fs::read(fixture("logs/ssm_sessions.json")).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, log).unwrap())
+    };
+    let got = alerts(&["run", "--state", "memory", fifo.to_str().unwrap()], b"");
+    writer.join().unwrap();
+    assert_eq!(got.len(), 16);
+}
