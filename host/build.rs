@@ -1,38 +1,51 @@
-//! Builds the project's SSM rule for wasm32 and encodes it as a component, so the harness
-//! embeds a default rule and `cargo build` is the only step a user runs.
+//! Builds the project's SSM rule into its three artifacts and embeds them, so that the
+//! harness has a default rule, `rule-harness export` can write each artifact, and
+//! `cargo build` is the only step a user runs:
 //!
-//! The rule is built by a nested `cargo build` into its own target directory, shared by
-//! every profile of the host, so it is compiled once however the host is built. The
-//! core module is then turned into a component with `wit-component`, which reads the
-//! WIT world that `wit-bindgen` embedded in the module.
+//! * `component`: wasm32-unknown-unknown, encoded as a component with `wit-component`
+//!   (from the WIT world that `wit-bindgen` embedded in the module);
+//! * `fluent-bit`: a wasm32-wasip1 module, a Fluent Bit `filter_wasm` filter;
+//! * `fluvio`: a wasm32-wasip1 module, a Fluvio SmartModule.
+//!
+//! Each is a nested `cargo build` of the rule crate with one feature, into a target
+//! directory of its own (`target/rule-guest`), shared by every profile of the host. Cargo
+//! says where each artifact is (`--message-format=json`), and the dep-info file beside it
+//! lists every source that went into it, which is what reruns this script.
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-const GUEST_PACKAGE: &str = "ssm-rule";
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const RULE_PACKAGE: &str = "ssm-rule";
+
+/// Each artifact: its name, target and feature.
+const ARTIFACTS: [(&str, &str, &str); 3] = [
+    ("component", "wasm32-unknown-unknown", "component"),
+    ("fluent-bit", "wasm32-wasip1", "fluent-bit"),
+    ("fluvio", "wasm32-wasip1", "fluvio"),
+];
 
 fn main() {
     let host_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = host_dir.parent().expect("the host is a workspace member");
-    for input in [
-        "guest/src",
-        "guest/Cargo.toml",
-        "wit",
-        "Cargo.toml",
-        "Cargo.lock",
-    ] {
+    for input in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    ensure_target(WASM_TARGET);
-    let module = build_module(root, &guest_target_dir(&out_dir));
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|encoder| encoder.validate(true).encode())
-        .unwrap_or_else(|e| panic!("turning the rule into a component failed: {e:?}"));
-    std::fs::write(out_dir.join("ssm_rule.wasm"), component).expect("OUT_DIR is writable");
+    let target_dir = guest_target_dir(&out_dir);
+    for (name, target, feature) in ARTIFACTS {
+        ensure_target(target);
+        let module = build_module(root, &target_dir, target, feature);
+        let bytes = if name == "component" {
+            wit_component::ComponentEncoder::default()
+                .module(&module)
+                .and_then(|encoder| encoder.validate(true).encode())
+                .unwrap_or_else(|e| panic!("turning the rule into a component failed: {e:?}"))
+        } else {
+            module
+        };
+        std::fs::write(out_dir.join(format!("{name}.wasm")), bytes).expect("OUT_DIR is writable");
+    }
 }
 
 /// `target/rule-guest`, beside the host's own profile directories.
@@ -45,7 +58,7 @@ fn guest_target_dir(out_dir: &Path) -> PathBuf {
     target.join("rule-guest")
 }
 
-/// Installs the wasm target with rustup when the toolchain lacks it. rustup installs the
+/// Installs a wasm target with rustup when the toolchain lacks it. rustup installs the
 /// targets of `rust-toolchain.toml` only with the toolchain itself, so a machine whose
 /// `stable` was installed earlier has none of them.
 fn ensure_target(target: &str) {
@@ -73,29 +86,77 @@ fn ensure_target(target: &str) {
     );
 }
 
-fn build_module(root: &Path, target_dir: &Path) -> Vec<u8> {
+/// Builds the rule for `target` with `feature`; returns the module's bytes.
+fn build_module(root: &Path, target_dir: &Path, target: &str, feature: &str) -> Vec<u8> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--package", GUEST_PACKAGE, "--target", WASM_TARGET])
-        .args(["--profile", "guest", "--manifest-path"])
+    let output = Command::new(cargo)
+        .args(["build", "--package", RULE_PACKAGE, "--target", target])
+        .args(["--features", feature, "--profile", "guest"])
+        .args([
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir)
-        // Flags meant for the host (say `-C target-cpu=native`) are not for wasm32.
+        // Flags meant for the host (say `-C target-cpu=native`) are not for wasm32; the
+        // wasm targets' own flags come from the workspace's .cargo/config.toml.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
-        .status()
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
         .expect("cargo can be started");
     assert!(
-        status.success(),
-        "building the rule for {WASM_TARGET} failed (see above). If the target is missing, \
-         `rustup target add {WASM_TARGET}` installs it; rust-toolchain.toml normally does."
+        output.status.success(),
+        "building the rule for {target} with `{feature}` failed (see above)"
     );
-    let module = target_dir
-        .join(WASM_TARGET)
-        .join("guest")
-        .join("ssm_rule.wasm");
+    let module = artifact(&output.stdout)
+        .unwrap_or_else(|| panic!("cargo reported no {RULE_PACKAGE} module for {target}"));
+    rerun_if_sources_change(&module);
     std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()))
+}
+
+/// The `.wasm` file of the rule crate among cargo's JSON messages.
+fn artifact(messages: &[u8]) -> Option<PathBuf> {
+    let crate_name = RULE_PACKAGE.replace('-', "_");
+    String::from_utf8_lossy(messages)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == crate_name)
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+}
+
+/// Reruns this script when any source file the module was built from changes, as the
+/// dep-info file beside it lists them.
+fn rerun_if_sources_change(module: &Path) {
+    let Ok(deps) = std::fs::read_to_string(module.with_extension("d")) else {
+        return;
+    };
+    // `<output>: <input> <input> ...`, spaces in paths escaped with `\`.
+    let Some((_, inputs)) = deps.lines().next().and_then(|line| line.split_once(": ")) else {
+        return;
+    };
+    let mut path = String::new();
+    let mut chars = inputs.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => path.push(chars.next().expect("peeked")),
+            ' ' => {
+                if !path.is_empty() {
+                    println!("cargo:rerun-if-changed={path}");
+                }
+                path.clear();
+            }
+            c => path.push(c),
+        }
+    }
+    if !path.is_empty() {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

@@ -17,7 +17,7 @@ pub fn root() -> PathBuf {
 }
 
 pub fn fixture(path: &str) -> PathBuf {
-    root().join("fixtures").join(path)
+    root().join("rules/ssm/fixtures").join(path)
 }
 
 /// A compilation cache shared by every test of this run: compiling the rule once is enough.

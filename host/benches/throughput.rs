@@ -6,17 +6,21 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use detect_sdk::Rule;
 use rule_harness::state::{MemoryStore, RedbStore, StateStore};
 use rule_harness::{Limits, Sandbox};
 use serde_json::{Value, json};
+use ssm_rule::SsmSessions;
 
 const RECORDS: usize = 20_000;
 const RUNS: usize = 5;
 
 /// StartSession records by 200 identities on 50 targets over 20 days, from the sample.
 fn relevant() -> Vec<String> {
-    let sample: Value =
-        serde_json::from_str(include_str!("../../fixtures/records/panther_sample.json")).unwrap();
+    let sample: Value = serde_json::from_str(include_str!(
+        "../../rules/ssm/fixtures/records/panther_sample.json"
+    ))
+    .unwrap();
     let start = 1_735_689_600_000i64; // 2025-01-01
     (0..RECORDS)
         .map(|i| {
@@ -76,17 +80,17 @@ fn sandboxed(records: &[String], store: impl Fn() -> Box<dyn StateStore>) -> Dur
 
 fn native(records: &[String]) -> Duration {
     let config = ssm_rule::Config::default();
-    let context = ssm_rule::Context {
+    let context = detect_sdk::Context {
         not_after: i64::MAX,
     };
     median(
         (0..RUNS)
             .map(|_| {
-                let mut kv = ssm_rule::MemoryKv::new();
+                let mut kv = detect_sdk::MemoryKv::new();
                 kv.page_size = 1000;
                 let started = Instant::now();
                 for r in records {
-                    black_box(ssm_rule::process_event(r, &config, &mut kv, &context).unwrap());
+                    black_box(SsmSessions::process(r, &config, &mut kv, &context).unwrap());
                 }
                 started.elapsed()
             })

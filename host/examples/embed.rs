@@ -2,7 +2,7 @@
 //! records of a CloudTrail log, and print each alert's title.
 //!
 //! ```sh
-//! cargo run -p rule-harness --example embed -- fixtures/logs/ssm_sessions.json
+//! cargo run -p rule-harness --example embed -- rules/ssm/fixtures/logs/ssm_sessions.json
 //! ```
 
 use std::fs::File;
@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use anyhow::Context;
 use rule_harness::input::{self, Ending, Item};
 use rule_harness::state::MemoryStore;
-use rule_harness::{Limits, Sandbox, output::AlertLine};
+use rule_harness::{Limits, Sandbox, output::alert_line};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
             match runner.process(record) {
                 Ok(Ok(outcome)) => {
                     for alert in &outcome.alerts {
-                        let line = AlertLine::from(alert);
+                        let line = alert_line(alert);
                         println!("{} [{}] {}", line.event_time, line.severity, line.title);
                     }
                 }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use similar::TextDiff;
 
-use crate::output::AlertLine;
+use crate::output::{AlertLine, alert_line};
 use crate::sandbox::LoadedRule;
 use crate::state::MemoryStore;
 
@@ -39,6 +39,8 @@ struct CaseFile {
     /// What the file covers, for the reader.
     #[serde(default, rename = "description")]
     _description: serde::de::IgnoredAny,
+    /// The name of the rule the cases are for; other rules skip the file.
+    rule: Option<String>,
     /// A record file, relative to the case file, that steps' `record`s are merged into.
     base: Option<PathBuf>,
     cases: Vec<Case>,
@@ -108,19 +110,32 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs every case of one file. A file that cannot be read counts as one failed case.
-pub fn run_file(rule: &LoadedRule, path: &Path) -> Vec<CaseReport> {
+/// What running one case file gave.
+#[derive(Debug)]
+pub enum FileReport {
+    /// The file's cases are for another rule, named here.
+    Skipped(String),
+    /// One report per case. A file that cannot be read is one failed case.
+    Ran(Vec<CaseReport>),
+}
+
+/// Runs every case of one file against `rule`, whose name is `rule_name`.
+pub fn run_file(rule: &LoadedRule, rule_name: &str, path: &Path) -> FileReport {
     match load(path) {
-        Ok((file, base)) => file
-            .cases
-            .iter()
-            .map(|case| run_case(rule, path, base.as_ref(), case))
-            .collect(),
-        Err(e) => vec![CaseReport {
+        Ok((file, _)) if file.rule.as_deref().is_some_and(|r| r != rule_name) => {
+            FileReport::Skipped(file.rule.unwrap_or_default())
+        }
+        Ok((file, base)) => FileReport::Ran(
+            file.cases
+                .iter()
+                .map(|case| run_case(rule, path, base.as_ref(), case))
+                .collect(),
+        ),
+        Err(e) => FileReport::Ran(vec![CaseReport {
             file: path.to_owned(),
             name: "(file)".into(),
             failures: vec![e],
-        }],
+        }]),
     }
 }
 
@@ -162,7 +177,7 @@ fn run_case(rule: &LoadedRule, path: &Path, base: Option<&Value>, case: &Case) -
             (Some(raw), None) => raw.clone(),
             (None, Some(overrides)) => {
                 let mut record = base.cloned().unwrap_or(Value::Object(Default::default()));
-                merge(&mut record, overrides.clone());
+                detect_sdk::testkit::merge(&mut record, overrides.clone());
                 record.to_string()
             }
             _ => {
@@ -182,7 +197,7 @@ fn run_case(rule: &LoadedRule, path: &Path, base: Option<&Value>, case: &Case) -
             Ok(Ok(outcome)) => Ok(outcome
                 .alerts
                 .iter()
-                .map(|a| to_value(&AlertLine::from(a)))
+                .map(|a| to_value(&alert_line(a)))
                 .collect()),
             Ok(Err(failure)) => Err((failure.kind(), failure.message())),
         };
@@ -259,28 +274,6 @@ fn diff(expected: &[Value], actual: &[Value]) -> String {
     out
 }
 
-/// Merges `overrides` into `base`: objects key by key, `null` removes, the rest replaces.
-pub fn merge(base: &mut Value, overrides: Value) {
-    match (base, overrides) {
-        (Value::Object(base), Value::Object(overrides)) => {
-            for (key, value) in overrides {
-                match (base.get_mut(&key), value) {
-                    (_, Value::Null) => {
-                        base.remove(&key);
-                    }
-                    (Some(existing @ Value::Object(_)), value @ Value::Object(_)) => {
-                        merge(existing, value)
-                    }
-                    (_, value) => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, overrides) => *base = overrides,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,15 +321,5 @@ mod tests {
                 .unwrap()
                 .contains("invalid-time")
         );
-    }
-
-    #[test]
-    fn merging_replaces_removes_and_recurses() {
-        let mut base = json!({"a": 1, "o": {"x": 1, "y": 2}, "gone": true});
-        merge(
-            &mut base,
-            json!({"a": 2, "o": {"y": 3}, "gone": null, "new": [1]}),
-        );
-        assert_eq!(base, json!({"a": 2, "o": {"x": 1, "y": 3}, "new": [1]}));
     }
 }

@@ -38,5 +38,13 @@ pub use error::HarnessError;
 pub use runner::{RecordFailure, RuleRunner};
 pub use sandbox::{ALLOWED_IMPORTS, DETECTOR_EXPORT, Item, Limits, LoadedRule, Sandbox};
 
-/// The project's SSM session rule, built from `guest/` by this crate's build script.
-pub const DEFAULT_RULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ssm_rule.wasm"));
+/// The project's SSM session rule (`rules/ssm/`), as a component of the `detect:rule`
+/// world: the harness's default rule. Built by this crate's build script.
+pub const DEFAULT_RULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/component.wasm"));
+
+/// The same rule as a Fluent Bit `filter_wasm` filter: functions `ssm_alerts` and
+/// `ssm_enrich`.
+pub const FLUENT_BIT_FILTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fluent-bit.wasm"));
+
+/// The same rule as a Fluvio SmartModule (`init`, `array_map`, `look_back`).
+pub const FLUVIO_SMARTMODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fluvio.wasm"));

@@ -1,10 +1,10 @@
 //! What the harness writes: one JSON line per alert on stdout, one per failed record on
 //! the dead-letter stream.
 
+pub use detect_sdk::alert::{AlertLine, MitreLine};
+use detect_sdk::time::format_event_time;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::macros::format_description;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -12,63 +12,34 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::bindings::{Alert, Mitre, Severity};
 use crate::input::{Unusable, hex};
 
-/// An alert as a JSON line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AlertLine {
-    pub rule_id: String,
-    pub name: String,
-    pub title: String,
-    /// `info`, `low`, `medium`, `high` or `critical`.
-    pub severity: String,
-    /// `YYYY-MM-DDTHH:MM:SSZ`.
-    pub event_time: String,
-    pub dedup_key: String,
-    pub mitre: Vec<MitreLine>,
-    pub runbook: String,
-    pub reference: String,
-    /// A JSON object; a rule that returns anything else has it wrapped as `{"text": ...}`.
-    pub context: Value,
-    pub event_id: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MitreLine {
-    pub tactic_id: String,
-    pub tactic: String,
-    pub technique_id: String,
-    pub technique: String,
-}
-
-impl From<&Mitre> for MitreLine {
-    fn from(m: &Mitre) -> Self {
-        MitreLine {
-            tactic_id: m.tactic_id.clone(),
-            tactic: m.tactic.clone(),
-            technique_id: m.technique_id.clone(),
-            technique: m.technique.clone(),
-        }
+/// An alert of a rule component as the JSON line every host of this project writes. A
+/// context that is not a JSON object is wrapped as `{"text": ...}`.
+pub fn alert_line(a: &Alert) -> AlertLine {
+    let context = match serde_json::from_str(&a.context) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        _ => serde_json::json!({ "text": a.context }),
+    };
+    AlertLine {
+        rule_id: a.rule_id.clone(),
+        name: a.name.clone(),
+        title: a.title.clone(),
+        severity: severity_name(a.severity).to_owned(),
+        event_time: format_event_time(a.event_time),
+        dedup_key: a.dedup_key.clone(),
+        mitre: a.mitre.iter().map(mitre_line).collect(),
+        runbook: a.runbook.clone(),
+        reference: a.reference.clone(),
+        context,
+        event_id: a.event_id.clone(),
     }
 }
 
-impl From<&Alert> for AlertLine {
-    fn from(a: &Alert) -> Self {
-        let context = match serde_json::from_str(&a.context) {
-            Ok(Value::Object(object)) => Value::Object(object),
-            _ => serde_json::json!({ "text": a.context }),
-        };
-        AlertLine {
-            rule_id: a.rule_id.clone(),
-            name: a.name.clone(),
-            title: a.title.clone(),
-            severity: severity_name(a.severity).to_owned(),
-            event_time: format_event_time(a.event_time),
-            dedup_key: a.dedup_key.clone(),
-            mitre: a.mitre.iter().map(MitreLine::from).collect(),
-            runbook: a.runbook.clone(),
-            reference: a.reference.clone(),
-            context,
-            event_id: a.event_id.clone(),
-        }
+pub fn mitre_line(m: &Mitre) -> MitreLine {
+    MitreLine {
+        tactic_id: m.tactic_id.clone(),
+        tactic: m.tactic.clone(),
+        technique_id: m.technique_id.clone(),
+        technique: m.technique.clone(),
     }
 }
 
@@ -80,15 +51,6 @@ pub fn severity_name(severity: Severity) -> &'static str {
         Severity::High => "high",
         Severity::Critical => "critical",
     }
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the second it falls in).
-pub fn format_event_time(millis: i64) -> String {
-    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000))
-        .ok()
-        .and_then(|t| t.format(format).ok())
-        .unwrap_or_else(|| millis.to_string())
 }
 
 /// A record the harness could not process, as a JSON line: where it was, why it failed,
@@ -147,13 +109,6 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_times_are_whole_utc_seconds() {
-        assert_eq!(format_event_time(1_739_996_029_000), "2025-02-19T20:13:49Z");
-        assert_eq!(format_event_time(1_739_996_029_999), "2025-02-19T20:13:49Z");
-        assert_eq!(format_event_time(-1), "1969-12-31T23:59:59Z");
-    }
 
     #[test]
     fn dead_letters_keep_bytes_that_are_not_text() {

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::RuleArgs;
-use crate::output::{MitreLine, severity_name};
+use crate::output::{mitre_line, severity_name};
 use crate::state::MemoryStore;
 
 #[derive(Args)]
@@ -28,7 +28,7 @@ pub fn inspect(rule_args: &RuleArgs, args: &InspectArgs) -> anyhow::Result<ExitC
             .map(|d| {
                 json!({
                     "id": d.id, "name": d.name, "severity": severity_name(d.severity),
-                    "mitre": d.mitre.iter().map(MitreLine::from).collect::<Vec<_>>(),
+                    "mitre": d.mitre.iter().map(mitre_line).collect::<Vec<_>>(),
                     "description": d.description, "runbook": d.runbook, "reference": d.reference,
                     "dedup_period_seconds": d.dedup_period_seconds, "tags": d.tags,
                 })

@@ -33,7 +33,7 @@ use super::reader::{self, Message, Owned};
 use super::sink::Sink;
 use super::summary::Summary;
 use crate::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
-use crate::output::{AlertLine, DeadLetter};
+use crate::output::{DeadLetter, alert_line};
 use crate::state::{Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
 use crate::{HarnessError, RuleRunner};
 
@@ -365,7 +365,7 @@ impl Run<'_> {
                         .alerts
                         .entry(alert.rule_id.clone())
                         .or_default() += 1;
-                    self.alerts.write_line(&AlertLine::from(alert))?;
+                    self.alerts.write_line(&alert_line(alert))?;
                 }
             }
             Err(failure) => {

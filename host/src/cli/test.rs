@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RuleArgs;
-use crate::fixtures;
+use crate::fixtures::{self, FileReport};
+use crate::state::MemoryStore;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Case files (`*.case.json`) or directories holding them
-    #[arg(value_name = "PATH", default_value = "fixtures")]
+    /// Case files (`*.case.json`) or directories holding them; files written for another
+    /// rule (their `rule`) are skipped
+    #[arg(value_name = "PATH", default_value = "rules")]
     paths: Vec<PathBuf>,
 }
 
@@ -23,9 +25,21 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         args.paths
     );
     let rule = rule_args.load()?;
-    let (mut passed, mut failed) = (0, 0);
+    let name = rule
+        .start(Box::new(MemoryStore::new()), None)?
+        .info()
+        .name
+        .clone();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for file in &files {
-        for report in fixtures::run_file(&rule, file) {
+        let reports = match fixtures::run_file(&rule, &name, file) {
+            FileReport::Ran(reports) => reports,
+            FileReport::Skipped(_) => {
+                skipped += 1;
+                continue;
+            }
+        };
+        for report in reports {
             if report.passed() {
                 passed += 1;
             } else {
@@ -36,6 +50,9 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    if skipped > 0 {
+        println!("({skipped} case file(s) for other rules skipped)");
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {

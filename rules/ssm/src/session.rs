@@ -1,0 +1,310 @@
+//! What the rule reads from a CloudTrail record: whether it is an SSM `StartSession`
+//! (one scan of the text, for every record), and for those that are, a [`SessionStart`],
+//! every field type-checked by path.
+
+use detect_sdk::cloudtrail::{self, Fields, actor, aws_rule_context, source_network};
+use detect_sdk::time::parse_event_time;
+use detect_sdk::{Millis, RuleError};
+use serde_json::{Map, Value};
+
+/// The service and event the rule examines.
+pub const EVENT_SOURCE: &str = "ssm.amazonaws.com";
+/// See [`EVENT_SOURCE`].
+pub const EVENT_NAME: &str = "StartSession";
+
+/// Whether `text` is an SSM `StartSession` record. Errors for text that is not a JSON
+/// object, or whose `eventSource`/`eventName` is not a string.
+pub fn is_start_session(text: &str) -> Result<bool, RuleError> {
+    cloudtrail::is_event(text, EVENT_SOURCE, EVENT_NAME)
+}
+
+/// Placeholder for a value the record does not carry.
+pub const UNKNOWN: &str = "unknown";
+/// The document Session Manager uses when a `StartSession` names none.
+pub const DEFAULT_DOCUMENT: &str = "SSM-SessionManagerRunShell";
+
+/// What the rule knows of one SSM `StartSession` record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStart {
+    pub time: Millis,
+    /// Neither `errorCode` nor `errorMessage` is set.
+    pub succeeded: bool,
+    pub error_code: Option<String>,
+    /// `userIdentity.arn`, else `userIdentity.principalId`, else `unknown`.
+    pub identity: String,
+    pub identity_type: Option<String>,
+    /// The short name of the actor, as Panther's `get_actor_user` derives it.
+    pub actor: String,
+    /// `recipientAccountId`, else `userIdentity.accountId`, else `unknown`.
+    pub account: String,
+    /// `requestParameters.target`, else `unknown`.
+    pub target: String,
+    pub source_ip: Option<String>,
+    /// The source IP's /24 (IPv4) or /48 (IPv6), or the source itself when it is not an
+    /// IP (`AWS Internal`), else `unknown`.
+    pub source_network: String,
+    /// `requestParameters.documentName`, else `SSM-SessionManagerRunShell`.
+    pub document: String,
+    pub session_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub region: Option<String>,
+    pub event_id: Option<String>,
+    /// The whole record, moved here rather than copied: only an alert that mirrors
+    /// Panther needs more of it (see [`SessionStart::panther_context`]).
+    pub record: Map<String, Value>,
+}
+
+impl SessionStart {
+    /// Reads a record that [`is_start_session`] accepted.
+    pub fn parse(text: &str) -> Result<SessionStart, RuleError> {
+        let object = cloudtrail::parse_object(text)?;
+        let f = Fields(&object);
+
+        let time_text = f
+            .str(&["eventTime"])?
+            .ok_or_else(|| RuleError::InvalidTime("missing".into()))?;
+        let time = parse_event_time(time_text).map_err(RuleError::InvalidTime)?;
+        let error_code = f.str(&["errorCode"])?;
+        let error_message = f.str(&["errorMessage"])?;
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        let source_ip = f.str(&["sourceIPAddress"])?;
+        let identity = f
+            .str(&["userIdentity", "arn"])?
+            .or(f.str(&["userIdentity", "principalId"])?)
+            .unwrap_or(UNKNOWN);
+        let account = f
+            .str(&["recipientAccountId"])?
+            .or(f.str(&["userIdentity", "accountId"])?)
+            .unwrap_or(UNKNOWN);
+
+        let mut session = SessionStart {
+            time,
+            succeeded: error_code.is_none() && error_message.is_none(),
+            error_code: owned(error_code),
+            identity: identity.to_owned(),
+            identity_type: owned(f.str(&["userIdentity", "type"])?),
+            actor: actor::actor_user(&f)?,
+            account: account.to_owned(),
+            target: f
+                .str(&["requestParameters", "target"])?
+                .unwrap_or(UNKNOWN)
+                .to_owned(),
+            source_ip: owned(source_ip),
+            source_network: source_network(source_ip),
+            document: f
+                .str(&["requestParameters", "documentName"])?
+                .unwrap_or(DEFAULT_DOCUMENT)
+                .to_owned(),
+            session_id: owned(f.str(&["responseElements", "sessionId"])?),
+            user_agent: owned(f.str(&["userAgent"])?),
+            region: owned(f.str(&["awsRegion"])?),
+            event_id: owned(f.str(&["eventID"])?),
+            record: Map::new(),
+        };
+        session.record = object;
+        Ok(session)
+    }
+
+    /// Panther's `aws_rule_context(event)`.
+    pub fn panther_context(&self) -> Value {
+        aws_rule_context(&self.record)
+    }
+
+    /// The identity as a person reads it: the resource part of an ARN
+    /// (`assumed-role/Engineer/alice`, `user/deploy-bot`), else the identity itself.
+    pub fn identity_name(&self) -> &str {
+        match self.identity.strip_prefix("arn:") {
+            Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(&self.identity),
+            None => &self.identity,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{SAMPLE, record};
+    use serde_json::json;
+
+    #[test]
+    fn the_envelope_finds_start_session_records() {
+        assert_eq!(is_start_session(SAMPLE), Ok(true));
+        let describe =
+            record(json!({"eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com"}));
+        assert_eq!(is_start_session(&describe), Ok(false));
+        let other_service = record(json!({"eventSource": "ec2.amazonaws.com"}));
+        assert_eq!(is_start_session(&other_service), Ok(false));
+        assert_eq!(is_start_session("{}"), Ok(false));
+        assert_eq!(is_start_session(r#"{"eventName": null}"#), Ok(false));
+        let escaped = r#"{"eventSource": "ssm.amazonaws.com", "eventName": "Start\u0053ession"}"#;
+        assert_eq!(is_start_session(escaped), Ok(true));
+    }
+
+    #[test]
+    fn reads_the_panther_sample() {
+        let s = SessionStart::parse(SAMPLE).unwrap();
+        assert_eq!(s.time, 1_739_996_029_000);
+        assert!(s.succeeded);
+        assert_eq!(
+            s.identity,
+            "arn:aws:sts::111122223333:assumed-role/SampleRole/bobson.dugnutt"
+        );
+        assert_eq!(s.identity_type.as_deref(), Some("AssumedRole"));
+        assert_eq!(s.actor, "SampleRole");
+        assert_eq!(s.account, "111122223333");
+        assert_eq!(s.target, "i-047fce8bf4806e5ee");
+        assert_eq!(s.source_ip.as_deref(), Some("1.2.3.4"));
+        assert_eq!(s.source_network, "1.2.3.0/24");
+        assert_eq!(s.document, DEFAULT_DOCUMENT);
+        assert_eq!(
+            s.session_id.as_deref(),
+            Some("bobson.dugnutt-4njnyxxl8yn676nsla8j6l4bra")
+        );
+        assert_eq!(s.region.as_deref(), Some("us-west-2"));
+        assert_eq!(
+            s.event_id.as_deref(),
+            Some("c61c9a5d-4d9c-45ee-8c46-9845ea001e97")
+        );
+        assert_eq!(s.panther_context()["userIdentity"]["type"], "AssumedRole");
+        assert_eq!(s.panther_context()["eventName"], "StartSession");
+    }
+
+    #[test]
+    fn falls_back_when_fields_are_missing() {
+        let bare = json!({"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "2025-01-01T00:00:00Z"});
+        let s = SessionStart::parse(&bare.to_string()).unwrap();
+        assert_eq!(
+            (s.identity.as_str(), s.account.as_str(), s.target.as_str()),
+            (UNKNOWN, UNKNOWN, UNKNOWN)
+        );
+        assert_eq!(
+            (s.source_network.as_str(), s.document.as_str()),
+            (UNKNOWN, DEFAULT_DOCUMENT)
+        );
+        assert_eq!(
+            s.panther_context()["userIdentity"],
+            "<MISSING_USER_IDENTITY>"
+        );
+
+        let principal = record(
+            json!({"userIdentity": {"arn": null, "principalId": "AIDAEXAMPLE", "accountId": "444455556666"}, "recipientAccountId": null}),
+        );
+        let s = SessionStart::parse(&principal).unwrap();
+        assert_eq!(
+            (s.identity.as_str(), s.account.as_str()),
+            ("AIDAEXAMPLE", "444455556666")
+        );
+
+        let document = record(
+            json!({"requestParameters": {"target": "i-1", "documentName": "AWS-StartPortForwardingSession"}}),
+        );
+        assert_eq!(
+            SessionStart::parse(&document).unwrap().document,
+            "AWS-StartPortForwardingSession"
+        );
+    }
+
+    #[test]
+    fn failure_is_an_error_code_or_message() {
+        let denied =
+            record(json!({"errorCode": "AccessDenied", "errorMessage": "User is not authorized"}));
+        let s = SessionStart::parse(&denied).unwrap();
+        assert!(!s.succeeded);
+        assert_eq!(s.error_code.as_deref(), Some("AccessDenied"));
+        assert!(
+            !SessionStart::parse(&record(json!({"errorMessage": "throttled"})))
+                .unwrap()
+                .succeeded
+        );
+        assert!(
+            SessionStart::parse(&record(json!({"errorCode": "", "errorMessage": null})))
+                .unwrap()
+                .succeeded
+        );
+    }
+
+    #[test]
+    fn identity_names_drop_the_arn_prefix() {
+        let name = |identity: &str| {
+            SessionStart {
+                identity: identity.into(),
+                ..SessionStart::parse(SAMPLE).unwrap()
+            }
+            .identity_name()
+            .to_owned()
+        };
+        assert_eq!(
+            name("arn:aws:sts::111122223333:assumed-role/Engineer/alice"),
+            "assumed-role/Engineer/alice"
+        );
+        assert_eq!(
+            name("arn:aws:iam::111122223333:user/deploy-bot"),
+            "user/deploy-bot"
+        );
+        assert_eq!(name("arn:aws:iam::111122223333:root"), "root");
+        assert_eq!(name("AIDAEXAMPLE"), "AIDAEXAMPLE");
+        assert_eq!(name("arn:broken"), "arn:broken");
+    }
+
+    #[test]
+    fn wrong_field_types_name_the_field() {
+        for (overrides, field, found) in [
+            (json!({"eventTime": 5}), "eventTime", "a number"),
+            (json!({"userIdentity": "root"}), "userIdentity", "a string"),
+            (
+                json!({"userIdentity": {"arn": ["x"]}}),
+                "userIdentity.arn",
+                "an array",
+            ),
+            (
+                json!({"requestParameters": {"target": {"id": 1}}}),
+                "requestParameters.target",
+                "an object",
+            ),
+            (
+                json!({"requestParameters": []}),
+                "requestParameters",
+                "an array",
+            ),
+            (
+                json!({"sourceIPAddress": false}),
+                "sourceIPAddress",
+                "a boolean",
+            ),
+            (json!({"errorCode": 403}), "errorCode", "a number"),
+            (
+                json!({"responseElements": {"sessionId": 1}}),
+                "responseElements.sessionId",
+                "a number",
+            ),
+        ] {
+            let err = SessionStart::parse(&record(overrides.clone())).unwrap_err();
+            assert_eq!(
+                err,
+                RuleError::field(
+                    field,
+                    format!(
+                        "expected {}, found {found}",
+                        if field.ends_with("Parameters") || field == "userIdentity" {
+                            "an object"
+                        } else {
+                            "a string"
+                        }
+                    )
+                ),
+                "{overrides}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_time_must_be_a_timestamp() {
+        assert!(
+            matches!(SessionStart::parse(&record(json!({"eventTime": "soon"}))), Err(RuleError::InvalidTime(m)) if m.contains("soon"))
+        );
+        assert_eq!(
+            SessionStart::parse(&record(json!({"eventTime": null}))),
+            Err(RuleError::InvalidTime("missing".into()))
+        );
+    }
+}

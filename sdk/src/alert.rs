@@ -1,0 +1,116 @@
+//! An alert as a rule raises it, the dedup gate every detection passes it through, and
+//! the JSON line every host writes for it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::{Detection, Mitre};
+use crate::time::{Millis, format_event_time};
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Which detection fired; carries the name, severity, MITRE mapping and runbook.
+    pub detection: &'static Detection,
+    /// One line for an analyst.
+    pub title: String,
+    /// The record's event time.
+    pub event_time: Millis,
+    /// Alerts of one detection with one dedup key describe the same activity.
+    pub dedup_key: String,
+    /// A JSON object with the facts an analyst needs first.
+    pub context: Value,
+    /// The record's id, when it has one.
+    pub event_id: Option<String>,
+}
+
+/// An alert as a JSON line: what `rule-harness` prints and the pipeline bindings emit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertLine {
+    /// The detection's id, e.g. `AWS.SSM.UnusualSession`.
+    pub rule_id: String,
+    /// The detection's name.
+    pub name: String,
+    /// One line for an analyst.
+    pub title: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub event_time: String,
+    /// Alerts of one rule id with one dedup key describe the same activity.
+    pub dedup_key: String,
+    /// MITRE ATT&CK mappings.
+    pub mitre: Vec<MitreLine>,
+    /// What an analyst should do.
+    pub runbook: String,
+    /// Where to read more.
+    pub reference: String,
+    /// A JSON object.
+    pub context: Value,
+    /// The record's id, when it has one.
+    pub event_id: Option<String>,
+}
+
+/// One MITRE ATT&CK mapping of an [`AlertLine`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MitreLine {
+    /// E.g. `TA0008`.
+    pub tactic_id: String,
+    /// E.g. `Lateral Movement`.
+    pub tactic: String,
+    /// E.g. `T1021.008`.
+    pub technique_id: String,
+    /// E.g. `Remote Services: Direct Cloud VM Connections`.
+    pub technique: String,
+}
+
+impl From<&Mitre> for MitreLine {
+    fn from(m: &Mitre) -> Self {
+        MitreLine {
+            tactic_id: m.tactic_id.into(),
+            tactic: m.tactic.into(),
+            technique_id: m.technique_id.into(),
+            technique: m.technique.into(),
+        }
+    }
+}
+
+impl From<&Alert> for AlertLine {
+    fn from(a: &Alert) -> Self {
+        let d = a.detection;
+        AlertLine {
+            rule_id: d.id.into(),
+            name: d.name.into(),
+            title: a.title.clone(),
+            severity: d.severity.name().into(),
+            event_time: format_event_time(a.event_time),
+            dedup_key: a.dedup_key.clone(),
+            mitre: d.mitre.iter().map(MitreLine::from).collect(),
+            runbook: d.runbook.into(),
+            reference: d.reference.into(),
+            context: a.context.clone(),
+            event_id: a.event_id.clone(),
+        }
+    }
+}
+
+/// Whether an alert for the same detection and dedup key, raised at `last_alert`, still
+/// silences one at `at`.
+pub fn suppressed(last_alert: Option<Millis>, at: Millis, period: Millis) -> bool {
+    last_alert.is_some_and(|t0| at < t0.saturating_add(period))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_silences_up_to_the_end_of_the_period() {
+        assert!(!suppressed(None, 5, 10));
+        assert!(suppressed(Some(100), 100, 10));
+        assert!(suppressed(Some(100), 109, 10));
+        assert!(!suppressed(Some(100), 110, 10));
+        // An out-of-order record from before the alert is silenced too.
+        assert!(suppressed(Some(100), 50, 10));
+    }
+}

@@ -1,0 +1,209 @@
+//! What a rule knows of the stream as a whole, and how its state stays bounded.
+//!
+//! [`History`] is stored under one key ([`HISTORY_KEY`]): where the rule's history
+//! starts, its watermark (the latest event time judged: the rule's only "now"), and the
+//! sweep. Records enter through [`History::admit`], which applies the event-time bounds of
+//! [`timeline`](crate::timeline). Once per day of event time a sweep walks the store, one
+//! page per record, and deletes every entry no record at or after the watermark can use,
+//! as the rule's [`Retention`] says.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RuleError;
+use crate::kv::{KeyValue, decode_json, encode_json};
+use crate::time::{DAY, Millis};
+use crate::timeline::{self, Bounds, Placement};
+
+/// The key [`History`] is stored under.
+pub const HISTORY_KEY: &str = "meta";
+
+/// How often (in event time) a sweep of the whole store starts.
+pub const SWEEP_INTERVAL: Millis = DAY;
+
+/// Facts about the whole stream.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// The first record that started the rule's history since it (re)started, in arrival
+    /// order. A late record does not move it back, so a forged old record cannot shorten
+    /// a rule's activation period.
+    pub history_start: Option<Millis>,
+    /// The latest event time judged: "now" for deciding what state has expired.
+    pub watermark: Option<Millis>,
+    /// When the next sweep starts.
+    pub next_sweep: Option<Millis>,
+    /// Where a sweep under way goes on.
+    pub sweep_cursor: Option<u64>,
+}
+
+impl History {
+    /// The history as stored (none yet: the default).
+    pub fn decode(bytes: Option<&[u8]>) -> Result<History, RuleError> {
+        Ok(decode_json(HISTORY_KEY, bytes)?.unwrap_or_default())
+    }
+
+    /// The history to store.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+
+    /// Places a record at `at` against the watermark: an error for a time the rule cannot
+    /// judge, and a fresh start of history after a long gap.
+    pub fn admit(&mut self, at: Millis, bounds: &Bounds) -> Result<(), RuleError> {
+        let placed = timeline::place(at, self.watermark, bounds);
+        if placed.map_err(RuleError::InvalidTime)? == Placement::Afresh {
+            self.history_start = None;
+        }
+        Ok(())
+    }
+
+    /// Records that a record at `at` was judged; `starts_history` when it is of the kind
+    /// that starts the rule's history.
+    pub fn observe(&mut self, at: Millis, starts_history: bool) {
+        if starts_history {
+            self.history_start.get_or_insert(at);
+        }
+        self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
+    }
+
+    /// Advances the sweep, when one is due, by a page, then schedules the next.
+    pub fn sweep(
+        &mut self,
+        kv: &mut impl KeyValue,
+        retention: &impl Retention,
+    ) -> Result<(), RuleError> {
+        let Some(now) = self.watermark else {
+            return Ok(());
+        };
+        let due = self.sweep_cursor.is_some() || self.next_sweep.is_some_and(|next| now >= next);
+        if due {
+            self.sweep_page(kv, retention, now)?;
+        }
+        self.next_sweep
+            .get_or_insert(now.saturating_add(SWEEP_INTERVAL));
+        Ok(())
+    }
+
+    /// Deletes each entry of one page that no record at or after `now` can use. Late
+    /// records (behind `now` by more than an entry's retention) may thus find less
+    /// history than an in-order run would have given them.
+    fn sweep_page(
+        &mut self,
+        kv: &mut impl KeyValue,
+        retention: &impl Retention,
+        now: Millis,
+    ) -> Result<(), RuleError> {
+        let (keys, cursor) = kv.list_keys(self.sweep_cursor).map_err(RuleError::State)?;
+        let keys: Vec<String> = keys.into_iter().filter(|k| k != HISTORY_KEY).collect();
+        let values = kv.get_many(&keys).map_err(RuleError::State)?;
+        let mut expired = Vec::new();
+        for (key, value) in keys.into_iter().zip(values) {
+            let Some(value) = value else { continue };
+            if retention
+                .usable_until(&key, &value)?
+                .is_some_and(|until| now > until)
+            {
+                expired.push(key);
+            }
+        }
+        if !expired.is_empty() {
+            kv.delete_many(expired).map_err(RuleError::State)?;
+        }
+        self.sweep_cursor = cursor;
+        if cursor.is_none() {
+            self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));
+        }
+        Ok(())
+    }
+}
+
+/// How long a rule's entries matter.
+pub trait Retention {
+    /// The last event time at which the entry `key` = `value` can still be used, or
+    /// `None` to keep it. A value that cannot be read is an error.
+    fn usable_until(&self, key: &str, value: &[u8]) -> Result<Option<Millis>, RuleError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryKv;
+    use crate::config::Period;
+    use crate::kv::decode_time;
+
+    /// Entries are times, kept for a day after them; keys starting `keep/` forever.
+    struct OneDay;
+
+    impl Retention for OneDay {
+        fn usable_until(&self, key: &str, value: &[u8]) -> Result<Option<Millis>, RuleError> {
+            if key.starts_with("keep/") {
+                return Ok(None);
+            }
+            Ok(decode_time(key, Some(value))?.map(|t| t + DAY))
+        }
+    }
+
+    #[test]
+    fn a_sweep_deletes_exactly_what_no_later_record_can_use() {
+        let now = 100 * DAY;
+        let mut kv = MemoryKv::with_entries(
+            [
+                ("a", now - DAY),
+                ("b", now - DAY - 1),
+                ("c", now),
+                ("keep/x", 0),
+            ]
+            .map(|(k, t)| (k.to_owned(), t.to_string().into_bytes()))
+            .into(),
+        );
+        kv.page_size = 1;
+        let mut history = History {
+            watermark: Some(now),
+            next_sweep: Some(now),
+            ..History::default()
+        };
+        history.sweep(&mut kv, &OneDay).unwrap();
+        while history.sweep_cursor.is_some() {
+            history.sweep(&mut kv, &OneDay).unwrap();
+        }
+        assert_eq!(kv.keys(), ["a", "c", "keep/x"]);
+        assert_eq!(history.next_sweep, Some(now + SWEEP_INTERVAL));
+    }
+
+    #[test]
+    fn a_sweep_is_due_once_the_watermark_passes_and_damage_stops_it() {
+        let mut kv = MemoryKv::with_entries([("x".to_owned(), b"soon".to_vec())].into());
+        let mut history = History {
+            watermark: Some(10),
+            next_sweep: Some(11),
+            ..History::default()
+        };
+        history.sweep(&mut kv, &OneDay).unwrap();
+        assert_eq!(kv.keys(), ["x"], "not due yet");
+        history.watermark = Some(11);
+        let err = history.sweep(&mut kv, &OneDay).unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
+    }
+
+    #[test]
+    fn admission_applies_the_bounds_and_a_long_gap_starts_afresh() {
+        let bounds = Bounds {
+            not_after: 100 * DAY,
+            max_lateness: Period::days(30),
+            fresh_after: Period::days(30),
+        };
+        let mut history = History::default();
+        history.admit(10 * DAY, &bounds).unwrap();
+        history.observe(10 * DAY, true);
+        history.observe(5 * DAY, true);
+        assert_eq!(history.history_start, Some(10 * DAY), "arrival order");
+        assert!(history.admit(101 * DAY, &bounds).is_err());
+        history.admit(41 * DAY, &bounds).unwrap();
+        assert_eq!(history.history_start, None);
+        assert_eq!(
+            history.watermark,
+            Some(10 * DAY),
+            "admission alone moves nothing"
+        );
+        assert_eq!(History::decode(Some(&history.encode())).unwrap(), history);
+    }
+}
