@@ -91,6 +91,22 @@ fn entries_that_another_user_could_have_written_are_never_loaded() {
         "{said}"
     );
 
+    // The other rule's entry, whole and with its own checksum, under this rule's name.
+    let swapped = private_dir(root.path(), "swapped");
+    std::fs::copy(&hostile_entry, swapped.join(name)).unwrap();
+    let (rule, said) = inspect(&swapped, None);
+    assert_eq!(rule, "aws-ssm-sessions");
+    assert!(said.contains("was stored for another component"), "{said}");
+
+    // A FIFO where the entry should be: refused at once, not waited on.
+    let fifo = private_dir(root.path(), "fifo");
+    let path = std::ffi::CString::new(fifo.join(name).to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let (rule, said) = inspect(&fifo, None);
+    assert_eq!(rule, "aws-ssm-sessions");
+    assert!(said.contains("not a regular file"), "{said}");
+
     // Owned by another user: only root can arrange that.
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {

@@ -211,3 +211,196 @@ fn a_fifo_is_read_once() {
     writer.join().unwrap();
     assert_eq!(got.len(), 16);
 }
+
+/// A reader of `pipe` that takes exactly `lines` lines, a byte at a time (so that it reads
+/// nothing more), then goes away.
+#[allow(clippy::unbuffered_bytes)]
+fn read_lines_then_leave(pipe: std::process::ChildStdout, lines: usize) -> Vec<Value> {
+    let mut taken = Vec::new();
+    let mut line = Vec::new();
+    for byte in pipe.bytes() {
+        let byte = byte.unwrap();
+        line.push(byte);
+        if byte == b'\n' {
+            taken.push(serde_json::from_slice(&line).unwrap());
+            line.clear();
+            if taken.len() == lines {
+                break;
+            }
+        }
+    }
+    taken
+}
+
+#[test]
+fn alerts_left_unread_in_a_pipe_are_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.ndjson");
+    std::fs::write(&log, generated_log(2000, 9)).unwrap();
+    let log = log.to_str().unwrap();
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let expected = alerts(&["run", "--state", "memory", log], b"");
+    for lines in [1, 30] {
+        let _ = std::fs::remove_file(state);
+        let args = ["run", "--state", state, "--commit-every", "5", log];
+        let mut child = command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut got = read_lines_then_leave(child.stdout.take().unwrap(), lines);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("went away before reading") || stderr.contains("Broken pipe"),
+            "{stderr}"
+        );
+        got.extend(alerts(&args, b""));
+        assert_same_alerts_but_repeats(&got, &expected, &format!("reader left after {lines}"));
+    }
+}
+
+#[test]
+fn a_signal_stops_a_run_whose_reader_stalls() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.ndjson");
+    std::fs::write(&log, generated_log(3000, 10)).unwrap();
+    let log = log.to_str().unwrap();
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let expected = alerts(&["run", "--state", "memory", log], b"");
+    let args = ["run", "--state", state, "--commit-every", "5", log];
+    // Nobody reads standard output: the pipe fills and stays full.
+    let mut child = command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stalled = child.stdout.take().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the signal was not seen"
+    );
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("had not taken everything"), "{stderr}");
+    let mut unread = Vec::new();
+    let mut stalled = stalled;
+    stalled.read_to_end(&mut unread).unwrap();
+    let mut got = lines(&unread);
+    got.extend(alerts(&args, b""));
+    assert_same_alerts_but_repeats(&got, &expected, "stalled reader");
+}
+
+#[test]
+fn files_are_recognised_by_content_not_only_by_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let run = |path: &std::path::Path| {
+        let out = command(&["run", "--state", state])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            lines(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Names that are not UTF-8 keep marks of their own.
+    let a = dir.path().join(std::ffi::OsStr::from_bytes(b"a\xff"));
+    let b = dir.path().join(std::ffi::OsStr::from_bytes(b"a\xfe"));
+    std::fs::write(&a, generated_log(300, 11)).unwrap();
+    std::fs::write(&b, generated_log(300, 12)).unwrap();
+    assert!(!run(&a).0.is_empty());
+    assert!(!run(&b).0.is_empty());
+    let (again, said) = run(&a);
+    assert!(
+        again.is_empty() && said.contains("resuming after the 300"),
+        "{said}"
+    );
+
+    // A rotated log is recognised under its new name.
+    let rotated = dir.path().join("log.1");
+    std::fs::rename(&a, &rotated).unwrap();
+    let (again, said) = run(&rotated);
+    assert!(
+        again.is_empty() && said.contains("resuming after the 300"),
+        "{said}"
+    );
+
+    // Another file at the same path, starting the same: read from its start.
+    let mut other = generated_log(300, 11);
+    other.extend(generated_log(20, 13));
+    let first_line = other.iter().position(|b| *b == b'\n').unwrap();
+    let mut replaced = other[..=first_line].to_vec();
+    replaced.extend(generated_log(400, 14));
+    std::fs::write(&rotated, &replaced).unwrap();
+    let (_, said) = run(&rotated);
+    assert!(said.contains("reading it from the start"), "{said}");
+}
+
+#[test]
+fn a_complete_compressed_file_hands_over_its_truncated_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::read(fixture("logs/ssm_sessions.json")).unwrap();
+    let cut = gzip(&log[..log.len() / 2]);
+    let path = dir.path().join("cut.json.gz");
+    std::fs::write(&path, cut).unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let args = [
+        "run",
+        "--state",
+        "memory",
+        "--dead-letter",
+        dead.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ];
+    let out = harness(&args, b"");
+    assert!(out.status.success());
+    let dead = lines(&std::fs::read(&dead).unwrap());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "invalid-json", "{dead:?}");
+}
+
+#[test]
+fn an_output_file_cut_by_a_crash_goes_on_on_a_new_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    std::fs::write(&dead, b"{\"source\": \"-\", \"ki").unwrap();
+    let out = harness(
+        &[
+            "run",
+            "--state",
+            "memory",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+            "-",
+        ],
+        b"not json\n",
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(serde_json::from_str::<Value>(lines[1]).is_ok(), "{text}");
+}

@@ -9,8 +9,9 @@
 //!   writable by group or others; the harness creates it with mode 0700;
 //! * an entry must be a regular file (opened without following symlinks) with the same
 //!   owner and mode rules; entries are written 0600, whole, and renamed into place;
-//! * every entry starts with the SHA-256 of its contents, checked before anything is
-//!   deserialized, so a truncated or damaged entry is compiled again, never loaded;
+//! * every entry starts with the key it was stored under and the SHA-256 of its contents,
+//!   checked before anything is deserialized, so a truncated or damaged entry, or one
+//!   copied under another component's name, is compiled again, never loaded;
 //! * only components that passed every check of the sandbox are stored.
 //!
 //! A cache that fails these rules is not used: the harness says why and compiles in memory.
@@ -25,8 +26,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The start of every entry, before its SHA-256.
-const MAGIC: &[u8; 8] = b"rhcwasm1";
+/// The start of every entry, before its key and SHA-256.
+const MAGIC: &[u8; 8] = b"rhcwasm2";
 
 /// `$XDG_CACHE_HOME/rule-harness`, else `$HOME/.cache/rule-harness`.
 pub fn default_dir() -> Option<PathBuf> {
@@ -83,10 +84,12 @@ impl Cache {
 
     /// The compiled `bytes` for `engine`, if this cache holds a sound entry for them.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Lookup {
-        let path = self.entry(engine, bytes);
+        let key = key(engine, bytes);
+        let path = self.dir.join(format!("{key}.cwasm"));
+        // Not following symlinks, and not waiting on a FIFO someone put there.
         let file = match OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
         {
             Ok(file) => file,
@@ -98,7 +101,7 @@ impl Cache {
                 return Lookup::Refused(format!("cannot read cache entry {}: {e}", path.display()));
             }
         };
-        match read_entry(&file) {
+        match read_entry(&file, &key) {
             Ok(payload) => {
                 // SAFETY: the entry is a regular file that only this user can have written,
                 // and its contents are exactly what `store` wrote (checked by SHA-256), which
@@ -119,7 +122,8 @@ impl Cache {
     /// compilation next time, nothing more.
     pub fn store(&self, engine: &Engine, bytes: &[u8], component: &Component) -> io::Result<()> {
         let payload = component.serialize().map_err(io::Error::other)?;
-        let path = self.entry(engine, bytes);
+        let key = key(engine, bytes);
+        let path = self.dir.join(format!("{key}.cwasm"));
         let partial = path.with_extension(format!("partial-{}", std::process::id()));
         let _ = fs::remove_file(&partial);
         let mut file = OpenOptions::new()
@@ -130,6 +134,7 @@ impl Cache {
             .open(&partial)?;
         let written = file
             .write_all(MAGIC)
+            .and_then(|()| file.write_all(key.as_bytes()))
             .and_then(|()| file.write_all(&Sha256::digest(&payload)))
             .and_then(|()| file.write_all(&payload))
             .and_then(|()| file.sync_all())
@@ -139,24 +144,24 @@ impl Cache {
         }
         written
     }
-
-    fn entry(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
-        let mut engine_hash = DefaultHasher::new();
-        engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let digest = Sha256::new()
-            .chain_update(env!("CARGO_PKG_VERSION"))
-            .chain_update(engine_hash.finish().to_le_bytes())
-            .chain_update(bytes)
-            .finalize();
-        self.dir
-            .join(format!("{}.cwasm", crate::input::hex(&digest)))
-    }
 }
 
-/// The payload of an entry, once its owner, mode and checksum are right.
-fn read_entry(mut file: &File) -> Result<Vec<u8>, String> {
+/// An entry's key: the component's bytes and everything in the engine that affects code.
+fn key(engine: &Engine, bytes: &[u8]) -> String {
+    let mut engine_hash = DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let digest = Sha256::new()
+        .chain_update(env!("CARGO_PKG_VERSION"))
+        .chain_update(engine_hash.finish().to_le_bytes())
+        .chain_update(bytes)
+        .finalize();
+    crate::input::hex(&digest)
+}
+
+/// The payload of an entry, once its owner, mode, key and checksum are right.
+fn read_entry(mut file: &File, key: &str) -> Result<Vec<u8>, String> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot be read: {e}"))?;
@@ -168,12 +173,15 @@ fn read_entry(mut file: &File) -> Result<Vec<u8>, String> {
     file.read_to_end(&mut entry)
         .map_err(|e| format!("cannot be read: {e}"))?;
     let damaged = || "is damaged (its checksum does not match); it is compiled again".to_owned();
-    let header = MAGIC.len() + 32;
+    let header = MAGIC.len() + key.len() + 32;
     if entry.len() < header || &entry[..MAGIC.len()] != MAGIC {
         return Err(damaged());
     }
+    if &entry[MAGIC.len()..MAGIC.len() + key.len()] != key.as_bytes() {
+        return Err("was stored for another component; it is compiled again".into());
+    }
     let payload = entry.split_off(header);
-    if Sha256::digest(&payload)[..] != entry[MAGIC.len()..] {
+    if Sha256::digest(&payload)[..] != entry[MAGIC.len() + key.len()..] {
         return Err(damaged());
     }
     Ok(payload)

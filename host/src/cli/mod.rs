@@ -104,15 +104,24 @@ struct RuleArgs {
 }
 
 impl RuleArgs {
-    fn limits(&self) -> Limits {
-        Limits {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let max_memory_bytes = (self.max_memory_mib as usize) << 20;
+        // A rule holds a record and what it parses from it: a record must leave it room.
+        anyhow::ensure!(
+            self.max_record_bytes <= max_memory_bytes / 4,
+            "--max-record-bytes {} leaves the rule no room to read the record: it may be at \
+             most a quarter of --max-memory-mib ({} bytes here)",
+            self.max_record_bytes,
+            max_memory_bytes / 4
+        );
+        Ok(Limits {
             deadline: Duration::from_millis(self.deadline_ms),
             fuel: self.fuel,
-            max_memory_bytes: (self.max_memory_mib as usize) << 20,
+            max_memory_bytes,
             max_record_bytes: self.max_record_bytes,
             max_clock_skew: self.max_clock_skew,
             ..Limits::default()
-        }
+        })
     }
 
     /// Loads the rule named by `--rule`, or the built-in one.
@@ -122,7 +131,7 @@ impl RuleArgs {
         } else {
             self.cache_dir.clone().or_else(cache::default_dir)
         };
-        let sandbox = Sandbox::new(self.limits())?.with_cache_dir(cache_dir);
+        let sandbox = Sandbox::new(self.limits()?)?.with_cache_dir(cache_dir);
         let rule = match &self.rule {
             None => sandbox.load(crate::DEFAULT_RULE)?,
             Some(path) => {
@@ -142,7 +151,7 @@ impl RuleArgs {
 
 fn parse_record_bytes(text: &str) -> Result<usize, String> {
     let bytes: usize = text.parse().map_err(|e| format!("{e}"))?;
-    let (min, max) = (1024, 256 << 20);
+    let (min, max) = (1024, 64 << 20);
     if !(min..=max).contains(&bytes) {
         return Err(format!("must be between {min} and {max}"));
     }

@@ -10,6 +10,7 @@ use std::io::{self, IsTerminal, Read};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
+use std::time::Duration;
 
 use indicatif::ProgressBar;
 
@@ -17,9 +18,14 @@ use crate::input::{
     self, Ending, FileIdentity, FrameLimits, InputMark, Item, Position, ReadEnd, Source, Visit,
 };
 
-/// Bytes of items per batch, and batches in flight: what reading ahead may hold.
+/// What reading ahead may hold: batches of about this many bytes (or a single larger
+/// record), each item counted with what it costs beyond its bytes, one batch waiting.
 const BATCH_BYTES: usize = 1 << 20;
-const BATCHES_IN_FLIGHT: usize = 4;
+const ITEM_OVERHEAD: usize = 128;
+const BATCHES_IN_FLIGHT: usize = 1;
+
+/// A file modified this recently may still be being written.
+const STILL_WRITTEN: Duration = Duration::from_secs(300);
 
 /// An item, owned, to cross to the main thread.
 pub enum Owned {
@@ -143,12 +149,11 @@ fn read_source(
         skipped,
         notice,
     })?;
-    // A file can be read again by a later run; a stream cannot, so its last record is
-    // handed over even if it is cut short.
-    let ending = if identity.is_some() {
-        Ending::HoldIncomplete
-    } else {
-        Ending::Deliver
+    // A file still being written gets the end of its last record later; anything else
+    // (a stream, a finished or compressed file) hands over what it has.
+    let ending = match source {
+        Source::File(path) if identity.is_some() && may_grow(path) => Ending::HoldIncomplete,
+        _ => Ending::Deliver,
     };
     let mut batcher = Batcher {
         source: index,
@@ -205,11 +210,12 @@ impl Visit for Batcher<'_> {
                 digest: u.digest,
             },
         };
-        self.bytes += owned.size();
-        self.items.push((at, owned));
-        if self.bytes >= BATCH_BYTES {
-            return self.send();
+        let size = owned.size() + ITEM_OVERHEAD;
+        if self.bytes + size > BATCH_BYTES {
+            self.send()?;
         }
+        self.bytes += size;
+        self.items.push((at, owned));
         ControlFlow::Continue(())
     }
 
@@ -217,6 +223,22 @@ impl Visit for Batcher<'_> {
     fn pause(&mut self) -> ControlFlow<()> {
         self.send()
     }
+}
+
+/// Whether the file at `path` may still grow: not gzip-compressed (CloudTrail writes
+/// those whole), and modified in the last [`STILL_WRITTEN`].
+fn may_grow(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut magic = [0; 2];
+    let gzip = file.read_at(&mut magic, 0).is_ok_and(|n| n == 2) && magic == [0x1f, 0x8b];
+    let recent = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < STILL_WRITTEN));
+    !gzip && recent
 }
 
 /// How many items of `source` earlier runs handled, and what to tell the user about it.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -30,7 +30,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::RuleArgs;
 use super::reader::{self, Message, Owned};
-use super::sink::Sink;
+use super::sink::{Interrupted, Sink};
 use super::summary::Summary;
 use crate::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
 use crate::output::{DeadLetter, alert_line};
@@ -104,15 +104,14 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let rule = rule_args.load()?;
     let mut runner = rule.start(store, config)?;
-    let marks = if args.reprocess {
-        vec![None; inputs.len()]
-    } else {
-        load_marks(&mut runner, &inputs)?
-    };
+    let (mut marks, forget) = load_marks(&mut runner, &inputs)?;
+    if args.reprocess {
+        marks = vec![None; inputs.len()];
+    }
     let signals = Signals::register()?;
     let dead_letters = match &args.dead_letter {
-        Some(path) => Sink::append(path)?,
-        None => Sink::stderr()?,
+        Some(path) => Sink::append(path, &signals.any)?,
+        None => Sink::stderr(&signals.any)?,
     };
     let progress = progress_bar(args, &inputs);
     let limits = FrameLimits {
@@ -124,49 +123,39 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut run = Run {
         runner,
-        alerts: Sink::stdout()?,
+        alerts: Sink::stdout(&signals.any)?,
         dead_letters,
         summary: Summary::default(),
         since_commit: 0,
         last_commit: Instant::now(),
         args,
+        forget,
     };
     let started = Instant::now();
-    let mut interrupted = None;
-    loop {
-        if let Some(signal) = signals.received() {
-            interrupted = Some(signal);
-            break;
-        }
-        let wait = args
-            .commit_interval
-            .saturating_sub(run.last_commit.elapsed())
-            .min(Duration::from_millis(200));
-        match messages.recv_timeout(wait) {
-            Ok(message) => {
-                if run.handle(message, &mut inputs, &signals)?.is_break() {
-                    interrupted = signals.received();
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if run.commit_due() {
-            run.commit(&mut inputs)?;
-        }
-    }
+    let drove = run.drive(&messages, &mut inputs, &signals);
     progress.finish_and_clear();
-    run.commit(&mut inputs)?;
+    let stopped_undelivered = match drove {
+        Err(e) if e.is::<Interrupted>() => Some(e.to_string()),
+        Err(e) => return Err(e),
+        Ok(()) => None,
+    };
     run.summary.traps = run.runner.traps();
     run.summary.elapsed = started.elapsed();
     eprintln!("{}", run.summary);
-    Ok(match interrupted {
-        None => ExitCode::SUCCESS,
-        Some(signal) => {
+    Ok(match (signals.received(), stopped_undelivered) {
+        (None, _) => ExitCode::SUCCESS,
+        (Some(signal), None) => {
             eprintln!(
                 "rule-harness: stopped by {}; everything read so far is committed: the same \
-                 command resumes after it (standard input excepted)",
+                 command resumes after it (streams such as standard input cannot resume)",
+                signal.name
+            );
+            ExitCode::from(128 + signal.number as u8)
+        }
+        (Some(signal), Some(why)) => {
+            eprintln!(
+                "rule-harness: {why}, by {}; the state is committed up to the last output \
+                 delivered: the same command raises the rest again",
                 signal.name
             );
             ExitCode::from(128 + signal.number as u8)
@@ -187,10 +176,7 @@ fn check_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
                 let meta = fs::metadata(path)?;
                 let canonical = fs::canonicalize(path)
                     .with_context(|| format!("cannot open {}", path.display()))?;
-                (
-                    Some(canonical.to_string_lossy().into_owned()),
-                    Some((meta.dev(), meta.ino())),
-                )
+                (Some(input_key(&canonical)), Some((meta.dev(), meta.ino())))
             }
         };
         if seen.contains(&id) {
@@ -242,24 +228,77 @@ fn check_outputs(args: &RunArgs, inputs: &[Input]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where earlier runs left each file input.
-fn load_marks(runner: &mut RuleRunner, inputs: &[Input]) -> anyhow::Result<Vec<Option<InputMark>>> {
-    let keys: Vec<&str> = inputs.iter().filter_map(|i| i.key.as_deref()).collect();
-    let mut stored = runner.store().get_many(INPUTS_TABLE, &keys)?.into_iter();
-    inputs
+/// Marks of files that no run has read for this long are forgotten.
+const FORGET_INPUTS_AFTER: Duration = Duration::from_secs(90 * 86_400);
+
+/// The key of a file in the state's table of inputs: its canonical path, byte for byte.
+fn input_key(canonical: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match canonical.to_str() {
+        Some(text) => text.to_owned(),
+        None => format!(
+            "bytes:{}",
+            crate::input::hex(canonical.as_os_str().as_bytes())
+        ),
+    }
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where earlier runs left each file input: the mark under its path, or else one of a file
+/// it continues (a log renamed by rotation, or copied). Also the marks to forget.
+fn load_marks(
+    runner: &mut RuleRunner,
+    inputs: &[Input],
+) -> anyhow::Result<(Vec<Option<InputMark>>, Changes)> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let store = runner.store();
+        let keys = store.keys_after(INPUTS_TABLE, after.as_deref(), 1000)?;
+        let Some(last) = keys.last().cloned() else {
+            break;
+        };
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        for (key, value) in keys.iter().zip(store.get_many(INPUTS_TABLE, &refs)?) {
+            let mark: InputMark = serde_json::from_slice(&value.unwrap_or_default())
+                .with_context(|| format!("the state's record of input {key} is unreadable"))?;
+            all.push((key.clone(), mark));
+        }
+        after = Some(last);
+    }
+    let horizon = now_seconds().saturating_sub(FORGET_INPUTS_AFTER.as_secs());
+    let forget: Changes = all
+        .iter()
+        .filter(|(_, mark)| mark.read_at < horizon)
+        .map(|(key, _)| ((INPUTS_TABLE.to_owned(), key.clone()), None))
+        .collect();
+    let marks = inputs
         .iter()
         .map(|input| {
-            let Some(key) = &input.key else {
-                return Ok(None);
+            let (Some(key), Source::File(path)) = (&input.key, &input.source) else {
+                return None;
             };
-            let Some(bytes) = stored.next().flatten() else {
-                return Ok(None);
-            };
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .with_context(|| format!("the state's record of input {key} is unreadable"))
+            if let Some((_, mark)) = all.iter().find(|(k, _)| k == key) {
+                return Some(mark.clone());
+            }
+            // Only a regular file can be recognised: opening a FIFO would take its data.
+            if !fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                return None;
+            }
+            let file = fs::File::open(path).ok()?;
+            let now = FileIdentity::of(&file).ok()??;
+            all.iter()
+                .map(|(_, mark)| mark)
+                .find(|mark| mark.identity.continued_by(&now, &file).unwrap_or(false))
+                .cloned()
         })
-        .collect()
+        .collect();
+    Ok((marks, forget))
 }
 
 /// The running stage: the rule, its outputs, and when it last committed.
@@ -271,9 +310,47 @@ struct Run<'a> {
     since_commit: u64,
     last_commit: Instant,
     args: &'a RunArgs,
+    /// Marks of inputs to forget at the next commit.
+    forget: Changes,
 }
 
 impl Run<'_> {
+    /// Processes what the reader sends until it is done or a signal comes, committing on
+    /// schedule and at the end.
+    fn drive(
+        &mut self,
+        messages: &Receiver<Message>,
+        inputs: &mut [Input],
+        signals: &Signals,
+    ) -> anyhow::Result<()> {
+        while signals.received().is_none() {
+            // Wake up for the next commit when there is something to commit, and in any
+            // case often enough to see a signal.
+            let idle = Duration::from_millis(200);
+            let wait = match self.since_commit {
+                0 => idle,
+                _ => self
+                    .args
+                    .commit_interval
+                    .saturating_sub(self.last_commit.elapsed()),
+            };
+            let wait = wait.clamp(Duration::from_millis(1), idle);
+            match messages.recv_timeout(wait) {
+                Ok(message) => {
+                    if self.handle(message, inputs, signals)?.is_break() {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.commit_due() {
+                self.commit(inputs)?;
+            }
+        }
+        self.commit(inputs)
+    }
+
     /// Handles one message of the reader. `Break` when a signal came in between items.
     fn handle(
         &mut self,
@@ -385,15 +462,17 @@ impl Run<'_> {
     /// Alerts and dead letters out, then the state that records them, with how far each
     /// file has been read.
     fn commit(&mut self, inputs: &mut [Input]) -> anyhow::Result<()> {
-        self.alerts.make_durable()?;
-        self.dead_letters.make_durable()?;
-        let mut marks = Changes::new();
+        self.alerts.deliver()?;
+        self.dead_letters.deliver()?;
+        let mut marks = std::mem::take(&mut self.forget);
+        let read_at = now_seconds();
         for input in inputs.iter_mut().filter(|i| i.moved) {
             input.moved = false;
             if let (Some(key), Some(identity)) = (&input.key, &input.identity) {
                 let mark = InputMark {
                     identity: identity.clone(),
                     items: input.done,
+                    read_at,
                 };
                 let value = serde_json::to_vec(&mark).expect("a mark serializes");
                 marks.insert((INPUTS_TABLE.to_owned(), key.clone()), Some(value));
@@ -408,11 +487,13 @@ impl Run<'_> {
     }
 }
 
-/// SIGINT and SIGTERM: the first one makes the run commit and stop; a second SIGINT ends
-/// it at once.
+/// SIGINT and SIGTERM: the first one makes the run commit and stop; a second one ends it
+/// at once.
 struct Signals {
     interrupt: Arc<AtomicBool>,
     terminate: Arc<AtomicBool>,
+    /// Either: what outputs watch while they wait for their reader.
+    any: Arc<AtomicBool>,
 }
 
 struct Signal {
@@ -426,12 +507,16 @@ impl Signals {
         use signal_hook::flag;
         let interrupt = Arc::new(AtomicBool::new(false));
         let terminate = Arc::new(AtomicBool::new(false));
-        flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupt))?;
-        flag::register(SIGINT, Arc::clone(&interrupt))?;
-        flag::register(SIGTERM, Arc::clone(&terminate))?;
+        let any = Arc::new(AtomicBool::new(false));
+        for (signal, seen) in [(SIGINT, &interrupt), (SIGTERM, &terminate)] {
+            flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&any))?;
+            flag::register(signal, Arc::clone(seen))?;
+            flag::register(signal, Arc::clone(&any))?;
+        }
         Ok(Signals {
             interrupt,
             terminate,
+            any,
         })
     }
 

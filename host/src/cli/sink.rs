@@ -1,74 +1,166 @@
-//! Where `run` writes alerts and dead letters: buffered, and made durable on demand, so
-//! that the state which records an alert is committed only once the alert is out.
+//! Where `run` writes alerts and dead letters, and how it knows they arrived.
+//!
+//! Lines go to a writer thread, so that a reader that stops reading never blocks the run
+//! (which must still see SIGINT and SIGTERM). [`Sink::deliver`] returns once everything
+//! written so far has arrived: synced to disk for a file, and for a pipe, *read* by the
+//! process at its other end (the pipe is empty), so that lines the reader never took are
+//! not counted as delivered when it dies. Only then may the state that records them be
+//! committed.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::fd::AsFd;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
+
+/// Bytes gathered before they go to the writer, and writes queued for it.
+const SHIP_BYTES: usize = 64 * 1024;
+const QUEUED_WRITES: usize = 16;
+
+/// How often a wait for the writer or the reader looks at the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The run was asked to stop while its output was not delivered.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped while {0} had not taken everything written to it")]
+pub struct Interrupted(pub String);
+
+enum ToWriter {
+    Lines(Vec<u8>),
+    Deliver(mpsc::Sender<io::Result<()>>),
+}
+
+/// What the output is, which decides what "arrived" means.
+#[derive(Clone, Copy)]
+enum Kind {
+    File,
+    Pipe,
+    Other,
+}
 
 /// A stream of JSON lines.
 pub struct Sink {
     name: String,
-    out: BufWriter<File>,
-    /// A regular file is synced at each commit; a pipe or terminal has nothing to sync.
-    regular: bool,
+    pending: Vec<u8>,
+    to_writer: SyncSender<ToWriter>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Sink {
     /// Standard output, written directly rather than through Rust's locked handle.
-    pub fn stdout() -> anyhow::Result<Sink> {
-        Sink::from_fd(io::stdout().as_fd(), "standard output")
+    pub fn stdout(stop: &Arc<AtomicBool>) -> anyhow::Result<Sink> {
+        Sink::from_fd(io::stdout().as_fd(), "standard output", stop)
     }
 
-    pub fn stderr() -> anyhow::Result<Sink> {
-        Sink::from_fd(io::stderr().as_fd(), "standard error")
+    pub fn stderr(stop: &Arc<AtomicBool>) -> anyhow::Result<Sink> {
+        Sink::from_fd(io::stderr().as_fd(), "standard error", stop)
     }
 
     /// A file, appended to: a rerun after a failure must not erase what was written.
-    pub fn append(path: &Path) -> anyhow::Result<Sink> {
+    pub fn append(path: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result<Sink> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Sink::new(file, path.display().to_string())
+        Sink::new(file, path.display().to_string(), stop)
     }
 
-    fn from_fd(fd: std::os::fd::BorrowedFd, name: &str) -> anyhow::Result<Sink> {
-        let file = File::from(fd.try_clone_to_owned().with_context(|| name.to_string())?);
-        Sink::new(file, name.to_owned())
+    fn from_fd(fd: BorrowedFd, name: &str, stop: &Arc<AtomicBool>) -> anyhow::Result<Sink> {
+        let file = File::from(fd.try_clone_to_owned().with_context(|| name.to_owned())?);
+        Sink::new(file, name.to_owned(), stop)
     }
 
-    fn new(file: File, name: String) -> anyhow::Result<Sink> {
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
+    fn new(file: File, name: String, stop: &Arc<AtomicBool>) -> anyhow::Result<Sink> {
+        let meta = file.metadata().with_context(|| name.clone())?;
+        let kind = if meta.is_file() {
+            Kind::File
+        } else if meta.file_type().is_fifo() {
+            Kind::Pipe
+        } else {
+            Kind::Other
+        };
+        let mut pending = Vec::with_capacity(SHIP_BYTES);
+        // A line cut short by a crash of an earlier run stays one bad line, not two.
+        if meta.is_file() && last_byte(&file, meta.len()).is_some_and(|b| b != b'\n') {
+            pending.push(b'\n');
+        }
+        let (to_writer, from_run) = mpsc::sync_channel(QUEUED_WRITES);
+        let writer_name = name.clone();
+        thread::Builder::new()
+            .name("rule-output".into())
+            .spawn(move || write(file, kind, &writer_name, from_run))
+            .expect("a thread can be spawned");
         Ok(Sink {
             name,
-            out: BufWriter::with_capacity(1 << 16, file),
-            regular,
+            pending,
+            to_writer,
+            stop: Arc::clone(stop),
         })
     }
 
     pub fn write_line(&mut self, line: &impl serde::Serialize) -> anyhow::Result<()> {
-        let written = serde_json::to_writer(&mut self.out, line)
-            .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
-        written.map_err(|e| self.failed(e))
+        serde_json::to_writer(&mut self.pending, line).expect("output lines serialize");
+        self.pending.push(b'\n');
+        if self.pending.len() >= SHIP_BYTES {
+            self.ship()?;
+        }
+        Ok(())
     }
 
-    /// Writes out everything buffered and, for a file, waits until it is on disk.
-    pub fn make_durable(&mut self) -> anyhow::Result<()> {
-        self.out
-            .flush()
-            .and_then(|()| {
-                if self.regular {
-                    self.out.get_ref().sync_data()
-                } else {
-                    Ok(())
+    /// Returns once every line written so far has arrived.
+    pub fn deliver(&mut self) -> anyhow::Result<()> {
+        self.ship()?;
+        let (ack, arrived) = mpsc::channel();
+        self.send(ToWriter::Deliver(ack))?;
+        loop {
+            match arrived.recv_timeout(POLL) {
+                Ok(result) => return result.map_err(|e| self.failed(e)),
+                Err(RecvTimeoutError::Timeout) if self.stop.load(Ordering::Relaxed) => {
+                    return Err(Interrupted(self.name.clone()).into());
                 }
-            })
-            .map_err(|e| self.failed(e))
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self.failed(io::Error::other("the writer stopped")));
+                }
+            }
+        }
+    }
+
+    fn ship(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::replace(&mut self.pending, Vec::with_capacity(SHIP_BYTES));
+        self.send(ToWriter::Lines(lines))
+    }
+
+    /// Queues a message for the writer, waiting while its queue is full, unless the run
+    /// is asked to stop.
+    fn send(&mut self, mut message: ToWriter) -> anyhow::Result<()> {
+        loop {
+            match self.to_writer.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(Interrupted(self.name.clone()).into());
+                    }
+                    message = back;
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(self.failed(io::Error::other("the writer stopped")));
+                }
+            }
+        }
     }
 
     fn failed(&self, e: io::Error) -> anyhow::Error {
@@ -77,5 +169,79 @@ impl Sink {
              what could not be written: fix the output and rerun the same command to write it",
             self.name
         )
+    }
+}
+
+/// The last byte of a file of `len` bytes, read through the descriptor, or (for a
+/// descriptor opened write-only, as a shell's `>>` does) through a new one.
+fn last_byte(file: &File, len: u64) -> Option<u8> {
+    let mut last = [0];
+    let at = len.checked_sub(1)?;
+    let read = file.read_at(&mut last, at).or_else(|_| {
+        File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?.read_at(&mut last, at)
+    });
+    read.ok().filter(|n| *n == 1).map(|_| last[0])
+}
+
+/// The writer thread: writes lines as they come and answers each delivery request. After
+/// a failure it writes nothing more and answers every request with the failure.
+fn write(mut file: File, kind: Kind, name: &str, from_run: Receiver<ToWriter>) {
+    let mut failure: Option<(io::ErrorKind, String)> = None;
+    for message in from_run {
+        match message {
+            ToWriter::Lines(lines) if failure.is_none() => {
+                if let Err(e) = file.write_all(&lines) {
+                    failure = Some((e.kind(), e.to_string()));
+                }
+            }
+            ToWriter::Lines(_) => {}
+            ToWriter::Deliver(ack) => {
+                if failure.is_none()
+                    && let Err(e) = arrive(&file, kind, name)
+                {
+                    failure = Some((e.kind(), e.to_string()));
+                }
+                let result = match &failure {
+                    Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+                    None => Ok(()),
+                };
+                let _ = ack.send(result);
+            }
+        }
+    }
+}
+
+/// Waits until what was written has arrived where `kind` says it arrives.
+fn arrive(file: &File, kind: Kind, name: &str) -> io::Result<()> {
+    match kind {
+        Kind::File => file.sync_data(),
+        Kind::Pipe => drained(file, name),
+        Kind::Other => Ok(()),
+    }
+}
+
+/// Waits until the pipe is empty: its reader has read everything. Errors if the reader
+/// goes away first.
+fn drained(pipe: &File, name: &str) -> io::Result<()> {
+    let fd = pipe.as_raw_fd();
+    loop {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int to the pointer given.
+        if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } != 0 || unread == 0 {
+            return Ok(());
+        }
+        let mut poll = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. The kernel reports POLLERR on a pipe without readers.
+        unsafe { libc::poll(&mut poll, 1, POLL.as_millis() as libc::c_int) };
+        if poll.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("the reader of {name} went away before reading the last {unread} bytes"),
+            ));
+        }
     }
 }

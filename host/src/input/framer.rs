@@ -129,6 +129,9 @@ struct Item {
     ends: Ends,
     /// Report it as unreadable, for this reason, instead of as a record.
     unreadable: Option<String>,
+    /// The column of its first byte, and the depth it starts at.
+    column: u64,
+    base: u32,
 }
 
 const RECORDS_KEY: &[u8] = b"Records";
@@ -155,6 +158,13 @@ pub struct Framer {
     bad_log: bool,
     /// Lines: the structure of this line is done (or broken); copy to its end.
     rest_of_line: bool,
+    /// Documents: the open record is broken; skip lines to where the next one starts.
+    resyncing: bool,
+    /// Nothing but blanks yet on the current line.
+    at_line_start: bool,
+    /// Offset in the input of the current chunk, and of the current line.
+    consumed: u64,
+    line_start: u64,
     item: Option<Item>,
     /// The open item's bytes from earlier chunks (up to the limit), or its excerpt.
     buffer: Vec<u8>,
@@ -183,6 +193,10 @@ impl Framer {
             key: Key::Idle,
             bad_log: false,
             rest_of_line: false,
+            resyncing: false,
+            at_line_start: true,
+            consumed: 0,
+            line_start: 0,
             item: None,
             buffer: Vec::new(),
             size: 0,
@@ -234,6 +248,7 @@ impl Framer {
             from: None,
         }
         .run(out);
+        self.consumed += chunk.len() as u64;
     }
 
     /// Ends the input. An item still open at the end is handed over as it is, or, with
@@ -299,6 +314,7 @@ impl Framer {
         self.key = Key::Idle;
         self.bad_log = false;
         self.rest_of_line = false;
+        self.resyncing = false;
     }
 
     fn is_object(&self, depth: u32) -> bool {
@@ -370,7 +386,9 @@ impl Scan<'_, '_> {
         }
         let mut i = 0;
         while i < self.chunk.len() && !self.framer.failed {
-            i = if self.framer.in_string {
+            i = if self.framer.resyncing {
+                self.resync(i, out)
+            } else if self.framer.in_string {
                 self.string(i, out)
             } else if self.framer.rest_of_line {
                 self.rest_of_line(i, out)
@@ -467,6 +485,18 @@ impl Scan<'_, '_> {
     /// Outside strings: one structural byte.
     fn structure(&mut self, i: usize, out: &mut dyn FnMut(Position, Frame)) -> usize {
         let b = self.chunk[i];
+        if self.framer.at_line_start && !matches!(b, b' ' | b'\t' | b'\r') {
+            self.framer.at_line_start = false;
+            if b == b'{' && self.starts_like_the_open_record(i) {
+                // In documents, a record that starts where the open one started means the
+                // open one was cut short: a truncated record, or a cut first line of NDJSON.
+                let reason = format!(
+                    "cut short: another record starts at line {} before this one ends",
+                    self.framer.line
+                );
+                return self.cut(i, reason, out);
+            }
+        }
         if self.framer.depth == 0 && !matches!(b, b'\n' | b' ' | b'\t' | b'\r' | b'{' | b'[') {
             return self.top_level_text(i);
         }
@@ -595,6 +625,7 @@ impl Scan<'_, '_> {
             index: f.index,
         };
         f.line += 1;
+        f.line_start = f.consumed + (i + k + 1) as u64;
         out(at, Frame::Record(line));
         Some(i + k + 1)
     }
@@ -671,6 +702,8 @@ impl Scan<'_, '_> {
 
     fn newline(&mut self, i: usize, out: &mut dyn FnMut(Position, Frame)) {
         let f = &mut *self.framer;
+        f.at_line_start = true;
+        f.line_start = f.consumed + i as u64 + 1;
         match f.layout {
             Layout::Lines => {
                 if f.item.is_some() {
@@ -688,6 +721,11 @@ impl Scan<'_, '_> {
                 return self.newline(i, out);
             }
             Layout::Detect if f.depth > 0 => f.layout = Layout::Documents,
+            // JSON has no line breaks inside strings: this string was never closed.
+            Layout::Documents if f.in_string && f.item.is_some() => {
+                let reason = format!("a string is not closed at the end of line {}", f.line);
+                self.break_record(reason);
+            }
             Layout::Detect | Layout::Documents => {
                 if f.item.as_ref().is_some_and(|item| item.ends == Ends::Line) {
                     self.end_item(i, out);
@@ -727,23 +765,118 @@ impl Scan<'_, '_> {
             self.framer.rest_of_line = true;
             return i;
         }
+        if f.item.is_some() {
+            let reason = format!("{reason} (line {})", f.line);
+            self.break_record(reason);
+            return i + 1;
+        }
         let reason = format!(
             "{reason} (line {}); no record can be found after it, so the rest of this input is skipped",
             f.line
         );
-        if f.item.is_some() {
-            let item = self.framer.item.as_mut().expect("checked");
-            item.unreadable = Some(reason);
-            self.end_item(i, out);
-        } else {
-            self.emit_unreadable(reason, out);
-        }
+        self.emit_unreadable(reason, out);
         self.framer.failed = true;
         self.chunk.len()
     }
 
-    fn open_item(&mut self, i: usize, ends: Ends) {
+    /// Documents: the open record is broken. Its bytes are kept, and lines are skipped to
+    /// one that starts where a record of its array (or the next document) would.
+    fn break_record(&mut self, reason: String) {
         let f = &mut *self.framer;
+        let item = f.item.as_mut().expect("a record is open");
+        item.unreadable.get_or_insert(reason);
+        f.in_string = false;
+        f.escaped = false;
+        f.resyncing = true;
+    }
+
+    /// Whether a `{` at `i`, first on its line, is where the open record started: in its
+    /// column, while the record is still inside its own brackets.
+    fn starts_like_the_open_record(&self, i: usize) -> bool {
+        let f = &*self.framer;
+        f.layout != Layout::Lines
+            && f.item
+                .as_ref()
+                .is_some_and(|item| f.depth > item.base && self.column(i) == item.column)
+    }
+
+    fn column(&self, i: usize) -> u64 {
+        let f = &*self.framer;
+        f.consumed + i as u64 - f.line_start
+    }
+
+    /// Ends the open record at `i`, broken, and goes on from its array (or the top level)
+    /// with the byte at `i`.
+    fn cut(&mut self, i: usize, reason: String, out: &mut dyn FnMut(Position, Frame)) -> usize {
+        let base = self.framer.item.as_ref().expect("a record is open").base;
+        let item = self.framer.item.as_mut().expect("a record is open");
+        item.unreadable.get_or_insert(reason);
+        self.end_item(i, out);
+        let f = &mut *self.framer;
+        f.resyncing = false;
+        f.in_string = false;
+        f.escaped = false;
+        f.at_line_start = false;
+        if base == 0 {
+            f.reset_structure();
+            // What follows decides its layout afresh: a cut first line of NDJSON is
+            // followed by whole lines.
+            f.layout = Layout::Detect;
+        } else {
+            f.depth = base;
+        }
+        i
+    }
+
+    /// Skipping a broken record: to the first line that starts with `{` in the record's
+    /// column (the next record) or with a closing bracket left of it (the array's end).
+    fn resync(&mut self, mut i: usize, out: &mut dyn FnMut(Position, Frame)) -> usize {
+        loop {
+            if self.framer.at_line_start {
+                let blanks = self.chunk[i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b' ' | b'\t' | b'\r'))
+                    .count();
+                i += blanks;
+                if i == self.chunk.len() {
+                    return i;
+                }
+                self.framer.at_line_start = false;
+                let column = self.column(i);
+                let record = self
+                    .framer
+                    .item
+                    .as_ref()
+                    .expect("resyncing a record")
+                    .column;
+                let resumes = match self.chunk[i] {
+                    b'{' => column == record,
+                    b']' | b'}' => column < record,
+                    _ => false,
+                };
+                if resumes {
+                    let reason = "broken".to_owned();
+                    return self.cut(i, reason, out);
+                }
+            }
+            let Some(k) = memchr::memchr(b'\n', &self.chunk[i..]) else {
+                return self.chunk.len();
+            };
+            let f = &mut *self.framer;
+            f.line += 1;
+            f.line_start = f.consumed + (i + k + 1) as u64;
+            f.at_line_start = true;
+            i += k + 1;
+        }
+    }
+
+    fn open_item(&mut self, i: usize, ends: Ends) {
+        let column = self.column(i);
+        let f = &mut *self.framer;
+        let base = match ends {
+            Ends::Element => f.element_depth.unwrap_or(0),
+            Ends::Line | Ends::Document => 0,
+        };
         f.item = Some(Item {
             at: Position {
                 line: f.line,
@@ -751,6 +884,8 @@ impl Scan<'_, '_> {
             },
             ends,
             unreadable: None,
+            column,
+            base,
         });
         f.buffer.clear();
         f.size = 0;

@@ -52,9 +52,9 @@ impl Source {
     }
 }
 
-/// What identifies a regular file across runs: its size, and a hash of its first bytes.
-/// A file that has grown since (a log being appended to) still matches; a file that is
-/// shorter, or starts differently, is another file at the same path.
+/// What identifies a regular file across runs: its size, and hashes of its first and of
+/// its last bytes at the time. A file that has grown since (a log being appended to)
+/// still matches; a file that is shorter, or differs at either place, is another file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileIdentity {
     /// The file's size when it was opened.
@@ -63,6 +63,8 @@ pub struct FileIdentity {
     pub head_bytes: u64,
     /// SHA-256 of those bytes, in hex.
     pub head_sha256: String,
+    /// SHA-256 of the [`HEAD_BYTES`] (or fewer) before `size`, in hex.
+    pub tail_sha256: String,
 }
 
 impl FileIdentity {
@@ -73,16 +75,17 @@ impl FileIdentity {
         if !meta.is_file() {
             return Ok(None);
         }
-        let head_bytes = meta.len().min(HEAD_BYTES);
+        let size = meta.len();
+        let head_bytes = size.min(HEAD_BYTES);
         Ok(Some(FileIdentity {
-            size: meta.len(),
+            size,
             head_bytes,
-            head_sha256: head_hash(file, head_bytes)?,
+            head_sha256: range_hash(file, 0, head_bytes)?,
+            tail_sha256: range_hash(file, size - head_bytes, size)?,
         }))
     }
 
-    /// Whether `now` (the identity of the file at the same path today) is this file,
-    /// possibly grown since.
+    /// Whether `file` (whose identity today is `now`) is this file, possibly grown since.
     pub fn continued_by(&self, now: &FileIdentity, file: &File) -> io::Result<bool> {
         if now.size < self.size {
             return Ok(false);
@@ -90,18 +93,19 @@ impl FileIdentity {
         let same_head = if now.head_bytes == self.head_bytes {
             now.head_sha256 == self.head_sha256
         } else {
-            head_hash(file, self.head_bytes)? == self.head_sha256
+            range_hash(file, 0, self.head_bytes)? == self.head_sha256
         };
-        Ok(same_head)
+        let tail = self.size - self.head_bytes.min(self.size);
+        Ok(same_head && range_hash(file, tail, self.size)? == self.tail_sha256)
     }
 }
 
-/// Hex SHA-256 of the first `len` bytes of `file`, read without moving its offset.
-fn head_hash(file: &File, len: u64) -> io::Result<String> {
-    let mut head = Vec::with_capacity(len as usize);
-    let mut reader = ReadAt { file, offset: 0 }.take(len);
-    reader.read_to_end(&mut head)?;
-    Ok(hex(&Sha256::digest(&head)))
+/// Hex SHA-256 of the bytes `from..to` of `file`, read without moving its offset.
+fn range_hash(file: &File, from: u64, to: u64) -> io::Result<String> {
+    let mut bytes = Vec::with_capacity((to - from) as usize);
+    let mut reader = ReadAt { file, offset: from }.take(to - from);
+    reader.read_to_end(&mut bytes)?;
+    Ok(hex(&Sha256::digest(&bytes)))
 }
 
 /// Reads a file from an offset of its own, leaving the file's offset alone.
@@ -129,6 +133,10 @@ pub struct InputMark {
     pub identity: FileIdentity,
     /// Items (records and unusable ones) fully handled, from the start of the file.
     pub items: u64,
+    /// When a run last read the file, in seconds since the Unix epoch: marks of files not
+    /// read for long are forgotten.
+    #[serde(default)]
+    pub read_at: u64,
 }
 
 #[cfg(test)]
@@ -164,6 +172,24 @@ mod tests {
         let file = File::open(&path).unwrap();
         let truncated = FileIdentity::of(&file).unwrap().unwrap();
         assert!(!first.continued_by(&truncated, &file).unwrap());
+    }
+
+    #[test]
+    fn the_same_start_and_size_but_another_end_is_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        let mut bytes = vec![b'a'; 9000];
+        std::fs::write(&path, &bytes).unwrap();
+        let first = FileIdentity::of(&File::open(&path).unwrap())
+            .unwrap()
+            .unwrap();
+        bytes[8000] = b'b';
+        bytes.extend(b"more");
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let now = FileIdentity::of(&file).unwrap().unwrap();
+        assert_eq!(now.head_sha256, first.head_sha256);
+        assert!(!first.continued_by(&now, &file).unwrap());
     }
 
     #[test]

@@ -279,14 +279,58 @@ fn nesting_is_limited() {
         "{lines:?}"
     );
     assert_eq!(lines[1], "R {\"n\": 2}");
-    // In a document there is no next line to go on from.
-    let documents = texts(format!("[\n{{\"n\": 1}},\n{deep}\n,{{\"n\": 2}}]").as_bytes());
-    assert_eq!(documents.len(), 2, "{documents:?}");
+    // In a document, the broken record is kept, up to where the next one starts.
+    let documents = texts(format!("[\n{{\"n\": 1}},\n{deep},\n{{\"n\": 2}}]").as_bytes());
+    assert_eq!(documents.len(), 3, "{documents:?}");
     assert!(
-        documents[1].contains("nested deeper than 128 levels (line 3)")
-            && documents[1].contains("rest of this input is skipped"),
+        documents[1].starts_with("U input [[[")
+            && documents[1].contains("nested deeper than 128 levels (line 3)"),
         "{documents:?}"
     );
+    assert_eq!(documents[2], "R {\"n\": 2}");
+}
+
+#[test]
+fn a_cut_first_line_of_ndjson_costs_only_that_line() {
+    let input = b"{\"n\": 0, \"cut\":\n{\"n\": 1}\n{\"n\": 2}\n";
+    let items = texts(input);
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(
+        items[0].starts_with("U input {\"n\": 0, \"cut\": (cut short"),
+        "{items:?}"
+    );
+    assert_eq!(&items[1..], ["R {\"n\": 1}", "R {\"n\": 2}"]);
+    let garbage_first = texts(b"{bad json 0\n{\"n\": 1}\n");
+    assert_eq!(garbage_first.len(), 2, "{garbage_first:?}");
+    assert_eq!(garbage_first[1], "R {\"n\": 1}");
+}
+
+#[test]
+fn a_broken_record_in_a_pretty_log_costs_only_itself() {
+    let log = serde_json::to_string_pretty(&json!({"Records": [
+        {"n": 1, "o": {"a": "b"}}, {"n": 2, "o": {"a": "c"}}, {"n": 3, "o": {"a": "d"}}
+    ]}))
+    .unwrap();
+    // A quote lost: the string of record 2 never closes on its line.
+    let lost_quote = log.replacen("\"c\"", "\"c", 1);
+    let items = texts(lost_quote.as_bytes());
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(
+        items[1].starts_with("U input {\n      \"n\": 2"),
+        "{items:?}"
+    );
+    assert!(items[1].contains("a string is not closed"), "{items:?}");
+    assert!(items[2].starts_with("R {\n      \"n\": 3"), "{items:?}");
+    // A bracket too many: the same.
+    let extra = log.replacen("\"c\"", "\"c\"]", 1);
+    let items = texts(extra.as_bytes());
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(items[1].contains("closes an object"), "{items:?}");
+    // A record cut short in the middle of the file.
+    let cut = log.replacen("\"c\"\n      }\n    },", "\"c\"", 1);
+    let items = texts(cut.as_bytes());
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(items[1].contains("cut short"), "{items:?}");
 }
 
 #[test]

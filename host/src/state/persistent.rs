@@ -62,6 +62,14 @@ impl RedbStore {
     /// Opens the state file at `path`, creating it if, and only if, the path does not exist.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         match fs::metadata(path) {
+            // A symlink to nothing (an unmounted volume?) is not a missing state.
+            Err(_) if fs::symlink_metadata(path).is_ok() => {
+                return Err(StoreError(format!(
+                    "state file {} is a symlink to a file that does not exist (is its volume \
+                     mounted?); point --state at the state file itself",
+                    path.display()
+                )));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => create(path)?,
             Err(e) => return Err(cannot_open(path, e)),
             Ok(meta) if !meta.is_file() => {
@@ -162,9 +170,29 @@ impl RedbStore {
     }
 
     /// Reads every entry once, so that damage is found at open, not at the record that
-    /// happens to read it.
+    /// happens to read it. Entries are checked one at a time: memory does not grow with
+    /// the state.
     fn verify_entries(&mut self) -> Result<(), StoreError> {
-        self.entries().map(drop)
+        let path = self.path.clone();
+        self.with_db(|db, _| {
+            let txn = db.begin_read().map_err(|e| damaged(&path, e))?;
+            let names: Vec<String> = txn
+                .list_tables()
+                .map_err(|e| damaged(&path, e))?
+                .map(|t| t.name().to_owned())
+                .collect();
+            for name in names {
+                let table = txn
+                    .open_table(table(&name))
+                    .map_err(|e| damaged(&path, e))?;
+                for entry in table.iter().map_err(|e| damaged(&path, e))? {
+                    let (key, value) = entry.map_err(|e| damaged(&path, e))?;
+                    unseal(&path, &name, key.value(), value.value())?;
+                    key_text(&path, &name, key.value())?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn write_txn<'a>(
@@ -180,11 +208,12 @@ impl RedbStore {
     }
 }
 
-/// Creates a new state file: built beside `path`, committed, synced, then renamed into
-/// place, so a crash never leaves a half-made file at `path`.
+/// Creates a new state file: built beside `path`, committed, synced, then linked into
+/// place, so a crash never leaves a half-made file at `path`, and of two runs creating it
+/// at once, one makes it and the other opens it.
 fn create(path: &Path) -> Result<(), StoreError> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let partial = path.with_file_name(format!(".{name}.partial"));
+    let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
     let _ = fs::remove_file(&partial);
     let made = guard(path, || -> Result<(), redb::Error> {
         let db = Builder::new()
@@ -204,11 +233,16 @@ fn create(path: &Path) -> Result<(), StoreError> {
         Ok(())
     })?;
     made.map_err(|e| StoreError(format!("cannot create state file {}: {e}", path.display())))?;
-    let synced = File::open(&partial)
+    let linked = File::open(&partial)
         .and_then(|f| f.sync_all())
-        .and_then(|()| fs::rename(&partial, path))
+        .and_then(|()| match fs::hard_link(&partial, path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        })
+        .and_then(|()| fs::remove_file(&partial))
         .and_then(|()| sync_dir(path));
-    synced.map_err(|e| StoreError(format!("cannot create state file {}: {e}", path.display())))
+    let _ = fs::remove_file(&partial);
+    linked.map_err(|e| StoreError(format!("cannot create state file {}: {e}", path.display())))
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -530,6 +564,19 @@ mod tests {
         }
         let err = RedbStore::open(dir.path()).err().expect("a directory");
         assert!(err.0.contains("not a regular file"), "{err}");
+        let link = dir.path().join("link.redb");
+        std::os::unix::fs::symlink(dir.path().join("unmounted/state.redb"), &link).unwrap();
+        let err = RedbStore::open(&link).err().expect("a dangling symlink");
+        assert!(
+            err.0.contains("symlink to a file that does not exist"),
+            "{err}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]
