@@ -5,6 +5,7 @@ mod cache;
 mod cli;
 mod formats;
 mod memory;
+mod pipelines;
 mod reliability;
 mod sandbox;
 mod state;

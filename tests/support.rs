@@ -21,7 +21,7 @@ pub fn fixture(path: &str) -> PathBuf {
 }
 
 /// A compilation cache shared by every test of this run: compiling the rule once is enough.
-fn shared_cache() -> &'static Path {
+pub fn shared_cache() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod corpus;
 mod error;
 pub mod fixtures;
+pub mod hosts;
 pub mod input;
 pub mod kv;
 pub mod output;

@@ -156,6 +156,26 @@ impl RuleRunner {
         record: &str,
         not_after: i64,
     ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
+        self.call(record, not_after, None)
+    }
+
+    /// Processes one record with a fuel budget of its own, to cut the call short at a
+    /// chosen point. The sandbox must count fuel ([`Limits::fuel`]).
+    pub fn process_with_fuel(
+        &mut self,
+        record: &str,
+        fuel: u64,
+    ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
+        let not_after = wall_clock_millis().saturating_add(millis(self.limits.max_clock_skew));
+        self.call(record, not_after, Some(fuel))
+    }
+
+    fn call(
+        &mut self,
+        record: &str,
+        not_after: i64,
+        fuel: Option<u64>,
+    ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
         let limit = self.limits.max_record_bytes;
         if record.len() > limit {
             return Ok(Err(RecordFailure::RecordTooLarge {
@@ -168,6 +188,11 @@ impl RuleRunner {
             .as_mut()
             .expect("an instance is live between calls");
         arm(&mut live.store, &self.limits);
+        if let Some(fuel) = fuel {
+            live.store
+                .set_fuel(fuel)
+                .map_err(|_| HarnessError::Engine(wasmtime::format_err!("fuel is not counted")))?;
+        }
         let context = CallContext { not_after };
         let result =
             live.rule

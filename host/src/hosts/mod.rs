@@ -1,0 +1,58 @@
+//! Replays of the other hosts this project's rules run in: what Fluent Bit's `filter_wasm`
+//! and Fluvio's SmartModule engine do with a module, call for call, on this crate's
+//! wasmtime. They test the pipeline artifacts of a rule without those hosts (whose own
+//! runtimes, WAMR and a second wasmtime, would need cmake and libclang, or double the
+//! build).
+//!
+//! Both engines count fuel, so that a test can cut a call short at a chosen point, as a
+//! host that traps mid-call would.
+
+pub mod fluent_bit;
+pub mod fluvio;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, Module};
+
+/// Fuel for a call not meant to be cut short (what Fluvio's engine gives each call).
+const PLENTY_OF_FUEL: u64 = i64::MAX as u64 / 2;
+
+/// The module `bytes` compiled, once per process: replays start many instances.
+fn compile(bytes: &[u8]) -> wasmtime::Result<Module> {
+    static MODULES: OnceLock<Mutex<HashMap<[u8; 32], Module>>> = OnceLock::new();
+    let key: [u8; 32] = Sha256::digest(bytes).into();
+    let modules = MODULES.get_or_init(Default::default);
+    if let Some(module) = modules.lock().expect("not poisoned").get(&key) {
+        return Ok(module.clone());
+    }
+    let module = Module::new(&engine()?, bytes)?;
+    modules
+        .lock()
+        .expect("not poisoned")
+        .insert(key, module.clone());
+    Ok(module)
+}
+
+/// An engine with only the WebAssembly features the replayed runtimes support (WAMR, as
+/// Fluent Bit builds it, has no SIMD, tail calls, GC or exceptions), and fuel. One per
+/// process.
+fn engine() -> wasmtime::Result<Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine.clone());
+    }
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .wasm_simd(false)
+        .wasm_relaxed_simd(false)
+        .wasm_tail_call(false)
+        .wasm_gc(false)
+        .wasm_multi_memory(false)
+        .wasm_memory64(false);
+    Ok(ENGINE
+        .get_or_init(|| Engine::new(&config).expect("the configuration is valid"))
+        .clone())
+}

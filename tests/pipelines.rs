@@ -1,0 +1,508 @@
+//! The rule's three artifacts, in replays of the hosts that load them: the component in
+//! this harness, the Fluent Bit filter in `filter_wasm`'s calls, the Fluvio SmartModule in
+//! the engine's. One logic: the same alerts from all three, and the SDK's contract kept
+//! by each.
+
+use std::collections::BTreeMap;
+
+use detect_sdk::testkit::contract::{self, AlertKey, Binding, Step};
+use rule_harness::corpus::{Corpus, CorpusSpec};
+use rule_harness::hosts::fluent_bit::{Filtered, FluentBitFilter};
+use rule_harness::hosts::fluvio::{self, FluvioSmartModule, Record};
+use rule_harness::state::MemoryStore;
+use rule_harness::{
+    FLUENT_BIT_FILTER, FLUVIO_SMARTMODULE, Limits, RecordFailure, RuleRunner, Sandbox,
+};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The fixture log's records, as JSON text.
+fn fixture_records() -> Vec<String> {
+    let log: Value =
+        serde_json::from_slice(&std::fs::read(fixture("logs/ssm_sessions.json")).unwrap()).unwrap();
+    log["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect()
+}
+
+/// A generated stream, SSM-heavy, with bad and irrelevant records in it.
+fn corpus_records(n: usize) -> Vec<String> {
+    let mut corpus = Corpus::new(CorpusSpec {
+        seed: 5,
+        ssm_share: 0.4,
+        identities: 30,
+        step_millis: 90_000,
+        ..CorpusSpec::default()
+    });
+    (0..n).map(|_| corpus.next_record().to_string()).collect()
+}
+
+fn key_of(line: &Value) -> AlertKey {
+    AlertKey {
+        rule_id: line["rule_id"].as_str().unwrap().into(),
+        dedup_key: line["dedup_key"].as_str().unwrap().into(),
+        event_time: line["event_time"].as_str().unwrap().into(),
+        severity: line["severity"].as_str().unwrap().into(),
+    }
+}
+
+/// The component, run by this harness.
+struct Component(RuleRunner);
+
+impl Component {
+    fn new() -> Self {
+        let limits = Limits {
+            fuel: Some(u64::MAX / 4),
+            ..Limits::default()
+        };
+        let sandbox = Sandbox::new(limits)
+            .unwrap()
+            .with_cache_dir(Some(shared_cache().to_owned()));
+        let rule = sandbox.load(rule_harness::DEFAULT_RULE).unwrap();
+        Component(rule.start(Box::new(MemoryStore::new()), None).unwrap())
+    }
+
+    fn step(result: Result<rule_harness::Outcome, RecordFailure>) -> Step {
+        match result {
+            Ok(outcome) => Step::Alerts(
+                outcome
+                    .alerts
+                    .iter()
+                    .map(|a| {
+                        key_of(&serde_json::to_value(rule_harness::output::alert_line(a)).unwrap())
+                    })
+                    .collect(),
+            ),
+            Err(RecordFailure::Trapped(_)) => Step::Trapped,
+            Err(failure) => Step::Rejected(failure.kind().into()),
+        }
+    }
+}
+
+impl Binding for Component {
+    fn process(&mut self, record: &str) -> Step {
+        Component::step(self.0.process(record).unwrap())
+    }
+
+    fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
+        Component::step(self.0.process_with_fuel(record, cut).unwrap())
+    }
+}
+
+/// The Fluent Bit filter's `ssm_alerts`, with the directory it keeps its state in (held
+/// so that it lives as long as the filter).
+struct FluentBit(
+    FluentBitFilter,
+    #[allow(dead_code)] Option<tempfile::TempDir>,
+);
+
+impl FluentBit {
+    fn new() -> Self {
+        FluentBit(
+            FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap(),
+            None,
+        )
+    }
+
+    /// Keeping its state on disk, in `rule-state/` of a granted directory.
+    fn persistent() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rule-state")).unwrap();
+        let granted = [dir.path().to_path_buf()];
+        let filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+        FluentBit(filter, Some(dir))
+    }
+
+    fn step(filtered: Filtered) -> Step {
+        match filtered {
+            Filtered::Dropped => Step::Alerts(Vec::new()),
+            Filtered::Trapped(_) => Step::Trapped,
+            Filtered::Replaced(out) => match (out.get("alerts"), out.get("rule_error")) {
+                (Some(alerts), None) => {
+                    Step::Alerts(alerts.as_array().unwrap().iter().map(key_of).collect())
+                }
+                (_, Some(error)) => Step::Rejected(error["kind"].as_str().unwrap().into()),
+                _ => panic!("neither alerts nor an error: {out}"),
+            },
+        }
+    }
+}
+
+impl Binding for FluentBit {
+    fn process(&mut self, record: &str) -> Step {
+        FluentBit::step(self.0.filter_json("cloudtrail", (0, 0), record.as_bytes()))
+    }
+
+    fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
+        let record: Value = serde_json::from_str(record).unwrap();
+        FluentBit::step(self.0.filter_cut_short("cloudtrail", (0, 0), &record, cut))
+    }
+}
+
+/// The Fluvio SmartModule, one record per batch.
+struct Fluvio {
+    module: FluvioSmartModule,
+    offset: i64,
+}
+
+impl Fluvio {
+    fn new() -> Self {
+        Fluvio {
+            module: FluvioSmartModule::load(
+                FLUVIO_SMARTMODULE,
+                &BTreeMap::new(),
+                fluvio::SPU_VERSION,
+            )
+            .unwrap(),
+            offset: 0,
+        }
+    }
+
+    fn step(output: wasmtime::Result<fluvio::Output>) -> Step {
+        let Ok(output) = output else {
+            return Step::Trapped;
+        };
+        let mut alerts = Vec::new();
+        for (key, value) in output.records {
+            let value: Value = serde_json::from_slice(&value).unwrap();
+            if key.as_deref() == Some(b"rule-error") {
+                return Step::Rejected(value["kind"].as_str().unwrap().into());
+            }
+            assert_eq!(key.as_deref(), value["rule_id"].as_str().map(str::as_bytes));
+            alerts.push(key_of(&value));
+        }
+        Step::Alerts(alerts)
+    }
+
+    fn batch(record: &str) -> [Record; 1] {
+        [Record {
+            value: record.as_bytes().to_vec(),
+            ..Record::default()
+        }]
+    }
+}
+
+impl Binding for Fluvio {
+    fn process(&mut self, record: &str) -> Step {
+        self.offset += 1;
+        Fluvio::step(
+            self.module
+                .array_map(self.offset, 0, &Fluvio::batch(record)),
+        )
+    }
+
+    fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
+        self.offset += 1;
+        Fluvio::step(
+            self.module
+                .array_map_with_fuel(self.offset, 0, &Fluvio::batch(record), cut),
+        )
+    }
+}
+
+/// Makes a fresh instance of one binding.
+type NewBinding = fn() -> Box<dyn Binding>;
+
+/// Every binding, by name.
+fn bindings() -> [(&'static str, NewBinding); 4] {
+    [
+        ("component", || Box::new(Component::new())),
+        ("fluent-bit", || Box::new(FluentBit::new())),
+        ("fluent-bit with rule-state/", || {
+            Box::new(FluentBit::persistent())
+        }),
+        ("fluvio", || Box::new(Fluvio::new())),
+    ]
+}
+
+#[test]
+fn the_three_artifacts_raise_the_same_alerts() {
+    for (stream, records) in [
+        ("fixture log", fixture_records()),
+        ("corpus", corpus_records(1500)),
+    ] {
+        let mut raised = Vec::new();
+        for (name, new) in bindings() {
+            raised.push((name, contract::alerts(new().as_mut(), &records)));
+        }
+        assert!(raised[0].1.len() > 10, "{stream}: {}", raised[0].1.len());
+        for (name, alerts) in &raised[1..] {
+            assert_eq!(
+                alerts, &raised[0].1,
+                "{stream}: {name} differs from the component"
+            );
+        }
+    }
+    // The fixture log raises the alerts the harness prints for it.
+    let printed: Vec<AlertKey> = alerts(
+        &[
+            "run",
+            "--state",
+            "memory",
+            fixture("logs/ssm_sessions.json").to_str().unwrap(),
+        ],
+        b"",
+    )
+    .iter()
+    .map(key_of)
+    .collect();
+    assert_eq!(
+        contract::alerts(&mut Component::new(), &fixture_records()),
+        printed
+    );
+}
+
+#[test]
+fn every_binding_keeps_the_contract() {
+    let stream = fixture_records();
+    let rejected: Vec<String> = [
+        "not json",
+        "[1, 2]",
+        r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "soon"}"#,
+        r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "2099-01-01T00:00:00Z"}"#,
+        r#"{"eventSource": 7}"#,
+    ]
+    .map(str::to_owned)
+    .into();
+    let irrelevant: Vec<String> = corpus_records(200)
+        .into_iter()
+        .filter(|r| !r.contains("\"StartSession\""))
+        .collect();
+    for (name, mut new) in bindings() {
+        eprintln!("contract: {name}");
+        contract::a_rejected_record_changes_no_state(&mut new, &stream, &rejected);
+        contract::an_irrelevant_record_touches_nothing(&mut new, &stream, &irrelevant);
+        // A record that raises an alert and updates state, cut at many points.
+        let cuts = (1..100).map(|n| n * 600);
+        contract::a_trap_loses_only_its_record(&mut new, &stream, 44, cuts);
+    }
+}
+
+#[test]
+fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
+    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap();
+    let mut big: Value = serde_json::from_str(&fixture_records()[0]).unwrap();
+    big["requestParameters"]["padding"] = json!("x".repeat(100_000));
+    match filter.filter("cloudtrail", (0, 0), &big) {
+        Filtered::Replaced(out) => {
+            assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Fluent Bit could not copy the record in: pointer 0.
+    let Filtered::Replaced(out) = filter.filter_uncopied("cloudtrail", (0, 0), 70_000) else {
+        panic!("no error record");
+    };
+    assert_eq!(out["rule_error"]["kind"], "record-too-large");
+    for bad in [&b"[1, 2]"[..], b"{\"eventSource\": ", b"\xff\xfe"] {
+        let Filtered::Replaced(out) = filter.filter_json("cloudtrail", (0, 0), bad) else {
+            panic!("no error record for {bad:?}");
+        };
+        assert!(out["rule_error"]["kind"].is_string(), "{out}");
+    }
+    // Enrichment passes every record, with its alerts.
+    let mut enrich = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_enrich", &[]).unwrap();
+    let other = json!({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"});
+    assert_eq!(
+        enrich.filter("cloudtrail", (0, 0), &other),
+        Filtered::Replaced(other.clone())
+    );
+    let start: Value = serde_json::from_str(&fixture_records()[0]).unwrap();
+    let Filtered::Replaced(out) = enrich.filter("cloudtrail", (0, 0), &start) else {
+        panic!("dropped");
+    };
+    assert_eq!(out["eventID"], start["eventID"]);
+    assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted");
+}
+
+fn fluent_bit_alerts(filter: &mut FluentBitFilter, records: &[String]) -> Vec<AlertKey> {
+    let mut binding = FluentBitRef(filter);
+    contract::alerts(&mut binding, records)
+}
+
+struct FluentBitRef<'a>(&'a mut FluentBitFilter);
+
+impl Binding for FluentBitRef<'_> {
+    fn process(&mut self, record: &str) -> Step {
+        FluentBit::step(self.0.filter_json("cloudtrail", (0, 0), record.as_bytes()))
+    }
+
+    fn process_cut_short(&mut self, _: &str, _: u64) -> Step {
+        unreachable!("not cut here")
+    }
+}
+
+#[test]
+fn fluent_bit_keeps_its_state_across_restarts_in_a_granted_directory() {
+    let records = corpus_records(1200);
+    let expected = contract::alerts(&mut Component::new(), &records);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rule-state")).unwrap();
+    let granted = [dir.path().to_path_buf()];
+    let (first, second) = records.split_at(700);
+    let mut got = fluent_bit_alerts(
+        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap(),
+        first,
+    );
+    // Fluent Bit restarts: a new instance, the same directory.
+    got.extend(fluent_bit_alerts(
+        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap(),
+        second,
+    ));
+    assert_eq!(got, expected);
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("rule-state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.contains(&"journal".to_owned()), "{files:?}");
+    // Without the directory, a restart starts again with no history.
+    let mut forgetful = fluent_bit_alerts(
+        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap(),
+        first,
+    );
+    forgetful.extend(fluent_bit_alerts(
+        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap(),
+        second,
+    ));
+    assert_ne!(forgetful, expected);
+}
+
+#[test]
+fn fluent_bit_reads_its_configuration_from_a_granted_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let granted = [dir.path().to_path_buf()];
+    std::fs::write(
+        dir.path().join("rule-config.json"),
+        r#"{"disabled": ["AWS.SSM.SessionStarted"]}"#,
+    )
+    .unwrap();
+    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+    let alerts = fluent_bit_alerts(&mut filter, &fixture_records());
+    assert!(!alerts.is_empty() && alerts.iter().all(|a| a.rule_id != "AWS.SSM.SessionStarted"));
+    // A configuration it cannot use is said with every record, never ignored.
+    std::fs::write(
+        dir.path().join("rule-config.json"),
+        r#"{"disabled": ["nope"]}"#,
+    )
+    .unwrap();
+    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+    let Filtered::Replaced(out) =
+        filter.filter_json("cloudtrail", (0, 0), fixture_records()[0].as_bytes())
+    else {
+        panic!("silent");
+    };
+    assert!(
+        out["rule_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown detection `nope`"),
+        "{out}"
+    );
+}
+
+/// Alerts of the SmartModule over `records` in batches of `size`.
+fn fluvio_alerts(module: &mut FluvioSmartModule, records: &[String], size: usize) -> Vec<AlertKey> {
+    let mut alerts = Vec::new();
+    for (n, batch) in records.chunks(size).enumerate() {
+        let batch: Vec<Record> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Record {
+                value: r.as_bytes().to_vec(),
+                offset_delta: i as i64,
+                ..Record::default()
+            })
+            .collect();
+        let output = module
+            .array_map((n * size) as i64, 1_700_000_000_000, &batch)
+            .unwrap();
+        assert_eq!(output.error, None);
+        for (key, value) in output.records {
+            let value: Value = serde_json::from_slice(&value).unwrap();
+            assert_ne!(key.as_deref(), Some(&b"rule-error"[..]), "{value}");
+            alerts.push(key_of(&value));
+        }
+    }
+    alerts
+}
+
+#[test]
+fn fluvio_gives_the_same_alerts_in_any_batches_and_after_a_restart() {
+    let records = corpus_records(1000);
+    let expected = contract::alerts(&mut Component::new(), &records);
+    for version in [fluvio::SPU_VERSION, fluvio::ENGINE_VERSION] {
+        for size in [1, 7, records.len()] {
+            let mut module =
+                FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), version).unwrap();
+            assert_eq!(
+                fluvio_alerts(&mut module, &records, size),
+                expected,
+                "batches of {size}, v{version}"
+            );
+        }
+    }
+    // A restart: a new instance looks back over the topic, then goes on.
+    let (first, second) = records.split_at(600);
+    let mut before =
+        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+    let mut got = fluvio_alerts(&mut before, first, 7);
+    let mut after =
+        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+    let looked_back: Vec<Record> = first
+        .iter()
+        .map(|r| Record {
+            value: r.as_bytes().to_vec(),
+            ..Record::default()
+        })
+        .collect();
+    after.look_back(&looked_back).unwrap();
+    got.extend(fluvio_alerts(&mut after, second, 7));
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn fluvio_takes_its_configuration_and_log_files_and_reports_bad_records() {
+    let params = BTreeMap::from([(
+        "config".to_owned(),
+        r#"{"disabled": ["AWS.SSM.SessionStarted"]}"#.to_owned(),
+    )]);
+    let mut module =
+        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &params, fluvio::SPU_VERSION).unwrap();
+    let log = std::fs::read(fixture("logs/ssm_sessions.json")).unwrap();
+    let output = module
+        .array_map(
+            0,
+            0,
+            &[
+                Record {
+                    value: log,
+                    ..Record::default()
+                },
+                Record {
+                    value: b"not json".to_vec(),
+                    ..Record::default()
+                },
+            ],
+        )
+        .unwrap();
+    let keys: Vec<Vec<u8>> = output
+        .records
+        .iter()
+        .map(|(k, _)| k.clone().unwrap())
+        .collect();
+    assert!(keys.iter().any(|k| k == b"AWS.SSM.MultipleSessions"));
+    assert!(keys.iter().all(|k| k != b"AWS.SSM.SessionStarted"));
+    assert_eq!(keys.last().unwrap(), b"rule-error");
+    let bad = BTreeMap::from([("config".to_owned(), "{\"nope\": 1}".to_owned())]);
+    let err = FluvioSmartModule::load(FLUVIO_SMARTMODULE, &bad, fluvio::SPU_VERSION)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("unknown field `nope`"),
+        "{err:#}"
+    );
+}
