@@ -37,6 +37,9 @@ fn main() {
         ensure_target(target);
         let module = build_module(root, &target_dir, target, feature);
         let bytes = if name == "component" {
+            // The module as cargo builds it, for the test of `--rule` with such a module.
+            std::fs::write(out_dir.join("component.core.wasm"), &module)
+                .expect("OUT_DIR is writable");
             wit_component::ComponentEncoder::default()
                 .module(&module)
                 .and_then(|encoder| encoder.validate(true).encode())

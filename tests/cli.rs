@@ -149,7 +149,7 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
         ),
         (
             vec!["--rule".into(), path("core.wasm"), "inspect".into()],
-            "not a component",
+            "core WebAssembly module without a component type",
         ),
         (
             vec!["--rule".into(), path("net.wasm"), "inspect".into()],
@@ -206,6 +206,29 @@ fn the_exported_component_is_the_rule_and_loads_again() {
     );
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["rule"]["name"], "aws-ssm-sessions");
+}
+
+/// What `docs/writing-a-rule.md` has a rule author do: build the rule crate with the
+/// `component` feature and hand the module cargo wrote to `--rule`.
+#[test]
+fn a_rule_crate_built_by_cargo_runs_its_cases() {
+    let module = concat!(env!("OUT_DIR"), "/component.core.wasm");
+    let out = harness(&["--rule", module, "test", "rules/ssm/cases"], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with(" passed, 0 failed")
+    );
+    let log = fixture("logs/ssm_sessions.json");
+    let log = log.to_str().unwrap();
+    assert_eq!(
+        alerts(&["--rule", module, "run", "--state", "memory", log], b""),
+        alerts(&["run", "--state", "memory", log], b"")
+    );
 }
 
 #[test]

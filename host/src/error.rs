@@ -6,7 +6,9 @@ use crate::state::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     #[error(
-        "this is a core WebAssembly module, not a component: encode it with `wasm-tools component new` (or build the rule with wit-bindgen, as guest/ does)"
+        "this is a core WebAssembly module without a component type (a Fluent Bit or Fluvio artifact, perhaps): \
+         the harness runs the rule built with the SDK's `component` feature for wasm32-unknown-unknown, \
+         or any component of the detect:rule world (docs/writing-a-rule.md)"
     )]
     NotAComponent,
     #[error("this is not WebAssembly (no `\\0asm` header, and not WAT text)")]

@@ -1,325 +1,34 @@
-//! Fixture test cases: streams of records with the alerts they must raise, run against a
-//! rule component, each case in a fresh in-memory state.
-//!
-//! A case file (`*.case.json`) holds cases that share a base record:
-//!
-//! ```json
-//! {
-//!   "base": "../records/panther_sample.json",
-//!   "cases": [{
-//!     "name": "a new identity after activation is unusual",
-//!     "config": {"baseline": {"activation_period": "1d"}},
-//!     "steps": [
-//!       {"record": {"eventTime": "2025-01-01T00:00:00Z"}, "expect": [{"rule_id": "AWS.SSM.SessionStarted"}]},
-//!       {"raw": "not json", "error": "invalid-json"}
-//!     ]
-//!   }]
-//! }
-//! ```
-//!
-//! A step's `record` is merged into the base (objects key by key, `null` removes a key);
-//! `raw` is sent as is. `expect` lists the alerts in order, each with only the fields
-//! that matter (objects match as subsets); a step without `expect` must raise nothing.
-//! `error` names the failure kind the step must produce instead.
+//! The rule's test cases ([`detect_sdk::testkit::cases`]), run against a rule component,
+//! each case in a fresh in-memory state.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
-use serde_json::Value;
-use similar::TextDiff;
+use detect_sdk::testkit::cases::{self, Rejection, Run};
 
 use crate::output::{AlertLine, alert_line};
+use crate::runner::RuleRunner;
 use crate::sandbox::LoadedRule;
 use crate::state::MemoryStore;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseFile {
-    /// What the file covers, for the reader.
-    #[serde(default, rename = "description")]
-    _description: serde::de::IgnoredAny,
-    /// The name of the rule the cases are for; other rules skip the file.
-    rule: Option<String>,
-    /// A record file, relative to the case file, that steps' `record`s are merged into.
-    base: Option<PathBuf>,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    config: Option<Value>,
-    steps: Vec<Step>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Step {
-    /// What the step shows, for the reader.
-    #[serde(default, rename = "note")]
-    _note: serde::de::IgnoredAny,
-    record: Option<Value>,
-    raw: Option<String>,
-    #[serde(default)]
-    expect: Vec<Value>,
-    error: Option<String>,
-}
-
-/// The result of one case.
-#[derive(Debug)]
-pub struct CaseReport {
-    pub file: PathBuf,
-    pub name: String,
-    /// Empty when the case passed; otherwise each failure, readable by a person.
-    pub failures: Vec<String>,
-}
-
-impl CaseReport {
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-/// The case files under `paths` (files are taken as given), sorted.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut found = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            walk(path, &mut found).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        } else if path.is_file() {
-            found.push(path.clone());
-        } else {
-            return Err(format!("{} does not exist", path.display()));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else if path.to_string_lossy().ends_with(".case.json") {
-            found.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// What running one case file gave.
-#[derive(Debug)]
-pub enum FileReport {
-    /// The file's cases are for another rule, named here.
-    Skipped(String),
-    /// One report per case. A file that cannot be read is one failed case.
-    Ran(Vec<CaseReport>),
-}
+pub use detect_sdk::testkit::cases::{FileReport, discover};
 
 /// Runs every case of one file against `rule`, whose name is `rule_name`.
 pub fn run_file(rule: &LoadedRule, rule_name: &str, path: &Path) -> FileReport {
-    match load(path) {
-        Ok((file, _)) if file.rule.as_deref().is_some_and(|r| r != rule_name) => {
-            FileReport::Skipped(file.rule.unwrap_or_default())
-        }
-        Ok((file, base)) => FileReport::Ran(
-            file.cases
-                .iter()
-                .map(|case| run_case(rule, path, base.as_ref(), case))
-                .collect(),
-        ),
-        Err(e) => FileReport::Ran(vec![CaseReport {
-            file: path.to_owned(),
-            name: "(file)".into(),
-            failures: vec![e],
-        }]),
-    }
-}
-
-fn load(path: &Path) -> Result<(CaseFile, Option<Value>), String> {
-    let read =
-        |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
-    let file: CaseFile = serde_json::from_str(&read(path)?)
-        .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
-    let base = match &file.base {
-        None => None,
-        Some(base) => {
-            let base = path.parent().unwrap_or(Path::new(".")).join(base);
-            let text = read(&base)?;
-            Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("{} is not JSON: {e}", base.display()))?,
-            )
-        }
+    let start = |config| {
+        let runner = rule
+            .start(Box::new(MemoryStore::new()), config)
+            .map_err(|e| format!("the rule did not start: {e}"))?;
+        Ok(Box::new(runner) as Box<dyn Run>)
     };
-    Ok((file, base))
+    cases::run_file(&start, rule_name, path)
 }
 
-fn run_case(rule: &LoadedRule, path: &Path, base: Option<&Value>, case: &Case) -> CaseReport {
-    let mut report = CaseReport {
-        file: path.to_owned(),
-        name: case.name.clone(),
-        failures: Vec::new(),
-    };
-    let config = case.config.as_ref().map(Value::to_string);
-    let mut runner = match rule.start(Box::new(MemoryStore::new()), config) {
-        Ok(runner) => runner,
-        Err(e) => {
-            report.failures.push(format!("the rule did not start: {e}"));
-            return report;
-        }
-    };
-    for (number, step) in case.steps.iter().enumerate().map(|(i, s)| (i + 1, s)) {
-        let text = match (&step.raw, &step.record) {
-            (Some(raw), None) => raw.clone(),
-            (None, Some(overrides)) => {
-                let mut record = base.cloned().unwrap_or(Value::Object(Default::default()));
-                detect_sdk::testkit::merge(&mut record, overrides.clone());
-                record.to_string()
-            }
-            _ => {
-                report.failures.push(format!(
-                    "step {number}: give exactly one of `record` and `raw`"
-                ));
-                continue;
-            }
-        };
-        let actual = match runner.process(&text) {
-            Err(fatal) => {
-                report
-                    .failures
-                    .push(format!("step {number}: the harness stopped: {fatal}"));
-                return report;
-            }
-            Ok(Ok(outcome)) => Ok(outcome
-                .alerts
-                .iter()
-                .map(|a| to_value(&alert_line(a)))
-                .collect()),
-            Ok(Err(failure)) => Err((failure.kind(), failure.message())),
-        };
-        if let Some(failure) = check_step(step, actual) {
-            report.failures.push(format!("step {number}: {failure}"));
-        }
-    }
-    report
-}
-
-fn to_value(line: &AlertLine) -> Value {
-    serde_json::to_value(line).expect("alert lines serialize")
-}
-
-/// Compares a step's outcome with its expectation; `None` when they agree.
-fn check_step(step: &Step, actual: Result<Vec<Value>, (&str, String)>) -> Option<String> {
-    match (&step.error, actual) {
-        (Some(kind), Err((actual_kind, _))) if kind == actual_kind => None,
-        (Some(kind), Err((actual_kind, message))) => Some(format!(
-            "expected error `{kind}`, got `{actual_kind}`: {message}"
-        )),
-        (Some(kind), Ok(alerts)) => Some(format!(
-            "expected error `{kind}`, got {} alert(s)",
-            alerts.len()
-        )),
-        (None, Err((kind, message))) => Some(format!("unexpected error `{kind}`: {message}")),
-        (None, Ok(alerts)) => {
-            let agree = alerts.len() == step.expect.len()
-                && step.expect.iter().zip(&alerts).all(|(e, a)| contains(a, e));
-            (!agree).then(|| diff(&step.expect, &alerts))
-        }
-    }
-}
-
-/// Whether `actual` has every field of `expected`, recursively for objects.
-fn contains(actual: &Value, expected: &Value) -> bool {
-    match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => e
-            .iter()
-            .all(|(k, ev)| a.get(k).is_some_and(|av| contains(av, ev))),
-        (a, e) => a == e,
-    }
-}
-
-/// Restricts `actual` to the fields `expected` names, so the diff shows only what matters.
-fn project(actual: &Value, expected: &Value) -> Value {
-    match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => Value::Object(
-            e.iter()
-                .filter_map(|(k, ev)| a.get(k).map(|av| (k.clone(), project(av, ev))))
-                .collect(),
-        ),
-        (a, _) => a.clone(),
-    }
-}
-
-fn diff(expected: &[Value], actual: &[Value]) -> String {
-    let shown: Vec<Value> = actual
-        .iter()
-        .enumerate()
-        .map(|(i, a)| expected.get(i).map_or_else(|| a.clone(), |e| project(a, e)))
-        .collect();
-    let pretty = |v: &[Value]| serde_json::to_string_pretty(v).expect("JSON serializes") + "\n";
-    let (expected, actual) = (pretty(expected), pretty(&shown));
-    let mut out = String::from("alerts differ (- expected, + actual)\n");
-    for change in TextDiff::from_lines(&expected, &actual).iter_all_changes() {
-        let sign = match change.tag() {
-            similar::ChangeTag::Delete => '-',
-            similar::ChangeTag::Insert => '+',
-            similar::ChangeTag::Equal => ' ',
-        };
-        let _ = write!(out, "    {sign} {change}");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn expectations_match_as_subsets() {
-        let actual = json!({"rule_id": "X", "context": {"a": 1, "b": [1, 2]}, "title": "t"});
-        assert!(contains(&actual, &json!({"rule_id": "X"})));
-        assert!(contains(&actual, &json!({"context": {"b": [1, 2]}})));
-        assert!(!contains(&actual, &json!({"context": {"b": [1]}})));
-        assert!(!contains(&actual, &json!({"missing": null})));
-    }
-
-    #[test]
-    fn a_mismatch_shows_a_readable_diff() {
-        let step = Step {
-            _note: Default::default(),
-            record: None,
-            raw: None,
-            expect: vec![json!({"rule_id": "A"})],
-            error: None,
-        };
-        let diff = check_step(&step, Ok(vec![json!({"rule_id": "B", "title": "t"})])).unwrap();
-        assert!(
-            diff.contains("-     \"rule_id\": \"A\"") && diff.contains("+     \"rule_id\": \"B\""),
-            "{diff}"
-        );
-        assert!(
-            !diff.contains("title"),
-            "only the expected fields are shown: {diff}"
-        );
-        let none = Step {
-            expect: vec![],
-            ..step
-        };
-        assert!(check_step(&none, Ok(vec![])).is_none());
-        let error = Step {
-            error: Some("invalid-json".into()),
-            ..none
-        };
-        assert!(check_step(&error, Err(("invalid-json", String::new()))).is_none());
-        assert!(
-            check_step(&error, Err(("invalid-time", String::new())))
-                .unwrap()
-                .contains("invalid-time")
-        );
+impl Run for RuleRunner {
+    fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
+        let outcome = RuleRunner::process(self, record).map_err(|e| e.to_string())?;
+        Ok(match outcome {
+            Ok(outcome) => Ok(outcome.alerts.iter().map(alert_line).collect()),
+            Err(failure) => Err((failure.kind().to_owned(), failure.message())),
+        })
     }
 }

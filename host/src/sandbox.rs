@@ -9,6 +9,7 @@
 //! pre-instantiated ([`LoadedRule`]), so replacing an instance after a trap costs an
 //! instantiation, not a compilation.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
@@ -137,17 +138,24 @@ impl Sandbox {
         &self.limits
     }
 
-    /// Checks and compiles a rule: binary or text component.
+    /// Checks and compiles a rule: a binary or text component, or the core module that
+    /// cargo builds from a rule crate with the SDK's `component` feature (encoded here,
+    /// from the component type that wit-bindgen embeds in it).
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedRule, HarnessError> {
-        let binary;
-        let bytes = if bytes.starts_with(b"\0asm") {
-            bytes
-        } else if looks_like_wat(bytes) {
-            binary = wat::parse_bytes(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))?;
-            &binary[..]
+        let bytes: Cow<[u8]> = if looks_like_wat(bytes) {
+            wat::parse_bytes(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))?
+        } else if Parser::is_core_wasm(bytes) && has_component_type(bytes) {
+            wit_component::ComponentEncoder::default()
+                .module(bytes)
+                .and_then(|encoder| encoder.validate(true).encode())
+                .map_err(|e| HarnessError::Invalid(format!("{e:#}")))?
+                .into()
+        } else if bytes.starts_with(b"\0asm") {
+            bytes.into()
         } else {
             return Err(HarnessError::NotWasm);
         };
+        let bytes = &bytes[..];
         check_interface(bytes)?;
         let mut warnings = Vec::new();
         let cache = self.cache_dir.as_deref().and_then(|dir| {
@@ -239,6 +247,14 @@ fn check_interface(bytes: &[u8]) -> Result<(), HarnessError> {
             }
         ))),
     }
+}
+
+/// Whether a core module carries the component type wit-bindgen embeds.
+fn has_component_type(bytes: &[u8]) -> bool {
+    Parser::new(0).parse_all(bytes).any(|payload| {
+        matches!(payload, Ok(Payload::CustomSection(section))
+            if section.name().starts_with("component-type"))
+    })
 }
 
 fn looks_like_wat(bytes: &[u8]) -> bool {

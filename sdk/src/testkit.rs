@@ -1,5 +1,8 @@
 //! For a rule's own tests: records derived from a sample by overriding only the fields a
-//! test is about, and the contract every binding of a rule must keep.
+//! test is about, test cases as data ([`cases`]), and the contract every binding of a
+//! rule must keep ([`contract`]).
+
+pub mod cases;
 
 use serde_json::Value;
 

@@ -678,3 +678,12 @@ mod fuzz {
         }
     }
 }
+
+/// The cases in `cases/`, natively; `rule-harness test` runs them against the component.
+#[test]
+fn the_cases_pass() {
+    detect_sdk::testkit::cases::check_dir::<crate::SsmSessions>(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/cases"
+    ));
+}
