@@ -462,6 +462,17 @@ fn fluvio_gives_the_same_alerts_in_any_batches_and_after_a_restart() {
     after.look_back(&looked_back).unwrap();
     got.extend(fluvio_alerts(&mut after, second, 7));
     assert_eq!(got, expected);
+
+    // A consumer that resumes before the end of the look-back: the records it reads again
+    // give what they gave the first time, and nothing is judged twice.
+    let mut before =
+        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+    let mut got = fluvio_alerts(&mut before, &records[..400], 7);
+    let mut after =
+        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+    after.look_back(&looked_back).unwrap();
+    got.extend(fluvio_alerts(&mut after, &records[400..], 7));
+    assert_eq!(got, expected);
 }
 
 #[test]

@@ -6,10 +6,17 @@
 //!   file) into its alerts: one output record per alert, keyed by the detection's id, its
 //!   value the alert as a JSON line. A record the rule cannot process gives one record
 //!   keyed `rule-error` with what went wrong, rather than stopping the stream;
-//! * `look_back` replays records after a restart to rebuild the state, raising nothing.
+//! * `look_back` replays records after a restart to rebuild the state. Fluvio looks back
+//!   up to the end of the topic, while a consumer resumes from its own offset, so the
+//!   first records it then reads may be ones the look-back already learnt from: those give
+//!   the alerts they gave in the look-back (an uninterrupted run's), instead of being
+//!   judged a second time against state that already holds them.
 //!
 //! The state lives in the SmartModule instance's memory: one per partition (and per
 //! consumer), which is what activation and expiry are then measured over.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use fluvio_smartmodule::dataplane::smartmodule::SmartModuleExtraParams;
 use fluvio_smartmodule::{RecordData, Result, SmartModuleRecord, eyre};
@@ -29,16 +36,84 @@ pub const ERROR_KEY: &str = "rule-error";
 /// How far past the host's clock an event time may be.
 pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How many of the last looked-back records are remembered, for a consumer that resumes
+/// before the end of the look-back.
+pub const REMEMBERED_LOOK_BACK: usize = 100_000;
+
 static MODULE: Slot = Slot::new();
 
-fn resident<R: Rule>() -> &'static mut Resident<R> {
+/// What one CloudTrail record gave: its alerts, or why it was refused.
+type Judged = std::result::Result<Vec<AlertLine>, (&'static str, String)>;
+
+/// What the module keeps between calls.
+struct Module<R: Rule> {
+    resident: Resident<R>,
+    /// The last looked-back records, by fingerprint, with what they gave; kept until
+    /// `array_map` reads a record that is not among them.
+    looked_back: HashMap<u64, Judged>,
+    /// Their fingerprints, oldest first.
+    order: VecDeque<u64>,
+}
+
+impl<R: Rule> Module<R> {
+    fn new(config: R::Config) -> Self {
+        Module {
+            resident: Resident::new(config, MemoryKv::new()),
+            looked_back: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn judge(&mut self, text: &str) -> Judged {
+        let context = Context {
+            not_after: not_after(MAX_CLOCK_SKEW),
+        };
+        match self.resident.process(text, &context, None) {
+            Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
+            Err(ProcessError::Rule(e)) => Err((e.kind(), e.to_string())),
+            Err(ProcessError::Durable(..)) => unreachable!("nothing is kept on disk"),
+        }
+    }
+
+    fn remember(&mut self, text: &str, judged: Judged) {
+        let fingerprint = fingerprint(text);
+        self.looked_back.insert(fingerprint, judged);
+        self.order.push_back(fingerprint);
+        if self.order.len() > REMEMBERED_LOOK_BACK {
+            let oldest = self.order.pop_front().expect("longer than the bound");
+            self.looked_back.remove(&oldest);
+        }
+    }
+
+    /// What a record gave in the look-back, if the consumer is reading it again. The
+    /// records read again come first, so the first other record ends the overlap.
+    fn replayed(&mut self, text: &str) -> Option<Judged> {
+        if self.order.is_empty() {
+            return None;
+        }
+        let judged = self.looked_back.remove(&fingerprint(text));
+        if judged.is_none() {
+            self.looked_back = HashMap::new();
+            self.order = VecDeque::new();
+        }
+        judged
+    }
+}
+
+fn module<R: Rule>() -> &'static mut Module<R> {
     // SAFETY: each exported call takes it once.
-    let resident =
-        unsafe { MODULE.get(|| Resident::<R>::new(R::Config::default(), MemoryKv::new())) };
+    let module = unsafe { MODULE.get(|| Module::<R>::new(R::Config::default())) };
     // A trap may have cut the last call short; its writes are then discarded, and if it was
     // applying them, nothing can be reloaded: the state is kept as it is.
-    resident.recover();
-    resident
+    module.resident.recover();
+    module
+}
+
+/// A record's identity, for recognising a looked-back record read again.
+fn fingerprint(text: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// `#[smartmodule(init)]`.
@@ -49,7 +124,7 @@ pub fn init<R: Rule>(params: SmartModuleExtraParams) -> Result<()> {
         })?,
         None => R::Config::default(),
     };
-    *resident::<R>() = Resident::new(config, MemoryKv::new());
+    *module::<R>() = Module::new(config);
     Ok(())
 }
 
@@ -57,8 +132,9 @@ pub fn init<R: Rule>(params: SmartModuleExtraParams) -> Result<()> {
 pub fn array_map<R: Rule>(
     record: &SmartModuleRecord,
 ) -> Result<Vec<(Option<RecordData>, RecordData)>> {
+    let module = module::<R>();
     let mut out = Vec::new();
-    each::<R>(record, |result| match result {
+    let mut emit = |judged: Judged| match judged {
         Ok(alerts) => out.extend(alerts.iter().map(|alert| {
             let line = serde_json::to_vec(alert).expect("JSON serializes");
             (
@@ -73,33 +149,28 @@ pub fn array_map<R: Rule>(
                 RecordData::from(error.to_string()),
             ));
         }
-    });
+    };
+    match std::str::from_utf8(record.value().as_ref()) {
+        Err(_) => emit(Err(("invalid-utf8", "the record is not UTF-8".into()))),
+        Ok(text) => {
+            for text in cloudtrail::records(text) {
+                let judged = module.replayed(text);
+                emit(judged.unwrap_or_else(|| module.judge(text)));
+            }
+        }
+    }
     Ok(out)
 }
 
-/// `#[smartmodule(look_back)]`: the state learns, nothing is raised.
+/// `#[smartmodule(look_back)]`: the state learns; what each record gave is remembered
+/// for a consumer that reads it again.
 pub fn look_back<R: Rule>(record: &SmartModuleRecord) -> Result<()> {
-    each::<R>(record, drop);
-    Ok(())
-}
-
-/// Runs the rule over each CloudTrail record in `record`.
-fn each<R: Rule>(
-    record: &SmartModuleRecord,
-    mut out: impl FnMut(std::result::Result<Vec<AlertLine>, (&'static str, String)>),
-) {
-    let resident = resident::<R>();
-    let Ok(text) = std::str::from_utf8(record.value().as_ref()) else {
-        return out(Err(("invalid-utf8", "the record is not UTF-8".into())));
-    };
-    let context = Context {
-        not_after: not_after(MAX_CLOCK_SKEW),
-    };
-    for text in cloudtrail::records(text) {
-        match resident.process(text, &context, None) {
-            Ok(outcome) => out(Ok(outcome.alerts.iter().map(AlertLine::from).collect())),
-            Err(ProcessError::Rule(e)) => out(Err((e.kind(), e.to_string()))),
-            Err(ProcessError::Durable(..)) => unreachable!("nothing is kept on disk"),
+    let module = module::<R>();
+    if let Ok(text) = std::str::from_utf8(record.value().as_ref()) {
+        for text in cloudtrail::records(text) {
+            let judged = module.judge(text);
+            module.remember(text, judged);
         }
     }
+    Ok(())
 }

@@ -1,0 +1,174 @@
+//! AWS console sign-ins without MFA: a second rule on the [`detect_sdk`], and the one
+//! `docs/writing-a-rule.md` walks through.
+//!
+//! A successful `ConsoleLogin` by an IAM user or the root user that did not use MFA
+//! raises one alert per identity per `dedup_period` (default one day). Federated
+//! sign-ins are not judged: their MFA happens at the identity provider, which CloudTrail
+//! does not see.
+
+use detect_sdk::alert::suppressed;
+use detect_sdk::catalog::{Detection, Mitre, Severity};
+use detect_sdk::cloudtrail::{self, Fields};
+use detect_sdk::config::{Period, check_positive};
+use detect_sdk::kv::{decode_time, encode_time};
+use detect_sdk::time::{Millis, parse_event_time};
+use detect_sdk::{Alert, Context, KeyValue, Outcome, Rule, RuleConfig, RuleError, RuleInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The detection, as data.
+pub const LOGIN_WITHOUT_MFA: Detection = Detection {
+    id: "AWS.Console.LoginWithoutMFA",
+    name: "AWS Console Login Without MFA",
+    severity: Severity::Medium,
+    mitre: &[Mitre {
+        tactic_id: "TA0001",
+        tactic: "Initial Access",
+        technique_id: "T1078.004",
+        technique: "Valid Accounts: Cloud Accounts",
+    }],
+    description: "An IAM user or the root user signed in to the console without MFA.",
+    runbook: "Confirm the sign-in with the user; if it was not them, rotate the password and \
+        review what the session did. Enforce MFA for console access.",
+    reference: "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa.html",
+    tags: &["AWS", "Identity & Access Management", "Initial Access"],
+};
+
+/// The rule.
+pub struct ConsoleLogin;
+
+/// The rule's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How long one identity's alerts are suppressed after one is raised.
+    pub dedup_period: Period,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dedup_period: Period::days(1),
+        }
+    }
+}
+
+impl RuleConfig for Config {
+    fn from_json(text: &str) -> Result<Self, String> {
+        let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        check_positive(&[("dedup_period", config.dedup_period)])?;
+        Ok(config)
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a config always serializes")
+    }
+
+    fn dedup_period_seconds(&self, _detection_id: &str) -> u64 {
+        self.dedup_period.seconds()
+    }
+}
+
+impl Rule for ConsoleLogin {
+    type Config = Config;
+
+    fn info() -> RuleInfo {
+        RuleInfo {
+            name: "aws-console-login-without-mfa",
+            version: env!("CARGO_PKG_VERSION"),
+            description: "AWS console sign-ins by IAM users or root without MFA.",
+            detections: &[&LOGIN_WITHOUT_MFA],
+        }
+    }
+
+    fn process(
+        record: &str,
+        config: &Config,
+        kv: &mut impl KeyValue,
+        context: &Context,
+    ) -> Result<Outcome, RuleError> {
+        if !cloudtrail::is_event(record, "signin.amazonaws.com", "ConsoleLogin")? {
+            return Ok(Outcome::default());
+        }
+        let record = cloudtrail::parse_object(record)?;
+        let Some(sign_in) = SignIn::unprotected(Fields(&record), context)? else {
+            return Ok(Outcome {
+                relevant: true,
+                alerts: Vec::new(),
+            });
+        };
+        // One read, one write: the time of the identity's last alert.
+        let key = format!("dedup/{}", sign_in.arn);
+        let stored = kv
+            .get_many(std::slice::from_ref(&key))
+            .map_err(RuleError::State)?;
+        let last_alert = decode_time(&key, stored[0].as_deref())?;
+        let mut alerts = Vec::new();
+        if !suppressed(last_alert, sign_in.at, config.dedup_period.millis()) {
+            kv.set_many(vec![(key, encode_time(sign_in.at))])
+                .map_err(RuleError::State)?;
+            alerts.push(sign_in.alert());
+        }
+        Ok(Outcome {
+            relevant: true,
+            alerts,
+        })
+    }
+}
+
+/// A successful console sign-in without MFA by an IAM user or root.
+struct SignIn<'a> {
+    arn: &'a str,
+    at: Millis,
+    fields: Fields<'a>,
+}
+
+impl<'a> SignIn<'a> {
+    /// The sign-in, if the record is one to alert on.
+    fn unprotected(fields: Fields<'a>, context: &Context) -> Result<Option<Self>, RuleError> {
+        let succeeded = fields.str(&["responseElements", "ConsoleLogin"])? == Some("Success");
+        let without_mfa = fields.str(&["additionalEventData", "MFAUsed"])? == Some("No");
+        let user_type = fields.str(&["userIdentity", "type"])?;
+        let arn = fields.str(&["userIdentity", "arn"])?;
+        let (true, true, Some("IAMUser" | "Root"), Some(arn)) =
+            (succeeded, without_mfa, user_type, arn)
+        else {
+            return Ok(None);
+        };
+        let at = parse_event_time(fields.str(&["eventTime"])?.unwrap_or_default())
+            .map_err(RuleError::InvalidTime)?;
+        if at > context.not_after {
+            return Err(RuleError::InvalidTime("later than the host accepts".into()));
+        }
+        Ok(Some(SignIn { arn, at, fields }))
+    }
+
+    fn alert(&self) -> Alert {
+        let field = |name| self.fields.str(&[name]).ok().flatten();
+        Alert {
+            detection: &LOGIN_WITHOUT_MFA,
+            title: format!("Console login without MFA by {}", self.arn),
+            event_time: self.at,
+            dedup_key: self.arn.to_owned(),
+            context: json!({
+                "sourceIPAddress": field("sourceIPAddress"),
+                "userAgent": field("userAgent"),
+            }),
+            event_id: field("eventID").map(str::to_owned),
+        }
+    }
+}
+
+detect_sdk::export_rule!(ConsoleLogin, fluent_bit: login_alerts, login_enrich);
+
+#[cfg(test)]
+mod tests {
+    /// The cases in `cases/`.
+    #[test]
+    fn the_cases_pass() {
+        detect_sdk::testkit::cases::check_dir::<super::ConsoleLogin>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/cases"
+        ));
+    }
+}
