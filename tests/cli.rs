@@ -65,7 +65,7 @@ fn inspect_shows_only_key_value_imports_and_the_detections() {
             "wasi:keyvalue/batch@0.2.0-draft"
         ]
     );
-    assert_eq!(info["exports"][0]["name"], "detect:rule/detector@0.2.0");
+    assert_eq!(info["exports"][0]["name"], "detect:rule/detector@0.3.0");
     let ids: Vec<&str> = info["rule"]["detections"]
         .as_array()
         .unwrap()
@@ -157,7 +157,7 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
         ),
         (
             vec!["--rule".into(), path("old.wasm"), "inspect".into()],
-            "built for detect:rule@0.1.0; this harness runs detect:rule@0.2.0 rules",
+            "built for detect:rule@0.1.0; this harness runs detect:rule@0.3.0 rules",
         ),
         (
             vec![

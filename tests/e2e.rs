@@ -1,6 +1,7 @@
 //! End-to-end tests: the built rule component and hostile test components, through the
 //! harness library and the `rule-harness` executable.
 
+mod batches;
 mod cache;
 mod cli;
 mod formats;

@@ -113,7 +113,10 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
     assert_eq!(dead[6]["record_base64"], "//4gbm90IHV0Zi04");
 
     let summary = String::from_utf8_lossy(&out.stderr);
-    assert!(summary.contains("9 records (2 relevant)"), "{summary}");
+    assert!(
+        summary.contains("9 records (2 relevant, 0 skipped unread by the prefilter)"),
+        "{summary}"
+    );
     assert!(
         summary.contains("alerts: 2 (AWS.SSM.SessionStarted 2)"),
         "{summary}"
@@ -124,6 +127,58 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
         ),
         "{summary}"
     );
+}
+
+/// Records the rule's prefilter rules out are not read: a broken field in one does not
+/// make a dead letter, unless it is not even framed as a JSON object or `--validate-all`
+/// asks for every record to be checked.
+#[test]
+fn records_the_prefilter_rules_out_are_skipped_unread() {
+    let input = [
+        r#"{"eventSource": "ec2.amazonaws.com", "eventName": 7}"#,
+        r#"{"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances""#,
+        r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": 1}"#,
+        r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": 1}"#,
+    ]
+    .join("\n");
+    let kinds = |extra: &[&str]| {
+        let mut args = vec!["run", "--state", "memory"];
+        args.extend(extra);
+        let out = harness(&args, input.as_bytes());
+        assert!(out.status.success());
+        let dead = lines(&out.stderr[..out.stderr.len() - summary_bytes(&out.stderr)]);
+        let kinds: Vec<String> = dead
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
+            .collect();
+        (kinds, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (skipping, summary) = kinds(&[]);
+    assert_eq!(skipping, ["invalid-json", "invalid-field", "invalid-field"]);
+    assert!(
+        summary.contains("4 records (0 relevant, 1 skipped unread by the prefilter)"),
+        "{summary}"
+    );
+    let (validating, summary) = kinds(&["--validate-all"]);
+    assert_eq!(
+        validating,
+        [
+            "invalid-field",
+            "invalid-json",
+            "invalid-field",
+            "invalid-field"
+        ]
+    );
+    assert!(
+        summary.contains("4 records (0 relevant, 0 skipped unread by the prefilter)"),
+        "{summary}"
+    );
+}
+
+/// The length of the summary at the end of `stderr`.
+fn summary_bytes(stderr: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(stderr);
+    text.len() - text.find("rule-harness: ").expect("a summary")
 }
 
 /// The fixture log's records, and which of them a test damages.

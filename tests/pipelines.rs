@@ -72,9 +72,7 @@ impl Component {
                 outcome
                     .alerts
                     .iter()
-                    .map(|a| {
-                        key_of(&serde_json::to_value(rule_harness::output::alert_line(a)).unwrap())
-                    })
+                    .map(|a| key_of(&serde_json::to_value(a).unwrap()))
                     .collect(),
             ),
             Err(RecordFailure::Trapped(_)) => Step::Trapped,
@@ -90,6 +88,21 @@ impl Binding for Component {
 
     fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
         Component::step(self.0.process_with_fuel(record, cut).unwrap())
+    }
+
+    fn process_batch(&mut self, records: &[String]) -> Vec<AlertKey> {
+        let results = self.0.process_batch(records).unwrap();
+        results
+            .into_iter()
+            .flat_map(|result| match Component::step(result) {
+                Step::Alerts(alerts) => alerts,
+                Step::Rejected(_) | Step::Trapped => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn Binding {
+        self
     }
 }
 
@@ -140,6 +153,10 @@ impl Binding for FluentBit {
     fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
         let record: Value = serde_json::from_str(record).unwrap();
         FluentBit::step(self.0.filter_cut_short("cloudtrail", (0, 0), &record, cut))
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn Binding {
+        self
     }
 }
 
@@ -202,6 +219,28 @@ impl Binding for Fluvio {
                 .array_map_with_fuel(self.offset, 0, &Fluvio::batch(record), cut),
         )
     }
+
+    fn process_batch(&mut self, records: &[String]) -> Vec<AlertKey> {
+        let batch: Vec<Record> = records
+            .iter()
+            .map(|r| Record {
+                value: r.as_bytes().to_vec(),
+                ..Record::default()
+            })
+            .collect();
+        self.offset += records.len() as i64;
+        let output = self.module.array_map(self.offset, 0, &batch).unwrap();
+        output
+            .records
+            .into_iter()
+            .filter(|(key, _)| key.as_deref() != Some(b"rule-error"))
+            .map(|(_, value)| key_of(&serde_json::from_slice(&value).unwrap()))
+            .collect()
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn Binding {
+        self
+    }
 }
 
 /// Makes a fresh instance of one binding.
@@ -259,12 +298,14 @@ fn the_three_artifacts_raise_the_same_alerts() {
 #[test]
 fn every_binding_keeps_the_contract() {
     let stream = fixture_records();
+    // Records the prefilter lets through (they name the event and the service), and the
+    // rule rejects.
     let rejected: Vec<String> = [
-        "not json",
-        "[1, 2]",
+        r#"not json: "StartSession" "ssm.amazonaws.com""#,
+        r#"["StartSession", "ssm.amazonaws.com"]"#,
         r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "soon"}"#,
         r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "2099-01-01T00:00:00Z"}"#,
-        r#"{"eventSource": 7}"#,
+        r#"{"eventSource": 7, "eventName": "StartSession", "x": "ssm.amazonaws.com"}"#,
     ]
     .map(str::to_owned)
     .into();
@@ -272,10 +313,12 @@ fn every_binding_keeps_the_contract() {
         .into_iter()
         .filter(|r| !r.contains("\"StartSession\""))
         .collect();
+    let batched: Vec<String> = stream.iter().cloned().chain(corpus_records(400)).collect();
     for (name, mut new) in bindings() {
         eprintln!("contract: {name}");
         contract::a_rejected_record_changes_no_state(&mut new, &stream, &rejected);
         contract::an_irrelevant_record_touches_nothing(&mut new, &stream, &irrelevant);
+        contract::batch_equals_single(&mut new, &batched, &[7, 64]);
         // A record that raises an alert and updates state, cut at many points.
         let cuts = (1..100).map(|n| n * 600);
         contract::a_trap_loses_only_its_record(&mut new, &stream, 44, cuts);
@@ -298,11 +341,22 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
         panic!("no error record");
     };
     assert_eq!(out["rule_error"]["kind"], "record-too-large");
-    for bad in [&b"[1, 2]"[..], b"{\"eventSource\": ", b"\xff\xfe"] {
+    // Bad records the prefilter lets through are reported; the others are dropped unread.
+    for bad in [
+        &b"[\"StartSession\", \"ssm.amazonaws.com\"]"[..],
+        b"{\"eventSource\": \"ssm.amazonaws.com\", \"eventName\": \"StartSession\"",
+        b"\"StartSession\" \"ssm.amazonaws.com\" \xff\xfe",
+    ] {
         let Filtered::Replaced(out) = filter.filter_json("cloudtrail", (0, 0), bad) else {
             panic!("no error record for {bad:?}");
         };
         assert!(out["rule_error"]["kind"].is_string(), "{out}");
+    }
+    for unread in [&b"[1, 2]"[..], b"{\"eventSource\": ", b"\xff\xfe"] {
+        assert_eq!(
+            filter.filter_json("cloudtrail", (0, 0), unread),
+            Filtered::Dropped
+        );
     }
     // Enrichment passes every record, with its alerts.
     let mut enrich = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_enrich", &[]).unwrap();
@@ -333,6 +387,10 @@ impl Binding for FluentBitRef<'_> {
 
     fn process_cut_short(&mut self, _: &str, _: u64) -> Step {
         unreachable!("not cut here")
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn Binding {
+        self
     }
 }
 
@@ -494,7 +552,11 @@ fn fluvio_takes_its_configuration_and_log_files_and_reports_bad_records() {
                     ..Record::default()
                 },
                 Record {
-                    value: b"not json".to_vec(),
+                    value: b"not json: \"StartSession\" \"ssm.amazonaws.com\"".to_vec(),
+                    ..Record::default()
+                },
+                Record {
+                    value: b"not json either, and not a candidate".to_vec(),
                     ..Record::default()
                 },
             ],

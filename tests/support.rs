@@ -98,9 +98,10 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// A component of the `detect:rule` world from a core-module body. Every guest shares
 /// one skeleton: a bump allocator, a `describe` naming it `hostile`, a `configure` that
-/// accepts anything, and the given `process-event` body, which receives the record as
-/// (ptr, len) and returns a pointer to its result. Address 128 holds zeros: the
-/// canonical encoding of `ok(outcome { relevant: false, alerts: [] })`.
+/// accepts anything, and the given body for each record, which receives the record as
+/// (ptr, len) and returns a pointer to its result; `process-batch` runs it on each record
+/// of the batch. Address 128 holds zeros: the canonical encoding of
+/// `ok(outcome { relevant: false, alerts: [] })`.
 pub fn hostile(imports: &str, process_event: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
@@ -109,25 +110,43 @@ pub fn hostile(imports: &str, process_event: &str) -> Vec<u8> {
             (global $heap (mut i32) (i32.const 65536))
             (data (i32.const 16) "default")
             (data (i32.const 32) "1")
-            (data (i32.const 300) "hostile")
-            (data (i32.const 310) "0")
-            (data (i32.const 320) "{{}}")
-            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (data (i32.const 400) "hostile")
+            (data (i32.const 410) "0")
+            (data (i32.const 420) "{{}}")
+            (func $alloc (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
                 (local $at i32)
                 (local.set $at (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
                                         (i32.sub (i32.const 0) (local.get 2))))
                 (global.set $heap (i32.add (local.get $at) (local.get 3)))
                 (local.get $at))
-            (func (export "detect:rule/detector@0.2.0#describe") (result i32)
-                (i32.store (i32.const 256) (i32.const 300)) (i32.store (i32.const 260) (i32.const 7))
-                (i32.store (i32.const 264) (i32.const 310)) (i32.store (i32.const 268) (i32.const 1))
-                (i32.store (i32.const 288) (i32.const 320)) (i32.store (i32.const 292) (i32.const 2))
+            (func (export "detect:rule/detector@0.3.0#describe") (result i32)
+                (i32.store (i32.const 256) (i32.const 400)) (i32.store (i32.const 260) (i32.const 7))
+                (i32.store (i32.const 264) (i32.const 410)) (i32.store (i32.const 268) (i32.const 1))
+                (i32.store (i32.const 288) (i32.const 420)) (i32.store (i32.const 292) (i32.const 2))
                 (i32.const 256))
-            (func (export "detect:rule/detector@0.2.0#configure") (param i32 i32) (result i32)
+            (func (export "detect:rule/detector@0.3.0#configure") (param i32 i32) (result i32)
                 (i32.const 128))
-            (func (export "detect:rule/detector@0.2.0#process-event") (param $ptr i32) (param $len i32) (param $not_after i64) (result i32)
+            (func $one (param $ptr i32) (param $len i32) (param $not_after i64) (result i32)
                 (local $bucket i32)
                 {process_event})
+            (func (export "detect:rule/detector@0.3.0#process-event") (param i32 i32 i64) (result i32)
+                (call $one (local.get 0) (local.get 1) (local.get 2)))
+            ;; Each result is 24 bytes; each record in the list a (ptr, len) pair.
+            (func (export "detect:rule/detector@0.3.0#process-batch") (param $list i32) (param $n i32) (param $not_after i64) (result i32)
+                (local $i i32) (local $out i32) (local $record i32)
+                (local.set $out (call $alloc (i32.const 0) (i32.const 0) (i32.const 4) (i32.mul (local.get $n) (i32.const 24))))
+                (block $done (loop $next
+                    (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+                    (local.set $record (i32.add (local.get $list) (i32.mul (local.get $i) (i32.const 8))))
+                    (memory.copy
+                        (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 24)))
+                        (call $one (i32.load (local.get $record)) (i32.load offset=4 (local.get $record)) (local.get $not_after))
+                        (i32.const 24))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $next)))
+                (i32.store (i32.const 160) (local.get $out))
+                (i32.store (i32.const 164) (local.get $n))
+                (i32.const 160))
         )"#
     );
     let mut module = wat::parse_str(&wat).expect("the hostile guest is valid WAT");
@@ -174,12 +193,12 @@ pub const WRITE_THEN_MAYBE_TRAP: &str = r#"
     (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 33)) (then unreachable))
     (i32.const 128)"#;
 
-/// Returns one alert whose context is 2 MiB long (the zeros at the start of memory).
-/// An `alert` record is 96 bytes; its `context` string sits at offset 72.
+/// Returns one alert whose context is 2 MiB long (the zeros at the end of memory).
+/// An `alert` record is 56 bytes; its `context` string sits at offset 32.
 pub const HUGE_OUTPUT: &str = r#"
     (i32.store8 (i32.const 132) (i32.const 1))
     (i32.store (i32.const 136) (i32.const 4096))
     (i32.store (i32.const 140) (i32.const 1))
-    (i32.store (i32.const 4168) (i32.const 0))
-    (i32.store (i32.const 4172) (i32.const 2097152))
+    (i32.store (i32.const 4128) (i32.const 2097152))
+    (i32.store (i32.const 4132) (i32.const 2097152))
     (i32.const 128)"#;

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use anyhow::Context;
 use rule_harness::input::{self, Ending, Item};
 use rule_harness::state::MemoryStore;
-use rule_harness::{Limits, Sandbox, output::alert_line};
+use rule_harness::{Limits, Sandbox};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
@@ -43,8 +43,7 @@ fn main() -> anyhow::Result<()> {
             match runner.process(record) {
                 Ok(Ok(outcome)) => {
                     for alert in &outcome.alerts {
-                        let line = alert_line(alert);
-                        println!("{} [{}] {}", line.event_time, line.severity, line.title);
+                        println!("{} [{}] {}", alert.event_time, alert.severity, alert.title);
                     }
                 }
                 Ok(Err(failure)) => eprintln!("record {}: {}", position.index, failure.message()),

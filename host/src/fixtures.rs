@@ -5,7 +5,7 @@ use std::path::Path;
 
 use detect_sdk::testkit::cases::{self, Rejection, Run};
 
-use crate::output::{AlertLine, alert_line};
+use crate::output::AlertLine;
 use crate::runner::RuleRunner;
 use crate::sandbox::LoadedRule;
 use crate::state::MemoryStore;
@@ -27,7 +27,7 @@ impl Run for RuleRunner {
     fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
         let outcome = RuleRunner::process(self, record).map_err(|e| e.to_string())?;
         Ok(match outcome {
-            Ok(outcome) => Ok(outcome.alerts.iter().map(alert_line).collect()),
+            Ok(outcome) => Ok(outcome.alerts),
             Err(failure) => Err((failure.kind().to_owned(), failure.message())),
         })
     }

@@ -16,6 +16,9 @@
 //! way resumes exactly where it was after the harness restarts, and a crashed run replays
 //! its tail with the same cursors as the run it replaces.
 
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Resource, ResourceTable};
 
@@ -69,6 +72,8 @@ pub struct KvHost {
     open_buckets: usize,
     pending: Changes,
     pending_bytes: usize,
+    /// Records in the current call: its write budget is this many records'.
+    records: usize,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, store::Error>>;
@@ -84,7 +89,13 @@ impl KvHost {
             open_buckets: 0,
             pending: Changes::new(),
             pending_bytes: 0,
+            records: 1,
         }
+    }
+
+    /// Starts a call over `records` records, with that many records' write budget.
+    pub fn begin_call(&mut self, records: usize) {
+        self.records = records.max(1);
     }
 
     pub fn set_rule(&mut self, rule: &str) {
@@ -129,23 +140,57 @@ impl KvHost {
 
     /// Values of `keys` in `table`, overlay first. A store failure traps the call.
     fn read(&mut self, table: &str, keys: &[String]) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
-        let mut values: Vec<Option<Option<Vec<u8>>>> = keys
-            .iter()
-            .map(|k| self.pending.get(&(table.to_owned(), k.clone())).cloned())
-            .collect();
-        let missing: Vec<&str> = keys
-            .iter()
-            .zip(&values)
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.as_str())
-            .collect();
-        if !missing.is_empty() {
-            let mut stored = self.store.get_many(table, &missing)?.into_iter();
-            for value in values.iter_mut().filter(|v| v.is_none()) {
-                *value = Some(stored.next().flatten());
+        let pending = self.pending.get(table);
+        let mut values = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            match pending.and_then(|p| p.get(key)) {
+                Some(value) => values.push(value.clone()),
+                None => {
+                    values.push(None);
+                    missing.push(at);
+                }
             }
         }
-        Ok(values.into_iter().map(Option::flatten).collect())
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|&at| keys[at].as_str()).collect();
+            let stored = self.store.get_many(table, &names)?;
+            for (at, value) in missing.into_iter().zip(stored) {
+                values[at] = value;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Up to `limit` keys of `table` after `after`, as this call sees them: the store's,
+    /// with the call's own writes and deletes.
+    fn keys_after(
+        &mut self,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let pending: Vec<(&String, bool)> = self
+            .pending
+            .get(table)
+            .map(|p| p.range::<str, _>((start, Bound::Unbounded)))
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| (key, value.is_some()))
+            .collect();
+        // Enough stored keys that, with the deleted ones dropped, `limit` are left.
+        let deleted = pending.iter().filter(|(_, set)| !set).count();
+        let stored = self.store.keys_after(table, after, limit + deleted)?;
+        let mut keys: BTreeSet<String> = stored.into_iter().collect();
+        for (key, set) in pending {
+            if set {
+                keys.insert(key.clone());
+            } else {
+                keys.remove(key);
+            }
+        }
+        Ok(keys.into_iter().take(limit).collect())
     }
 
     /// Records a write in the overlay; a write past the limits traps the call.
@@ -166,13 +211,14 @@ impl KvHost {
             )));
         }
         self.pending_bytes += key.len() + size;
-        if self.pending_bytes > limits.max_call_write_bytes {
+        let budget = limits.max_call_write_bytes.saturating_mul(self.records);
+        if self.pending_bytes > budget {
             return Err(limit(format!(
-                "one call may write at most {} bytes",
-                limits.max_call_write_bytes
+                "one call of {} record(s) may write at most {budget} bytes",
+                self.records
             )));
         }
-        self.pending.insert((table.to_owned(), key), value);
+        state::change(&mut self.pending, table, key, value);
         Ok(())
     }
 
@@ -198,7 +244,7 @@ impl KvHost {
             Some(cursors.remove(at).1)
         });
         let page = self.limits.page_size;
-        let mut keys = self.store.keys_after(table, after.as_deref(), page + 1)?;
+        let mut keys = self.keys_after(table, after.as_deref(), page + 1)?;
         let next = if keys.len() > page {
             keys.truncate(page);
             let last = keys.last().expect("the page is not empty").clone();
@@ -217,8 +263,7 @@ impl KvHost {
                 .then(|| serde_json::to_vec(&cursors))
                 .transpose()?;
             // The harness's own bookkeeping: not counted against the rule's write limits.
-            self.pending
-                .insert((CURSORS_TABLE.to_owned(), table.to_owned()), value);
+            state::change(&mut self.pending, CURSORS_TABLE, table.to_owned(), value);
         }
         Ok(store::KeyResponse { keys, cursor: next })
     }
@@ -442,6 +487,26 @@ mod tests {
         kv.commit().unwrap();
         let page = kv.list_keys(handle(&bucket), Some(12345)).unwrap().unwrap();
         assert_eq!(page.keys, ["z"]);
+    }
+
+    /// Within one call (a batch of records), a listing sees the call's own writes, as the
+    /// next record of a run of single records sees its predecessors' committed ones.
+    #[test]
+    fn a_listing_sees_the_calls_own_writes() {
+        let (mut kv, bucket) = kv(KvLimits {
+            page_size: 3,
+            ..KvLimits::default()
+        });
+        for key in ["a", "c", "e", "g"] {
+            set(&mut kv, &bucket, key).unwrap();
+        }
+        kv.commit().unwrap();
+        set(&mut kv, &bucket, "b").unwrap();
+        kv.delete(handle(&bucket), "c".into()).unwrap().unwrap();
+        kv.delete(handle(&bucket), "e".into()).unwrap().unwrap();
+        let first = kv.list_keys(handle(&bucket), None).unwrap().unwrap();
+        assert_eq!(first.keys, ["a", "b", "g"]);
+        assert!(first.cursor.is_none(), "nothing after g");
     }
 
     #[test]

@@ -34,9 +34,9 @@ mod runner;
 mod sandbox;
 pub mod state;
 
-pub use bindings::{Alert, Outcome, RuleError, RuleInfo, Severity};
+pub use bindings::{RuleError, RuleInfo, Severity};
 pub use error::HarnessError;
-pub use runner::{RecordFailure, RuleRunner};
+pub use runner::{Outcome, RecordFailure, RuleRunner};
 pub use sandbox::{ALLOWED_IMPORTS, DETECTOR_EXPORT, Item, Limits, LoadedRule, Sandbox};
 
 /// The project's SSM session rule (`rules/ssm/`), as a component of the `detect:rule`

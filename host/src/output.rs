@@ -1,37 +1,81 @@
 //! What the harness writes: one JSON line per alert on stdout, one per failed record on
 //! the dead-letter stream.
 
+use std::collections::HashMap;
+
 pub use detect_sdk::alert::{AlertLine, MitreLine};
 use detect_sdk::time::format_event_time;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::bindings::{Alert, Mitre, Severity};
+use crate::bindings::{Alert, Detection, Mitre, Severity};
 use crate::input::{Unusable, hex};
 
-/// An alert of a rule component as the JSON line every host of this project writes. A
-/// context that is not a JSON object is wrapped as `{"text": ...}`.
-pub fn alert_line(a: &Alert) -> AlertLine {
-    let context = match serde_json::from_str(&a.context) {
-        Ok(Value::Object(object)) => Value::Object(object),
-        _ => serde_json::json!({ "text": a.context }),
-    };
-    AlertLine {
-        rule_id: a.rule_id.clone(),
-        name: a.name.clone(),
-        title: a.title.clone(),
-        severity: severity_name(a.severity).to_owned(),
-        event_time: format_event_time(a.event_time),
-        dedup_key: a.dedup_key.clone(),
-        mitre: a.mitre.iter().map(mitre_line).collect(),
-        runbook: a.runbook.clone(),
-        reference: a.reference.clone(),
-        context,
-        event_id: a.event_id.clone(),
+/// What a rule declares of each detection, by id: what the host adds to its alerts.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog(HashMap<String, Declared>);
+
+#[derive(Clone, Debug)]
+struct Declared {
+    name: String,
+    severity: &'static str,
+    mitre: Vec<MitreLine>,
+    runbook: String,
+    reference: String,
+}
+
+impl Catalog {
+    pub fn new(detections: &[Detection]) -> Catalog {
+        let declared = detections.iter().map(|d| {
+            let declared = Declared {
+                name: d.name.clone(),
+                severity: severity_name(d.severity),
+                mitre: d.mitre.iter().map(mitre_line).collect(),
+                runbook: d.runbook.clone(),
+                reference: d.reference.clone(),
+            };
+            (d.id.clone(), declared)
+        });
+        Catalog(declared.collect())
     }
+
+    /// Whether the rule declared a detection `id`.
+    pub fn declares(&self, id: &str) -> bool {
+        self.0.contains_key(id)
+    }
+
+    /// An alert of the rule as the JSON line every host of this project writes, with what
+    /// its detection declares; `None` for a detection the rule did not declare. The
+    /// context is kept as the rule wrote it, once checked to be a JSON object; anything
+    /// else is wrapped as `{"text": ...}`.
+    pub fn line(&self, alert: Alert) -> Option<AlertLine> {
+        let declared = self.0.get(&alert.rule_id)?;
+        let context = match RawValue::from_string(alert.context) {
+            Ok(raw) if raw.get().starts_with('{') => raw,
+            Ok(raw) => text_context(raw.get()),
+            Err(e) => text_context(&format!("the rule's context is not JSON: {e}")),
+        };
+        Some(AlertLine {
+            rule_id: alert.rule_id,
+            name: declared.name.clone(),
+            title: alert.title,
+            severity: declared.severity.to_owned(),
+            event_time: format_event_time(alert.event_time),
+            dedup_key: alert.dedup_key,
+            mitre: declared.mitre.clone(),
+            runbook: declared.runbook.clone(),
+            reference: declared.reference.clone(),
+            context,
+            event_id: alert.event_id,
+        })
+    }
+}
+
+fn text_context(text: &str) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&serde_json::json!({ "text": text })).expect("JSON serializes")
 }
 
 pub fn mitre_line(m: &Mitre) -> MitreLine {

@@ -8,6 +8,12 @@
 //! A rule that traps on record after record is stopped after
 //! [`Limits::max_consecutive_traps`], so a broken rule cannot spin the harness.
 //!
+//! Records go in batches (one call, `process-batch`) with the same guarantees as one at a
+//! time: a batch gets its records' deadline, fuel, output and write budget together, and
+//! its writes are kept only if every record succeeded. If one fails (a rejection, a trap,
+//! too much output), the batch's writes are dropped and its records run again one by one,
+//! so each failure costs its own record and nothing else.
+//!
 //! Two failures are not the record's but the state's, and stop the harness instead: the
 //! backing store failing under a call, and the rule reporting its state unreadable. Going
 //! on would judge every later record against state that is not what it should be.
@@ -16,11 +22,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{CallContext, Outcome, Rule, RuleError, RuleInfo, RulePre};
+use detect_sdk::prefilter::Prefilter;
+
+use crate::bindings::{self, CallContext, Rule, RuleError, RuleInfo, RulePre};
 use crate::error::HarnessError;
 use crate::kv::{KvHost, KvLimitExceeded};
+use crate::output::{AlertLine, Catalog};
 use crate::sandbox::{Limits, StoreData};
 use crate::state::{StateStore, StoreError};
+
+/// What one record produced.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The record is of a kind the rule examines.
+    pub relevant: bool,
+    /// Its alerts, as the harness writes them.
+    pub alerts: Vec<AlertLine>,
+}
 
 /// Why one record produced no outcome. The harness goes on with the next record.
 #[derive(Debug, Clone)]
@@ -33,6 +51,8 @@ pub enum RecordFailure {
     OutputTooLarge { bytes: usize, limit: usize },
     /// The record is larger than [`Limits::max_record_bytes`] and was not handed over.
     RecordTooLarge { bytes: usize, limit: usize },
+    /// The rule raised an alert of a detection it does not declare; its writes were dropped.
+    UndeclaredDetection(String),
 }
 
 impl RecordFailure {
@@ -50,6 +70,7 @@ impl RecordFailure {
             RecordFailure::Trapped(_) => "trap",
             RecordFailure::OutputTooLarge { .. } => "output-too-large",
             RecordFailure::RecordTooLarge { .. } => "record-too-large",
+            RecordFailure::UndeclaredDetection(_) => "invalid-output",
         }
     }
 
@@ -70,6 +91,9 @@ impl RecordFailure {
             RecordFailure::RecordTooLarge { bytes, limit } => {
                 format!("the record has {bytes} bytes; the limit is {limit}")
             }
+            RecordFailure::UndeclaredDetection(id) => {
+                format!("the rule raised an alert of detection `{id}`, which it does not declare")
+            }
         }
     }
 }
@@ -87,9 +111,12 @@ pub struct RuleRunner {
     limits: Limits,
     config: Option<String>,
     info: RuleInfo,
+    catalog: Catalog,
+    prefilter: Prefilter,
     live: Option<Live>,
     consecutive_traps: u32,
     traps: u64,
+    rerun_batches: u64,
 }
 
 impl RuleRunner {
@@ -102,7 +129,7 @@ impl RuleRunner {
     ) -> Result<RuleRunner, HarnessError> {
         let kv = KvHost::new(store, "", limits.kv.clone());
         let mut live = instantiate(&engine, &pre, &limits, kv, config.as_deref())?;
-        arm(&mut live.store, &limits);
+        arm(&mut live.store, &limits, 1);
         let info = live
             .rule
             .detect_rule_detector()
@@ -115,16 +142,21 @@ impl RuleRunner {
                 info.name
             )));
         }
+        let prefilter = Prefilter::new(&info.prefilter)
+            .map_err(|e| HarnessError::WrongWorld(format!("its prefilter is invalid: {e}")))?;
         live.store.data_mut().kv.set_rule(&info.name);
         Ok(RuleRunner {
             engine,
             pre,
             limits,
             config,
+            catalog: Catalog::new(&info.detections),
             info,
+            prefilter,
             live: Some(live),
             consecutive_traps: 0,
             traps: 0,
+            rerun_batches: 0,
         })
     }
 
@@ -133,9 +165,19 @@ impl RuleRunner {
         &self.info
     }
 
+    /// What every record the rule may find relevant contains, as the rule declares it.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
+    }
+
     /// Traps since the start.
     pub fn traps(&self) -> u64 {
         self.traps
+    }
+
+    /// Batches that had to run again one record at a time, since one of them failed.
+    pub fn rerun_batches(&self) -> u64 {
+        self.rerun_batches
     }
 
     /// Processes one record, with the wall clock plus [`Limits::max_clock_skew`] as the
@@ -145,8 +187,7 @@ impl RuleRunner {
         &mut self,
         record: &str,
     ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
-        let not_after = wall_clock_millis().saturating_add(millis(self.limits.max_clock_skew));
-        self.process_at(record, not_after)
+        self.call(record, self.not_after(), None)
     }
 
     /// Processes one record, accepting event times up to `not_after` (milliseconds since
@@ -166,10 +207,34 @@ impl RuleRunner {
         record: &str,
         fuel: u64,
     ) -> Result<Result<Outcome, RecordFailure>, HarnessError> {
-        let not_after = wall_clock_millis().saturating_add(millis(self.limits.max_clock_skew));
-        self.call(record, not_after, Some(fuel))
+        self.call(record, self.not_after(), Some(fuel))
     }
 
+    /// Processes records in order, in one call into the sandbox when they all succeed;
+    /// each result is what [`RuleRunner::process`] would have given for its record.
+    pub fn process_batch(
+        &mut self,
+        records: &[String],
+    ) -> Result<Vec<Result<Outcome, RecordFailure>>, HarnessError> {
+        let not_after = self.not_after();
+        let max = self.limits.max_record_bytes;
+        if records.len() > 1 && records.iter().all(|r| r.len() <= max) {
+            if let Some(outcomes) = self.call_batch(records, not_after)? {
+                return Ok(outcomes.into_iter().map(Ok).collect());
+            }
+            self.rerun_batches += 1;
+        }
+        records
+            .iter()
+            .map(|record| self.call(record, not_after, None))
+            .collect()
+    }
+
+    fn not_after(&self) -> i64 {
+        wall_clock_millis().saturating_add(millis(self.limits.max_clock_skew))
+    }
+
+    /// One record in one call.
     fn call(
         &mut self,
         record: &str,
@@ -187,7 +252,7 @@ impl RuleRunner {
             .live
             .as_mut()
             .expect("an instance is live between calls");
-        arm(&mut live.store, &self.limits);
+        arm(&mut live.store, &self.limits, 1);
         if let Some(fuel) = fuel {
             live.store
                 .set_fuel(fuel)
@@ -198,45 +263,135 @@ impl RuleRunner {
             live.rule
                 .detect_rule_detector()
                 .call_process_event(&mut live.store, record, context);
-        let kv = &mut live.store.data_mut().kv;
         match result {
-            Ok(Ok(outcome)) => {
-                let (bytes, limit) = (output_bytes(&outcome), self.limits.max_output_bytes);
-                if bytes > limit {
-                    kv.discard();
-                    return Ok(Err(RecordFailure::OutputTooLarge { bytes, limit }));
+            Ok(Ok(outcome)) => match self.accept(outcome) {
+                Ok(outcome) => {
+                    self.kv().commit()?;
+                    self.consecutive_traps = 0;
+                    Ok(Ok(outcome))
                 }
-                kv.commit()?;
-                self.consecutive_traps = 0;
-                Ok(Ok(outcome))
-            }
+                Err(failure) => {
+                    self.kv().discard();
+                    Ok(Err(failure))
+                }
+            },
             Ok(Err(RuleError::State(message))) => {
-                kv.discard();
+                self.kv().discard();
                 Err(HarnessError::RuleState(message))
             }
             Ok(Err(rejected)) => {
-                kv.discard();
+                self.kv().discard();
                 self.consecutive_traps = 0;
                 Ok(Err(RecordFailure::Rejected(rejected)))
             }
-            Err(trap) if trap.is::<StoreError>() => {
-                kv.discard();
-                Err(HarnessError::Store(trap.downcast().expect("checked")))
+            Err(trap) => self.trapped(trap).map(Err),
+        }
+    }
+
+    /// Several records in one call: their outcomes if every one succeeded, else `None`,
+    /// with nothing written.
+    fn call_batch(
+        &mut self,
+        records: &[String],
+        not_after: i64,
+    ) -> Result<Option<Vec<Outcome>>, HarnessError> {
+        let live = self
+            .live
+            .as_mut()
+            .expect("an instance is live between calls");
+        arm(&mut live.store, &self.limits, records.len());
+        let context = CallContext { not_after };
+        let result =
+            live.rule
+                .detect_rule_detector()
+                .call_process_batch(&mut live.store, records, context);
+        let results = match result {
+            Ok(results) if results.len() == records.len() => results,
+            Ok(_) => {
+                self.kv().discard();
+                return Ok(None);
             }
-            Err(trap) => {
-                let reason = describe_trap(&trap, &self.limits);
-                self.traps += 1;
-                self.consecutive_traps += 1;
-                if self.consecutive_traps >= self.limits.max_consecutive_traps {
-                    return Err(HarnessError::TooManyTraps {
-                        count: self.consecutive_traps,
-                        last: reason,
-                    });
-                }
+            Err(trap) if trap.is::<StoreError>() => {
+                self.kv().discard();
+                return Err(HarnessError::Store(trap.downcast().expect("checked")));
+            }
+            // The records run again one by one, and the one that traps is reported then.
+            Err(_) => {
                 self.restart()?;
-                Ok(Err(RecordFailure::Trapped(reason)))
+                return Ok(None);
+            }
+        };
+        let mut outcomes = Vec::with_capacity(results.len());
+        for result in results {
+            match result.map(|outcome| self.accept(outcome)) {
+                Ok(Ok(outcome)) => outcomes.push(outcome),
+                Err(RuleError::State(message)) => {
+                    self.kv().discard();
+                    return Err(HarnessError::RuleState(message));
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.kv().discard();
+                    return Ok(None);
+                }
             }
         }
+        self.kv().commit()?;
+        self.consecutive_traps = 0;
+        Ok(Some(outcomes))
+    }
+
+    /// A rule's outcome as the harness writes it, if it is within the limits and raises
+    /// only detections the rule declares.
+    fn accept(&self, outcome: bindings::Outcome) -> Result<Outcome, RecordFailure> {
+        let (bytes, limit) = (output_bytes(&outcome), self.limits.max_output_bytes);
+        if bytes > limit {
+            return Err(RecordFailure::OutputTooLarge { bytes, limit });
+        }
+        if let Some(alert) = outcome
+            .alerts
+            .iter()
+            .find(|a| !self.catalog.declares(&a.rule_id))
+        {
+            return Err(RecordFailure::UndeclaredDetection(alert.rule_id.clone()));
+        }
+        Ok(Outcome {
+            relevant: outcome.relevant,
+            alerts: outcome
+                .alerts
+                .into_iter()
+                .filter_map(|a| self.catalog.line(a))
+                .collect(),
+        })
+    }
+
+    /// After a trap: the store's own failure stops the harness; otherwise the instance is
+    /// replaced, and the record is reported, unless the rule keeps trapping.
+    fn trapped(&mut self, trap: wasmtime::Error) -> Result<RecordFailure, HarnessError> {
+        if trap.is::<StoreError>() {
+            self.kv().discard();
+            return Err(HarnessError::Store(trap.downcast().expect("checked")));
+        }
+        let reason = describe_trap(&trap, &self.limits);
+        self.traps += 1;
+        self.consecutive_traps += 1;
+        if self.consecutive_traps >= self.limits.max_consecutive_traps {
+            return Err(HarnessError::TooManyTraps {
+                count: self.consecutive_traps,
+                last: reason,
+            });
+        }
+        self.restart()?;
+        Ok(RecordFailure::Trapped(reason))
+    }
+
+    fn kv(&mut self) -> &mut KvHost {
+        &mut self
+            .live
+            .as_mut()
+            .expect("an instance is live between calls")
+            .store
+            .data_mut()
+            .kv
     }
 
     /// The state store, holding every processed record's state: to add the host's own
@@ -294,12 +449,12 @@ fn instantiate(
         },
     );
     store.limiter(|data| &mut data.limits);
-    arm(&mut store, limits);
+    arm(&mut store, limits, 1);
     let rule = pre
         .instantiate(&mut store)
         .map_err(HarnessError::Instantiate)?;
     if let Some(config) = config {
-        arm(&mut store, limits);
+        arm(&mut store, limits, 1);
         let configured = rule
             .detect_rule_detector()
             .call_configure(&mut store, config);
@@ -312,14 +467,16 @@ fn instantiate(
     Ok(Live { store, rule })
 }
 
-/// Gives the next call its full deadline and fuel.
-fn arm(store: &mut Store<StoreData>, limits: &Limits) {
-    store.set_epoch_deadline(limits.deadline_ticks());
+/// Gives the next call, over `records` records, their deadline, fuel and write budget.
+fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
+    let records = records.max(1) as u64;
+    store.set_epoch_deadline(limits.deadline_ticks().saturating_mul(records));
     if let Some(fuel) = limits.fuel {
         store
-            .set_fuel(fuel)
+            .set_fuel(fuel.saturating_mul(records))
             .expect("fuel is enabled with the limit");
     }
+    store.data_mut().kv.begin_call(records as usize);
 }
 
 fn wall_clock_millis() -> i64 {
@@ -358,27 +515,16 @@ fn describe_trap(error: &wasmtime::Error, limits: &Limits) -> String {
 }
 
 /// Bytes of text in the alerts: what the host will have to carry and print.
-fn output_bytes(outcome: &Outcome) -> usize {
+fn output_bytes(outcome: &bindings::Outcome) -> usize {
     outcome
         .alerts
         .iter()
         .map(|a| {
-            let mitre: usize = a
-                .mitre
-                .iter()
-                .map(|m| {
-                    m.tactic_id.len() + m.tactic.len() + m.technique_id.len() + m.technique.len()
-                })
-                .sum();
             a.rule_id.len()
-                + a.name.len()
                 + a.title.len()
                 + a.dedup_key.len()
-                + a.runbook.len()
-                + a.reference.len()
                 + a.context.len()
                 + a.event_id.as_ref().map_or(0, String::len)
-                + mitre
         })
         .sum()
 }

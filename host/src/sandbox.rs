@@ -34,7 +34,7 @@ pub const ALLOWED_IMPORTS: [&str; 2] = [
 ];
 
 /// The interface a rule must export: the version of the `detect:rule` world this harness runs.
-pub const DETECTOR_EXPORT: &str = "detect:rule/detector@0.2.0";
+pub const DETECTOR_EXPORT: &str = "detect:rule/detector@0.3.0";
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::catalog::{Detection, Mitre};
 use crate::time::{Millis, format_event_time};
@@ -25,7 +26,7 @@ pub struct Alert {
 }
 
 /// An alert as a JSON line: what `rule-harness` prints and the pipeline bindings emit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertLine {
     /// The detection's id, e.g. `AWS.SSM.UnusualSession`.
     pub rule_id: String,
@@ -45,8 +46,8 @@ pub struct AlertLine {
     pub runbook: String,
     /// Where to read more.
     pub reference: String,
-    /// A JSON object.
-    pub context: Value,
+    /// A JSON object, as the rule wrote it.
+    pub context: Box<RawValue>,
     /// The record's id, when it has one.
     pub event_id: Option<String>,
 }
@@ -88,7 +89,7 @@ impl From<&Alert> for AlertLine {
             mitre: d.mitre.iter().map(MitreLine::from).collect(),
             runbook: d.runbook.into(),
             reference: d.reference.into(),
-            context: a.context.clone(),
+            context: serde_json::value::to_raw_value(&a.context).expect("JSON serializes"),
             event_id: a.event_id.clone(),
         }
     }

@@ -294,6 +294,7 @@ mod tests {
                 version: "0",
                 description: "counts",
                 detections: &[],
+                prefilter: &[],
             }
         }
         fn process(

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use crate::binding::Slot;
 use crate::catalog::{Mitre, Severity};
-use crate::kv::KeyValue;
+use crate::kv::{Changes, KeyValue, Overlay};
 use crate::{Context, Rule, RuleConfig, RuleError};
 
 /// The bindings of the `detect:rule` world, generated from `wit/`.
@@ -27,8 +27,14 @@ pub mod bindings {
 use bindings::exports::detect::rule::detector as wit;
 use bindings::wasi::keyvalue::{batch, store};
 
-/// The configuration in force.
-static CONFIG: Slot = Slot::new();
+/// What the instance keeps between calls: the configuration in force, and the bucket,
+/// opened on first use and held for the instance's life.
+struct Instance<C> {
+    config: C,
+    bucket: Option<Bucket>,
+}
+
+static INSTANCE: Slot = Slot::new();
 
 /// The bucket a rule keeps its state in.
 const BUCKET: &str = "default";
@@ -36,15 +42,20 @@ const BUCKET: &str = "default";
 /// The world's exports for rule `R`; [`export_rule!`](crate::export_rule) names it.
 pub struct Component<R>(PhantomData<R>);
 
-fn config<R: Rule>() -> &'static mut R::Config {
+fn instance<R: Rule>() -> &'static mut Instance<R::Config> {
     // SAFETY: one exported call at a time, and each takes the reference once.
-    unsafe { CONFIG.get(R::Config::default) }
+    unsafe {
+        INSTANCE.get(|| Instance {
+            config: R::Config::default(),
+            bucket: None,
+        })
+    }
 }
 
 impl<R: Rule> wit::Guest for Component<R> {
     fn describe() -> wit::RuleInfo {
         let info = R::info();
-        let config = config::<R>();
+        let config = &instance::<R>().config;
         wit::RuleInfo {
             name: info.name.into(),
             version: info.version.into(),
@@ -65,12 +76,17 @@ impl<R: Rule> wit::Guest for Component<R> {
                 })
                 .collect(),
             config: config.to_json(),
+            prefilter: info
+                .prefilter
+                .iter()
+                .map(|group| group.iter().map(|s| s.to_string()).collect())
+                .collect(),
         }
     }
 
     fn configure(json: String) -> Result<(), wit::RuleError> {
         let parsed = R::Config::from_json(&json).map_err(|e| error(RuleError::InvalidConfig(e)))?;
-        *config::<R>() = parsed;
+        instance::<R>().config = parsed;
         Ok(())
     }
 
@@ -78,34 +94,69 @@ impl<R: Rule> wit::Guest for Component<R> {
         event: String,
         context: wit::CallContext,
     ) -> Result<wit::Outcome, wit::RuleError> {
-        let mut bucket =
-            Bucket(store::open(BUCKET).map_err(|e| error(RuleError::State(kv_error(e))))?);
-        let context = Context {
-            not_after: context.not_after,
-        };
-        let outcome = R::process(&event, config::<R>(), &mut bucket, &context).map_err(error)?;
-        let alerts = outcome
-            .alerts
-            .into_iter()
-            .map(|a| wit::Alert {
-                rule_id: a.detection.id.into(),
-                name: a.detection.name.into(),
-                title: a.title,
-                severity: severity(a.detection.severity),
-                event_time: a.event_time,
-                dedup_key: a.dedup_key,
-                mitre: mitre(a.detection.mitre),
-                runbook: a.detection.runbook.into(),
-                reference: a.detection.reference.into(),
-                context: a.context.to_string(),
-                event_id: a.event_id,
-            })
-            .collect();
-        Ok(wit::Outcome {
-            relevant: outcome.relevant,
-            alerts,
-        })
+        let Instance { config, bucket } = instance::<R>();
+        let bucket = open(bucket).map_err(error)?;
+        process::<R>(&event, config, bucket, &context)
     }
+
+    fn process_batch(
+        events: Vec<String>,
+        context: wit::CallContext,
+    ) -> Vec<Result<wit::Outcome, wit::RuleError>> {
+        let Instance { config, bucket } = instance::<R>();
+        match open(bucket) {
+            Ok(bucket) => events
+                .iter()
+                .map(|event| process::<R>(event, config, bucket, &context))
+                .collect(),
+            Err(e) => events.iter().map(|_| Err(error(e.clone()))).collect(),
+        }
+    }
+}
+
+/// The instance's bucket, opened on first use.
+fn open(bucket: &mut Option<Bucket>) -> Result<&mut Bucket, RuleError> {
+    if bucket.is_none() {
+        let opened = store::open(BUCKET).map_err(|e| RuleError::State(kv_error(e)))?;
+        *bucket = Some(Bucket(opened));
+    }
+    Ok(bucket.as_mut().expect("opened above"))
+}
+
+/// One record: its reads go to the host as they come, its writes in one batch at its
+/// end, and only if it succeeded.
+fn process<R: Rule>(
+    event: &str,
+    config: &R::Config,
+    bucket: &mut Bucket,
+    context: &wit::CallContext,
+) -> Result<wit::Outcome, wit::RuleError> {
+    let context = Context {
+        not_after: context.not_after,
+    };
+    let mut pending = Changes::new();
+    let mut overlay = Overlay {
+        base: bucket,
+        pending: &mut pending,
+    };
+    let outcome = R::process(event, config, &mut overlay, &context).map_err(error)?;
+    overlay.flush().map_err(|e| error(RuleError::State(e)))?;
+    let alerts = outcome
+        .alerts
+        .into_iter()
+        .map(|a| wit::Alert {
+            rule_id: a.detection.id.into(),
+            title: a.title,
+            event_time: a.event_time,
+            dedup_key: a.dedup_key,
+            context: a.context.to_string(),
+            event_id: a.event_id,
+        })
+        .collect();
+    Ok(wit::Outcome {
+        relevant: outcome.relevant,
+        alerts,
+    })
 }
 
 fn severity(s: Severity) -> wit::Severity {

@@ -25,6 +25,7 @@ use serde_json::json;
 use crate::binding::{ProcessError, Resident, Slot, not_after};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
+use crate::prefilter::Prefilter;
 use crate::{AlertLine, Context, Rule, RuleConfig};
 
 /// The parameter that carries the rule's configuration.
@@ -48,6 +49,8 @@ type Judged = std::result::Result<Vec<AlertLine>, (&'static str, String)>;
 /// What the module keeps between calls.
 struct Module<R: Rule> {
     resident: Resident<R>,
+    /// Records it rules out cannot concern the rule: they are skipped unread.
+    prefilter: Prefilter,
     /// The last looked-back records, by fingerprint, with what they gave; kept until
     /// `array_map` reads a record that is not among them.
     looked_back: HashMap<u64, Judged>,
@@ -59,6 +62,8 @@ impl<R: Rule> Module<R> {
     fn new(config: R::Config) -> Self {
         Module {
             resident: Resident::new(config, MemoryKv::new()),
+            prefilter: Prefilter::new(R::info().prefilter)
+                .unwrap_or_else(|_| Prefilter::everything()),
             looked_back: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -150,10 +155,15 @@ pub fn array_map<R: Rule>(
             ));
         }
     };
+    if !module.prefilter.is_candidate(record.value().as_ref()) {
+        return Ok(out);
+    }
     match std::str::from_utf8(record.value().as_ref()) {
         Err(_) => emit(Err(("invalid-utf8", "the record is not UTF-8".into()))),
         Ok(text) => {
-            for text in cloudtrail::records(text) {
+            let mut candidates = cloudtrail::records(text);
+            candidates.retain(|text| module.prefilter.is_candidate(text.as_bytes()));
+            for text in candidates {
                 let judged = module.replayed(text);
                 emit(judged.unwrap_or_else(|| module.judge(text)));
             }
@@ -167,7 +177,9 @@ pub fn array_map<R: Rule>(
 pub fn look_back<R: Rule>(record: &SmartModuleRecord) -> Result<()> {
     let module = module::<R>();
     if let Ok(text) = std::str::from_utf8(record.value().as_ref()) {
-        for text in cloudtrail::records(text) {
+        let mut candidates = cloudtrail::records(text);
+        candidates.retain(|text| module.prefilter.is_candidate(text.as_bytes()));
+        for text in candidates {
             let judged = module.judge(text);
             module.remember(text, judged);
         }

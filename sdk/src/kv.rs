@@ -165,22 +165,54 @@ impl KeyValue for MemoryKv {
 /// One record's writes, not yet applied: a value, or `None` for a delete.
 pub type Changes = BTreeMap<String, Option<Vec<u8>>>;
 
-/// A [`MemoryKv`] seen through one record's pending writes: reads see them, the store
-/// does not until [`Changes`] are applied. How a record is applied whole or not at all.
-pub struct Overlay<'a> {
+/// A store seen through one record's pending writes: reads see them, the store does not
+/// until [`Changes`] are applied (to a [`MemoryKv`]) or written (to a host's bucket, by
+/// [`Overlay::flush`]). How a record is applied whole or not at all.
+pub struct Overlay<'a, K: KeyValue> {
     /// The committed state.
-    pub base: &'a mut MemoryKv,
+    pub base: &'a mut K,
     /// This record's writes.
     pub pending: &'a mut Changes,
 }
 
-impl KeyValue for Overlay<'_> {
+impl<K: KeyValue> Overlay<'_, K> {
+    /// Writes the pending changes to the base: one `set_many` and one `delete_many` at most.
+    pub fn flush(self) -> Result<(), String> {
+        let (mut sets, mut deletes) = (Vec::new(), Vec::new());
+        for (key, value) in std::mem::take(self.pending) {
+            match value {
+                Some(value) => sets.push((key, value)),
+                None => deletes.push(key),
+            }
+        }
+        if !sets.is_empty() {
+            self.base.set_many(sets)?;
+        }
+        if !deletes.is_empty() {
+            self.base.delete_many(deletes)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: KeyValue> KeyValue for Overlay<'_, K> {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|k| !self.pending.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut stored = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.base.get_many(&missing)?
+        }
+        .into_iter();
         Ok(keys
             .iter()
             .map(|k| match self.pending.get(k) {
                 Some(pending) => pending.clone(),
-                None => self.base.entries.get(k).cloned(),
+                None => stored.next().flatten(),
             })
             .collect())
     }
@@ -196,7 +228,7 @@ impl KeyValue for Overlay<'_> {
         Ok(())
     }
 
-    /// Lists the committed keys, as a host lists its store.
+    /// Lists the committed keys, as a host lists its store: not this record's writes.
     fn list_keys(&mut self, cursor: Option<u64>) -> Result<(Vec<String>, Option<u64>), String> {
         self.base.list_keys(cursor)
     }

@@ -30,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod history;
 pub mod kv;
+pub mod prefilter;
 pub mod time;
 pub mod timeline;
 
@@ -94,6 +95,10 @@ pub struct RuleInfo {
     pub description: &'static str,
     /// Every detection the rule can raise.
     pub detections: &'static [&'static Detection],
+    /// Strings every relevant record contains, in groups: a record can be relevant only
+    /// if it contains one string of each group ([`prefilter`] says how they are matched).
+    /// Hosts skip other records unparsed. Empty: every record is handed to the rule.
+    pub prefilter: &'static [&'static [&'static str]],
 }
 
 /// What the host tells a rule with each record.

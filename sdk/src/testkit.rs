@@ -89,6 +89,15 @@ pub mod contract {
         /// Processes one record, with the call cut short at a point that `cut` picks
         /// (larger: later), as a host that traps mid-call would.
         fn process_cut_short(&mut self, record: &str, cut: u64) -> Step;
+
+        /// Processes records in one call, for hosts that take batches: the alerts of
+        /// them all, in order. By default one record at a time.
+        fn process_batch(&mut self, records: &[String]) -> Vec<AlertKey> {
+            alerts(self.as_dyn(), records)
+        }
+
+        /// `self` as a trait object (the default methods need one).
+        fn as_dyn(&mut self) -> &mut dyn Binding;
     }
 
     /// The alerts a binding raises over `records`, the rejected and trapped ones left out.
@@ -137,6 +146,27 @@ pub mod contract {
             got.extend(alerts(binding.as_mut(), std::slice::from_ref(record)));
         }
         assert_eq!(got, expected, "irrelevant records changed what followed");
+    }
+
+    /// Batch equals single: `stream` in batches of each of `sizes` raises what it raises
+    /// one record at a time.
+    pub fn batch_equals_single(
+        new: &mut dyn FnMut() -> Box<dyn Binding>,
+        stream: &[String],
+        sizes: &[usize],
+    ) {
+        let expected = alerts(new().as_mut(), stream);
+        for &size in sizes {
+            let mut binding = new();
+            let got: Vec<AlertKey> = stream
+                .chunks(size)
+                .flat_map(|batch| binding.process_batch(batch))
+                .collect();
+            assert_eq!(
+                got, expected,
+                "batches of {size} differ from single records"
+            );
+        }
     }
 
     /// A trap loses only its record: cut short at each point of `cuts`, the record at

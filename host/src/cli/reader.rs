@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 use std::time::Duration;
 
+use detect_sdk::prefilter::{Prefilter, framed_as_object};
 use indicatif::ProgressBar;
 
 use crate::input::{
@@ -74,9 +75,13 @@ pub enum Message {
         skipped: u64,
         notice: Option<String>,
     },
+    /// The next items of a source: those to hand to the rule, and how many the rule's
+    /// prefilter ruled out in between; `through` is the index of the last of them all.
     Items {
         source: usize,
         items: Vec<(Position, Owned)>,
+        unread: Unread,
+        through: u64,
     },
     End {
         source: usize,
@@ -86,11 +91,20 @@ pub enum Message {
     Failed(String),
 }
 
+/// Records the prefilter ruled out: framed as JSON objects, but not read further.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unread {
+    pub records: u64,
+    pub bytes: u64,
+}
+
 /// Starts reading `sources` in order; `marks[i]` is where earlier runs left source `i`.
+/// Records that `prefilter` rules out are counted, not handed over.
 pub fn spawn(
     sources: Vec<Source>,
     marks: Vec<Option<InputMark>>,
     limits: FrameLimits,
+    prefilter: Option<Prefilter>,
     progress: ProgressBar,
 ) -> Receiver<Message> {
     let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT);
@@ -98,7 +112,13 @@ pub fn spawn(
         .name("rule-input".into())
         .spawn(move || {
             for (index, (source, mark)) in sources.iter().zip(marks).enumerate() {
-                if read_source(index, source, mark, &limits, &progress, &tx).is_break() {
+                let reading = Reading {
+                    limits: &limits,
+                    prefilter: prefilter.as_ref(),
+                    progress: &progress,
+                    tx: &tx,
+                };
+                if reading.source(index, source, mark).is_break() {
                     return;
                 }
             }
@@ -107,64 +127,72 @@ pub fn spawn(
     rx
 }
 
-fn read_source(
-    index: usize,
-    source: &Source,
-    mark: Option<InputMark>,
-    limits: &FrameLimits,
-    progress: &ProgressBar,
-    tx: &SyncSender<Message>,
-) -> ControlFlow<()> {
-    let send = |message| {
-        tx.send(message)
-            .map_or(ControlFlow::Break(()), |()| ControlFlow::Continue(()))
-    };
-    let (reader, identity): (Box<dyn Read>, _) = match source {
-        Source::Stdin => {
-            if io::stdin().is_terminal() {
-                eprintln!("rule-harness: reading records from the terminal; end with Ctrl-D");
+/// What reading every source shares.
+struct Reading<'a> {
+    limits: &'a FrameLimits,
+    prefilter: Option<&'a Prefilter>,
+    progress: &'a ProgressBar,
+    tx: &'a SyncSender<Message>,
+}
+
+impl Reading<'_> {
+    fn source(&self, index: usize, source: &Source, mark: Option<InputMark>) -> ControlFlow<()> {
+        let send = |message| {
+            self.tx
+                .send(message)
+                .map_or(ControlFlow::Break(()), |()| ControlFlow::Continue(()))
+        };
+        let (reader, identity): (Box<dyn Read>, _) = match source {
+            Source::Stdin => {
+                if io::stdin().is_terminal() {
+                    eprintln!("rule-harness: reading records from the terminal; end with Ctrl-D");
+                }
+                (Box::new(io::stdin().lock()), None)
             }
-            (Box::new(io::stdin().lock()), None)
-        }
-        Source::File(path) => {
-            let opened = File::open(path).and_then(|file| {
-                let identity = FileIdentity::of(&file)?;
-                Ok((file, identity))
-            });
-            match opened {
-                Ok((file, identity)) => (Box::new(file), identity),
-                Err(e) => {
-                    return send(Message::Failed(format!(
-                        "cannot open {}: {e}",
-                        path.display()
-                    )));
+            Source::File(path) => {
+                let opened = File::open(path).and_then(|file| {
+                    let identity = FileIdentity::of(&file)?;
+                    Ok((file, identity))
+                });
+                match opened {
+                    Ok((file, identity)) => (Box::new(file), identity),
+                    Err(e) => {
+                        return send(Message::Failed(format!(
+                            "cannot open {}: {e}",
+                            path.display()
+                        )));
+                    }
                 }
             }
-        }
-    };
-    let (skipped, notice) = resume_point(source, mark, identity.as_ref());
-    send(Message::Start {
-        source: index,
-        identity: identity.clone(),
-        skipped,
-        notice,
-    })?;
-    // A file still being written gets the end of its last record later; anything else
-    // (a stream, a finished or compressed file) hands over what it has.
-    let ending = match source {
-        Source::File(path) if identity.is_some() && may_grow(path) => Ending::HoldIncomplete,
-        _ => Ending::Deliver,
-    };
-    let mut batcher = Batcher {
-        source: index,
-        skipped,
-        items: Vec::new(),
-        bytes: 0,
-        tx,
-    };
-    let end = input::read_into(progress.wrap_read(reader), limits, ending, &mut batcher);
-    batcher.send()?;
-    send(Message::End { source: index, end })
+        };
+        let (skipped, notice) = resume_point(source, mark, identity.as_ref());
+        send(Message::Start {
+            source: index,
+            identity: identity.clone(),
+            skipped,
+            notice,
+        })?;
+        // A file still being written gets the end of its last record later; anything else
+        // (a stream, a finished or compressed file) hands over what it has.
+        let ending = match source {
+            Source::File(path) if identity.is_some() && may_grow(path) => Ending::HoldIncomplete,
+            _ => Ending::Deliver,
+        };
+        let mut batcher = Batcher {
+            source: index,
+            skipped,
+            prefilter: self.prefilter,
+            items: Vec::new(),
+            unread: Unread::default(),
+            through: skipped,
+            bytes: 0,
+            tx: self.tx,
+        };
+        let reader = self.progress.wrap_read(reader);
+        let end = input::read_into(reader, self.limits, ending, &mut batcher);
+        batcher.send()?;
+        send(Message::End { source: index, end })
+    }
 }
 
 /// Gathers a source's items into batches for the main loop.
@@ -172,21 +200,25 @@ struct Batcher<'a> {
     source: usize,
     /// Items of this source handled by earlier runs: counted, not handed over.
     skipped: u64,
+    prefilter: Option<&'a Prefilter>,
     items: Vec<(Position, Owned)>,
+    unread: Unread,
+    through: u64,
     bytes: usize,
     tx: &'a SyncSender<Message>,
 }
 
 impl Batcher<'_> {
     fn send(&mut self) -> ControlFlow<()> {
-        if self.items.is_empty() {
+        if self.items.is_empty() && self.unread.records == 0 {
             return ControlFlow::Continue(());
         }
         self.bytes = 0;
-        let items = std::mem::take(&mut self.items);
         let message = Message::Items {
             source: self.source,
-            items,
+            items: std::mem::take(&mut self.items),
+            unread: std::mem::take(&mut self.unread),
+            through: self.through,
         };
         // The main loop is gone (it stopped the run): stop reading.
         match self.tx.send(message) {
@@ -202,6 +234,18 @@ impl Visit for Batcher<'_> {
             return ControlFlow::Continue(());
         }
         let owned = match item {
+            Item::Record(text) if self.ruled_out(text) => {
+                if !framed_as_object(text.as_bytes()) {
+                    not_an_object(text)
+                } else {
+                    // Counted against the batch by its size, so progress goes on being sent.
+                    self.reserve(text.len())?;
+                    self.unread.records += 1;
+                    self.unread.bytes += text.len() as u64;
+                    self.through = at.index;
+                    return ControlFlow::Continue(());
+                }
+            }
             Item::Record(text) => Owned::Record(text.to_owned()),
             Item::Unusable(u) => Owned::Unusable {
                 kind: u.kind,
@@ -210,18 +254,53 @@ impl Visit for Batcher<'_> {
                 digest: u.digest,
             },
         };
-        let size = owned.size() + ITEM_OVERHEAD;
-        if self.bytes + size > BATCH_BYTES {
-            self.send()?;
-        }
-        self.bytes += size;
+        self.reserve(owned.size() + ITEM_OVERHEAD)?;
         self.items.push((at, owned));
+        self.through = at.index;
         ControlFlow::Continue(())
     }
 
     /// Whatever came in with the last chunk goes on now: the next read may wait long.
     fn pause(&mut self) -> ControlFlow<()> {
         self.send()
+    }
+}
+
+impl Batcher<'_> {
+    /// Whether the prefilter rules `record` out: it cannot concern the rule, which does
+    /// not read it. Only if it is not even framed as a JSON object is it dead-lettered.
+    fn ruled_out(&self, record: &str) -> bool {
+        self.prefilter
+            .is_some_and(|p| !p.is_candidate(record.as_bytes()))
+    }
+
+    /// Makes room for `size` more bytes in the batch, sending it first if it is full.
+    fn reserve(&mut self, size: usize) -> ControlFlow<()> {
+        if self.bytes + size > BATCH_BYTES {
+            self.send()?;
+        }
+        self.bytes += size;
+        ControlFlow::Continue(())
+    }
+}
+
+/// A record that is not framed as a JSON object: the dead letter the rule would give it.
+fn not_an_object(text: &str) -> Owned {
+    let (kind, reason) = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => (
+            "not-an-object",
+            format!(
+                "not a JSON object: the record is {}",
+                detect_sdk::cloudtrail::kind_of(&value)
+            ),
+        ),
+        Err(e) => ("invalid-json", format!("not JSON: {e}")),
+    };
+    Owned::Unusable {
+        kind,
+        reason,
+        bytes: text.as_bytes().to_vec(),
+        digest: None,
     }
 }
 

@@ -33,8 +33,8 @@ use super::reader::{self, Message, Owned};
 use super::sink::{Interrupted, Sink};
 use super::summary::Summary;
 use crate::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
-use crate::output::{DeadLetter, alert_line};
-use crate::state::{Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
+use crate::output::DeadLetter;
+use crate::state::{self, Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
 use crate::{HarnessError, RuleRunner};
 
 #[derive(Args)]
@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// Read every file from its start, even the records earlier runs have handled
     #[arg(long)]
     reprocess: bool,
+    /// Hand every record to the rule, which then parses and checks each. By default the
+    /// records that the rule's prefilter rules out are skipped unread, and only those not
+    /// framed as a JSON object are dead-lettered
+    #[arg(long)]
+    validate_all: bool,
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
@@ -119,7 +124,9 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         ..FrameLimits::default()
     };
     let sources = inputs.iter().map(|i| i.source.clone()).collect();
-    let messages = reader::spawn(sources, marks, limits, progress.clone());
+    let prefilter = runner.prefilter();
+    let prefilter = (!args.validate_all && !prefilter.is_everything()).then(|| prefilter.clone());
+    let messages = reader::spawn(sources, marks, limits, prefilter, progress.clone());
 
     let mut run = Run {
         runner,
@@ -228,6 +235,9 @@ fn check_outputs(args: &RunArgs, inputs: &[Input]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records handed to the rule in one call, at most.
+const BATCH_RECORDS: usize = 64;
+
 /// Marks of files that no run has read for this long are forgotten.
 const FORGET_INPUTS_AFTER: Duration = Duration::from_secs(90 * 86_400);
 
@@ -272,11 +282,10 @@ fn load_marks(
         after = Some(last);
     }
     let horizon = now_seconds().saturating_sub(FORGET_INPUTS_AFTER.as_secs());
-    let forget: Changes = all
-        .iter()
-        .filter(|(_, mark)| mark.read_at < horizon)
-        .map(|(key, _)| ((INPUTS_TABLE.to_owned(), key.clone()), None))
-        .collect();
+    let mut forget = Changes::new();
+    for (key, _) in all.iter().filter(|(_, mark)| mark.read_at < horizon) {
+        state::change(&mut forget, INPUTS_TABLE, key.clone(), None);
+    }
     let marks = inputs
         .iter()
         .map(|input| {
@@ -373,20 +382,22 @@ impl Run<'_> {
                     eprintln!("rule-harness: {notice}");
                 }
             }
-            Message::Items { source, items } => {
-                for (at, item) in items {
-                    self.item(&inputs[source].source, at, &item)?;
-                    let input = &mut inputs[source];
-                    input.done = at.index;
-                    input.moved = true;
-                    self.since_commit += 1;
-                    if self.commit_due() {
-                        self.commit(inputs)?;
-                    }
-                    if signals.received().is_some() {
-                        return Ok(std::ops::ControlFlow::Break(()));
-                    }
+            Message::Items {
+                source,
+                items,
+                unread,
+                through,
+            } => {
+                self.summary.records += unread.records;
+                self.summary.unread += unread.records;
+                self.summary.bytes += unread.bytes;
+                self.items(source, items, inputs, signals)?;
+                if signals.received().is_some() {
+                    return Ok(std::ops::ControlFlow::Break(()));
                 }
+                let input = &mut inputs[source];
+                input.done = input.done.max(through);
+                input.moved = true;
             }
             Message::End { source, end } => {
                 let input = &mut inputs[source];
@@ -413,42 +424,101 @@ impl Run<'_> {
         Ok(std::ops::ControlFlow::Continue(()))
     }
 
-    fn item(&mut self, source: &Source, at: Position, item: &Owned) -> anyhow::Result<()> {
-        self.summary.records += 1;
-        let dead = |kind: &str, error: String| DeadLetter {
+    /// Hands a source's items to the rule, records in batches, in order; commits on
+    /// schedule between batches, and stops early for a signal.
+    fn items(
+        &mut self,
+        source: usize,
+        items: Vec<(Position, Owned)>,
+        inputs: &mut [Input],
+        signals: &Signals,
+    ) -> anyhow::Result<()> {
+        let mut items = items.into_iter().peekable();
+        while signals.received().is_none() {
+            // A batch never runs past the next commit: a crash costs one commit's worth.
+            let until_commit = self.args.commit_every.saturating_sub(self.since_commit);
+            let size = (until_commit as usize).clamp(1, BATCH_RECORDS);
+            let mut batch: Vec<(Position, String)> = Vec::new();
+            while batch.len() < size
+                && let Some((at, Owned::Record(_))) = items.peek()
+            {
+                let at = *at;
+                let Some((_, Owned::Record(record))) = items.next() else {
+                    unreachable!("peeked")
+                };
+                batch.push((at, record));
+            }
+            let last = match batch.last() {
+                Some((at, _)) => {
+                    let at = *at;
+                    self.records(&inputs[source].source, batch)?;
+                    at
+                }
+                None => match items.next() {
+                    Some((at, unusable)) => {
+                        self.unusable(&inputs[source].source, at, &unusable)?;
+                        at
+                    }
+                    None => break,
+                },
+            };
+            let input = &mut inputs[source];
+            input.done = last.index;
+            input.moved = true;
+            if self.commit_due() {
+                self.commit(inputs)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(source: &Source, at: Position, kind: &str, error: String) -> DeadLetter {
+        DeadLetter {
             source: source.name(),
             line: Some(at.line),
             index: at.index,
             kind: kind.to_owned(),
             error,
             ..DeadLetter::default()
-        };
-        let record = match item {
-            Owned::Record(record) => record,
-            Owned::Unusable { .. } => {
-                let unusable = item.unusable().expect("unusable");
-                self.summary.error(unusable.kind);
-                let line = dead(unusable.kind, unusable.reason.clone()).with_unusable(&unusable);
-                return self.dead_letters.write_line(&line);
-            }
-        };
-        self.summary.bytes += record.len() as u64;
-        match self.runner.process(record)? {
-            Ok(outcome) => {
-                self.summary.relevant += u64::from(outcome.relevant);
-                for alert in &outcome.alerts {
-                    *self
-                        .summary
-                        .alerts
-                        .entry(alert.rule_id.clone())
-                        .or_default() += 1;
-                    self.alerts.write_line(&alert_line(alert))?;
+        }
+    }
+
+    fn unusable(&mut self, source: &Source, at: Position, item: &Owned) -> anyhow::Result<()> {
+        self.summary.records += 1;
+        self.since_commit += 1;
+        let unusable = item.unusable().expect("records go in batches");
+        self.summary.error(unusable.kind);
+        let line = Self::dead_letter(source, at, unusable.kind, unusable.reason.clone())
+            .with_unusable(&unusable);
+        self.dead_letters.write_line(&line)
+    }
+
+    /// Records through the rule: their alerts and dead letters, in order.
+    fn records(&mut self, source: &Source, batch: Vec<(Position, String)>) -> anyhow::Result<()> {
+        let (positions, records): (Vec<Position>, Vec<String>) = batch.into_iter().unzip();
+        let results = self.runner.process_batch(&records)?;
+        for ((at, record), result) in positions.into_iter().zip(&records).zip(results) {
+            self.summary.records += 1;
+            self.summary.bytes += record.len() as u64;
+            self.since_commit += 1;
+            match result {
+                Ok(outcome) => {
+                    self.summary.relevant += u64::from(outcome.relevant);
+                    for alert in &outcome.alerts {
+                        *self
+                            .summary
+                            .alerts
+                            .entry(alert.rule_id.clone())
+                            .or_default() += 1;
+                        self.alerts.write_line(alert)?;
+                    }
                 }
-            }
-            Err(failure) => {
-                self.summary.error(failure.kind());
-                let line = dead(failure.kind(), failure.message()).with_bytes(record.as_bytes());
-                self.dead_letters.write_line(&line)?;
+                Err(failure) => {
+                    self.summary.error(failure.kind());
+                    let line = Self::dead_letter(source, at, failure.kind(), failure.message())
+                        .with_bytes(record.as_bytes());
+                    self.dead_letters.write_line(&line)?;
+                }
             }
         }
         Ok(())
@@ -475,7 +545,7 @@ impl Run<'_> {
                     read_at,
                 };
                 let value = serde_json::to_vec(&mark).expect("a mark serializes");
-                marks.insert((INPUTS_TABLE.to_owned(), key.clone()), Some(value));
+                state::change(&mut marks, INPUTS_TABLE, key.clone(), Some(value));
             }
         }
         let store = self.runner.store();

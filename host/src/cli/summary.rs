@@ -10,6 +10,8 @@ pub struct Summary {
     /// Items of resumed files that earlier runs had handled.
     pub skipped: u64,
     pub relevant: u64,
+    /// Records the rule's prefilter ruled out, not handed to the rule.
+    pub unread: u64,
     pub bytes: u64,
     pub alerts: BTreeMap<String, u64>,
     pub errors: BTreeMap<&'static str, u64>,
@@ -36,9 +38,11 @@ impl fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         writeln!(
             f,
-            "rule-harness: {} records ({} relevant) in {:.2} s: {:.0} records/s, {:.1} MB/s",
+            "rule-harness: {} records ({} relevant, {} skipped unread by the prefilter) in \
+             {:.2} s: {:.0} records/s, {:.1} MB/s",
             self.records,
             self.relevant,
+            self.unread,
             secs,
             self.records as f64 / secs,
             self.bytes as f64 / 1e6 / secs

@@ -42,12 +42,14 @@ impl StateStore for MemoryStore {
     }
 
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError> {
-        for ((name, key), value) in changes {
+        for (name, writes) in changes {
             let table = self.tables.entry(name).or_default();
-            match value {
-                Some(value) => table.insert(key, value),
-                None => table.remove(&key),
-            };
+            for (key, value) in writes {
+                match value {
+                    Some(value) => table.insert(key, value),
+                    None => table.remove(&key),
+                };
+            }
         }
         Ok(())
     }

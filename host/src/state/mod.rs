@@ -22,8 +22,22 @@ pub use persistent::{FORMAT_VERSION, RedbStore};
 #[error("{0}")]
 pub struct StoreError(pub String);
 
-/// One call's writes: for each (table, key), the new value, or `None` to delete it.
-pub type Changes = BTreeMap<(String, String), Option<Vec<u8>>>;
+/// One call's writes: for each table and key, the new value, or `None` to delete it.
+pub type Changes = BTreeMap<String, TableChanges>;
+
+/// The writes to one table.
+pub type TableChanges = BTreeMap<String, Option<Vec<u8>>>;
+
+/// `changes` with one more write.
+pub fn change(changes: &mut Changes, table: &str, key: String, value: Option<Vec<u8>>) {
+    match changes.get_mut(table) {
+        Some(writes) => writes.insert(key, value),
+        None => changes
+            .entry(table.to_owned())
+            .or_default()
+            .insert(key, value),
+    };
+}
 
 /// The table of a rule's bucket.
 pub fn rule_table(rule: &str, bucket: &str) -> String {

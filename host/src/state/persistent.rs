@@ -393,13 +393,17 @@ impl StateStore for RedbStore {
         self.with_db(|db, txn| {
             let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
             let write = || -> Result<(), redb::Error> {
-                for ((name, key), value) in &changes {
+                for (name, writes) in &changes {
                     let mut table = txn.open_table(table(name))?;
-                    match value {
-                        Some(value) => table
-                            .insert(key.as_bytes(), seal(name, key.as_bytes(), value).as_slice())?,
-                        None => table.remove(key.as_bytes())?,
-                    };
+                    for (key, value) in writes {
+                        match value {
+                            Some(value) => table.insert(
+                                key.as_bytes(),
+                                seal(name, key.as_bytes(), value).as_slice(),
+                            )?,
+                            None => table.remove(key.as_bytes())?,
+                        };
+                    }
                 }
                 Ok(())
             };
@@ -500,11 +504,9 @@ mod tests {
     use super::*;
 
     fn put(table: &str, key: &str, value: Option<&str>) -> Changes {
-        [(
-            (table.to_owned(), key.to_owned()),
-            value.map(|v| v.as_bytes().to_vec()),
-        )]
-        .into()
+        let mut changes = Changes::new();
+        crate::state::change(&mut changes, table, key.into(), value.map(|v| v.into()));
+        changes
     }
 
     #[test]

@@ -78,6 +78,9 @@ impl Rule for ConsoleLogin {
             version: env!("CARGO_PKG_VERSION"),
             description: "AWS console sign-ins by IAM users or root without MFA.",
             detections: &[&LOGIN_WITHOUT_MFA],
+            // Every console sign-in names the event and its service: other records are
+            // skipped unread.
+            prefilter: &[&["\"ConsoleLogin\""], &["\"signin.amazonaws.com\""]],
         }
     }
 

@@ -21,6 +21,9 @@ use crate::session::{SessionStart, is_start_session};
 /// The rule's name; hosts keep its state under this name.
 pub const NAME: &str = "aws-ssm-sessions";
 
+/// Every `StartSession` record names the event and its service.
+pub const PREFILTER: &[&[&str]] = &[&["\"StartSession\""], &["\"ssm.amazonaws.com\""]];
+
 /// The rule.
 pub struct SsmSessions;
 
@@ -34,6 +37,7 @@ impl Rule for SsmSessions {
             description: "AWS Systems Manager session detections over CloudTrail: every session \
                 start, unusual identities, unusual sessions, and multiple sessions within an hour.",
             detections: &catalog::ALL,
+            prefilter: PREFILTER,
         }
     }
 

@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 
 use crate::binding::{Durable, ProcessError, Recovered, Resident, Slot, not_after};
 use crate::kv::MemoryKv;
+use crate::prefilter::Prefilter;
 use crate::{AlertLine, Context, Outcome, Rule, RuleConfig};
 use journal::Journal;
 
@@ -73,6 +74,7 @@ struct Filter<R: Rule> {
 
 struct Running<R: Rule> {
     resident: Resident<R>,
+    prefilter: Prefilter,
     journal: Option<Journal>,
     state_dir: Option<PathBuf>,
 }
@@ -130,8 +132,11 @@ impl<R: Rule> Running<R> {
             }
             None => (None, MemoryKv::new()),
         };
+        let prefilter = Prefilter::new(R::info().prefilter)
+            .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?;
         Ok(Running {
             resident: Resident::new(config, kv),
+            prefilter,
             journal,
             state_dir,
         })
@@ -150,6 +155,10 @@ impl<R: Rule> Running<R> {
         // SAFETY: Fluent Bit copied `len` bytes (and a NUL) to `record`, in this module's
         // memory, and frees them only after the call.
         let bytes = unsafe { std::slice::from_raw_parts(record, len) };
+        // Most records cannot concern the rule: they pass (or drop) unread.
+        if !self.prefilter.is_candidate(bytes) {
+            return Reply::unread(bytes);
+        }
         let Ok(text) = std::str::from_utf8(bytes) else {
             return Reply::error(
                 Failure::new("invalid-utf8", "the record is not UTF-8".into()),
@@ -212,6 +221,8 @@ struct Reply<'r> {
     alerts: Vec<AlertLine>,
     failure: Option<Failure>,
     record: Option<&'r str>,
+    /// A record the prefilter ruled out, as Fluent Bit passed it.
+    unread: Option<&'r [u8]>,
 }
 
 impl<'r> Reply<'r> {
@@ -220,6 +231,7 @@ impl<'r> Reply<'r> {
             alerts: outcome.alerts.iter().map(AlertLine::from).collect(),
             failure: None,
             record: Some(record),
+            unread: None,
         }
     }
 
@@ -228,11 +240,27 @@ impl<'r> Reply<'r> {
             alerts: Vec::new(),
             failure: Some(failure),
             record,
+            unread: None,
+        }
+    }
+
+    fn unread(record: &'r [u8]) -> Self {
+        Reply {
+            alerts: Vec::new(),
+            failure: None,
+            record: None,
+            unread: Some(record),
         }
     }
 
     /// The JSON text Fluent Bit gets (empty: drop the record).
     fn write(&self, mode: Mode, out: &mut Vec<u8>) {
+        if let Some(record) = self.unread {
+            if mode == Mode::Enrich {
+                out.extend_from_slice(record);
+            }
+            return;
+        }
         let mut added = serde_json::Map::new();
         if !self.alerts.is_empty() {
             added.insert("alerts".into(), json!(self.alerts));
@@ -322,5 +350,15 @@ mod tests {
         let lost = Reply::error(Failure::new("record-too-large", "y".into()), None);
         let out: Value = serde_json::from_str(&written(&lost, Mode::Enrich)).unwrap();
         assert_eq!(out["rule_error"]["kind"], "record-too-large");
+    }
+
+    #[test]
+    fn records_the_prefilter_rules_out_pass_unread() {
+        let unread = Reply::unread(b"{\"eventName\": \"GetObject\"}");
+        assert_eq!(written(&unread, Mode::Alerts), "");
+        assert_eq!(
+            written(&unread, Mode::Enrich),
+            "{\"eventName\": \"GetObject\"}"
+        );
     }
 }

@@ -35,6 +35,7 @@ use similar::TextDiff;
 
 use crate::binding::{ProcessError, Resident};
 use crate::kv::MemoryKv;
+use crate::prefilter::Prefilter;
 use crate::{AlertLine, Context, Rule, RuleConfig};
 
 /// A record the rule refused: the failure's kind (`invalid-json`, ...) and message.
@@ -50,8 +51,17 @@ pub trait Run {
 /// Starts a run with a configuration (JSON), or says why it cannot.
 pub type Start<'a> = &'a dyn Fn(Option<String>) -> Result<Box<dyn Run + 'a>, String>;
 
-/// Runs every case under `dir` against rule `R`, natively; panics with each failure.
+/// The rule's prefilter, or why it is invalid.
+fn prefilter<R: Rule>() -> Result<Prefilter, String> {
+    Prefilter::new(R::info().prefilter).map_err(|e| format!("the rule's prefilter: {e}"))
+}
+
+/// Runs every case under `dir` against rule `R`, natively; panics with each failure. Also
+/// checks that the rule's prefilter passes every record the rule finds relevant.
 pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
+    if let Err(e) = prefilter::<R>() {
+        panic!("{e}");
+    }
     let files = discover(&[dir.as_ref().to_owned()]).unwrap_or_else(|e| panic!("{e}"));
     let (mut ran, mut failures) = (0, Vec::new());
     for file in files {
@@ -83,12 +93,20 @@ pub fn native<'a, R: Rule>(config: Option<String>) -> Result<Box<dyn Run + 'a>, 
     Ok(Box::new(Resident::<R>::new(config, MemoryKv::new())))
 }
 
+/// Runs natively, and checks the rule's prefilter against each record it finds relevant.
 impl<R: Rule> Run for Resident<R> {
     fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
         let context = Context {
             not_after: crate::binding::not_after(std::time::Duration::from_secs(3600)),
         };
         Ok(match Resident::process(self, record, &context, None) {
+            Ok(outcome)
+                if outcome.relevant && !prefilter::<R>()?.is_candidate(record.as_bytes()) =>
+            {
+                return Err(format!(
+                    "the rule's prefilter rules out a record the rule finds relevant: {record}"
+                ));
+            }
             Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
             Err(ProcessError::Rule(e)) => Err((e.kind().to_owned(), e.to_string())),
             Err(ProcessError::Durable(..)) => unreachable!("no durable store"),

@@ -1,0 +1,142 @@
+//! The strings a rule declares that every relevant record contains, so that hosts can
+//! skip the others without parsing them, or without entering the sandbox at all.
+//!
+//! A rule lists groups of strings ([`RuleInfo::prefilter`](crate::RuleInfo::prefilter)):
+//! a record can be relevant only if, for every group, it contains at least one of the
+//! group's strings, byte for byte as the record is written. JSON can spell any character
+//! of a string as a `\u` escape (`"Start\u0053ession"`), so a record with a `\u` in it is
+//! always a candidate. The other escapes spell only `"`, `\`, `/` and control characters,
+//! so a string may not contain `\`, `/` or a control character: its spelling in a record
+//! would not be certain. Quotes are allowed, to match whole JSON strings
+//! (`"\"StartSession\""`).
+//!
+//! A prefilter must be sound: it never rules out a record the rule finds relevant. The
+//! test kit checks this on every case a rule ships ([`testkit::cases`](crate::testkit)).
+
+use memchr::memmem::Finder;
+
+/// A compiled prefilter.
+#[derive(Clone, Debug)]
+pub struct Prefilter {
+    groups: Vec<Vec<Finder<'static>>>,
+    escape: Finder<'static>,
+}
+
+impl Prefilter {
+    /// Compiles a rule's groups; an empty list lets every record through.
+    pub fn new<G, S>(groups: &[G]) -> Result<Prefilter, String>
+    where
+        G: AsRef<[S]>,
+        S: AsRef<str>,
+    {
+        let mut compiled = Vec::with_capacity(groups.len());
+        for group in groups {
+            let group = group.as_ref();
+            if group.is_empty() {
+                return Err("a prefilter group is empty: no record could pass it".into());
+            }
+            let mut finders = Vec::with_capacity(group.len());
+            for needle in group {
+                let needle = needle.as_ref();
+                check(needle)?;
+                finders.push(Finder::new(needle.as_bytes()).into_owned());
+            }
+            compiled.push(finders);
+        }
+        Ok(Prefilter {
+            groups: compiled,
+            escape: Finder::new(b"\\u").into_owned(),
+        })
+    }
+
+    /// Lets every record through.
+    pub fn everything() -> Prefilter {
+        Prefilter::new::<[&str; 0], &str>(&[]).expect("no groups is valid")
+    }
+
+    /// Whether the rule may find `record` relevant: it must be handed to the rule.
+    pub fn is_candidate(&self, record: &[u8]) -> bool {
+        self.groups
+            .iter()
+            .all(|group| group.iter().any(|f| f.find(record).is_some()))
+            || self.escape.find(record).is_some()
+    }
+
+    /// Whether this prefilter lets every record through.
+    pub fn is_everything(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// A string whose spelling in a JSON record is certain.
+fn check(needle: &str) -> Result<(), String> {
+    if needle.is_empty() {
+        return Err("a prefilter string is empty".into());
+    }
+    match needle
+        .chars()
+        .find(|c| matches!(c, '\\' | '/') || c.is_control())
+    {
+        Some(c) => Err(format!(
+            "the prefilter string {needle:?} contains {c:?}, which JSON may write escaped"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether `record` is framed as a JSON object: `{` first and `}` last, whitespace aside.
+/// What a host still checks of a record the prefilter skips.
+pub fn framed_as_object(record: &[u8]) -> bool {
+    let trimmed = record.trim_ascii();
+    trimmed.first() == Some(&b'{') && trimmed.last() == Some(&b'}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssm() -> Prefilter {
+        Prefilter::new(&[["\"StartSession\""], ["\"ssm.amazonaws.com\""]]).unwrap()
+    }
+
+    #[test]
+    fn every_group_must_match() {
+        let p = ssm();
+        let start = br#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession"}"#;
+        assert!(p.is_candidate(start));
+        assert!(!p.is_candidate(
+            br#"{"eventSource": "ssm.amazonaws.com", "eventName": "ResumeSession"}"#
+        ));
+        assert!(
+            !p.is_candidate(
+                br#"{"eventName": "StartSession", "eventSource": "ec2.amazonaws.com"}"#
+            )
+        );
+        let either = Prefilter::new(&[["\"A\"", "\"B\""]]).unwrap();
+        assert!(either.is_candidate(br#"{"x": "B"}"#));
+        assert!(!either.is_candidate(br#"{"x": "C"}"#));
+    }
+
+    #[test]
+    fn an_escape_makes_a_candidate() {
+        let escaped = br#"{"eventSource": "ssm.amazonaws.com", "eventName": "Start\u0053ession"}"#;
+        assert!(ssm().is_candidate(escaped));
+    }
+
+    #[test]
+    fn strings_json_may_escape_are_refused() {
+        for bad in [&["a/b"][..], &["a\\b"], &["tab\t"], &[""]] {
+            assert!(Prefilter::new(&[bad]).is_err(), "{bad:?}");
+        }
+        assert!(Prefilter::new::<[&str; 0], &str>(&[[]]).is_err());
+        assert!(Prefilter::everything().is_candidate(b"anything"));
+    }
+
+    #[test]
+    fn framing() {
+        assert!(framed_as_object(b" {\"a\": 1}\r\n"));
+        assert!(!framed_as_object(b"[1]"));
+        assert!(!framed_as_object(b"{\"a\": 1"));
+        assert!(!framed_as_object(b""));
+    }
+}
