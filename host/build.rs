@@ -4,13 +4,17 @@
 //!
 //! * `component`: wasm32-unknown-unknown, encoded as a component with `wit-component`
 //!   (from the WIT world that `wit-bindgen` embedded in the module);
-//! * `fluent-bit`: a wasm32-wasip1 module, a Fluent Bit `filter_wasm` filter;
+//! * `fluent-bit`: a wasm32-wasip1 module, a Fluent Bit `filter_wasm` filter, its exports
+//!   wrapped to reset the shadow stack a trap leaves lowered (`src/hosts/stack.rs`);
 //! * `fluvio`: a wasm32-wasip1 module, a Fluvio SmartModule.
 //!
 //! Each is a nested `cargo build` of the rule crate with one feature, into a target
 //! directory of its own (`target/rule-guest`), shared by every profile of the host. Cargo
 //! says where each artifact is (`--message-format=json`), and the dep-info file beside it
 //! lists every source that went into it, which is what reruns this script.
+
+#[path = "src/hosts/stack.rs"]
+mod stack;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -36,10 +40,13 @@ fn main() {
     for (name, target, feature) in ARTIFACTS {
         ensure_target(target);
         let module = build_module(root, &target_dir, target, feature);
-        let bytes = if name == "component" {
-            // The module as cargo builds it, for the test of `--rule` with such a module.
-            std::fs::write(out_dir.join("component.core.wasm"), &module)
-                .expect("OUT_DIR is writable");
+        // The module as cargo builds it, for the tests of what a rule author does with it.
+        std::fs::write(out_dir.join(format!("{name}.core.wasm")), &module)
+            .expect("OUT_DIR is writable");
+        let bytes = if name == "fluent-bit" {
+            stack::reset_stack_on_entry(&module)
+                .unwrap_or_else(|e| panic!("making the filter survive traps failed: {e}"))
+        } else if name == "component" {
             wit_component::ComponentEncoder::default()
                 .module(&module)
                 .and_then(|encoder| encoder.validate(true).encode())

@@ -231,6 +231,61 @@ fn a_rule_crate_built_by_cargo_runs_its_cases() {
     );
 }
 
+/// `export --from` checks a module a rule author built and makes it ready for its host:
+/// the filter's exports reset the shadow stack, as the built-in filter's do.
+#[test]
+fn export_prepares_the_modules_of_a_rule_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let module = |name: &str| format!("{}/{name}.core.wasm", env!("OUT_DIR"));
+    for (artifact, built, expected) in [
+        ("fluent-bit", "fluent-bit", rule_harness::FLUENT_BIT_FILTER),
+        ("fluvio", "fluvio", rule_harness::FLUVIO_SMARTMODULE),
+    ] {
+        let args = [
+            "export",
+            "--for",
+            artifact,
+            "--from",
+            &module(built),
+            &out(artifact),
+        ];
+        assert!(harness(&args, b"").status.success(), "{artifact}");
+        assert_eq!(
+            std::fs::read(out(artifact)).unwrap(),
+            expected,
+            "{artifact}"
+        );
+    }
+    let args = [
+        "export",
+        "--for",
+        "component",
+        "--from",
+        &module("component"),
+        &out("c"),
+    ];
+    assert!(harness(&args, b"").status.success());
+    // A module of the wrong family is refused, with what it lacks.
+    let wrong = [
+        "export",
+        "--for",
+        "fluvio",
+        "--from",
+        &module("fluent-bit"),
+        &out("x"),
+    ];
+    let refused = harness(&wrong, b"");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("does not export"),
+        "{stderr}"
+    );
+    let rule = ["--rule", "x.wasm", "export", &out("y")];
+    let stderr = String::from_utf8_lossy(&harness(&rule, b"").stderr).into_owned();
+    assert!(stderr.contains("--from"), "{stderr}");
+}
+
 #[test]
 fn numeric_flags_are_range_checked() {
     for (flag, value) in [

@@ -17,7 +17,7 @@ pub fn run_file(rule: &LoadedRule, rule_name: &str, path: &Path) -> FileReport {
     let start = |config| {
         let runner = rule
             .start(Box::new(MemoryStore::new()), config)
-            .map_err(|e| format!("the rule did not start: {e}"))?;
+            .map_err(|e| e.to_string())?;
         Ok(Box::new(runner) as Box<dyn Run>)
     };
     cases::run_file(&start, rule_name, path)

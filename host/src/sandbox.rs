@@ -142,19 +142,7 @@ impl Sandbox {
     /// cargo builds from a rule crate with the SDK's `component` feature (encoded here,
     /// from the component type that wit-bindgen embeds in it).
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedRule, HarnessError> {
-        let bytes: Cow<[u8]> = if looks_like_wat(bytes) {
-            wat::parse_bytes(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))?
-        } else if Parser::is_core_wasm(bytes) && has_component_type(bytes) {
-            wit_component::ComponentEncoder::default()
-                .module(bytes)
-                .and_then(|encoder| encoder.validate(true).encode())
-                .map_err(|e| HarnessError::Invalid(format!("{e:#}")))?
-                .into()
-        } else if bytes.starts_with(b"\0asm") {
-            bytes.into()
-        } else {
-            return Err(HarnessError::NotWasm);
-        };
+        let bytes = component_bytes(bytes)?;
         let bytes = &bytes[..];
         check_interface(bytes)?;
         let mut warnings = Vec::new();
@@ -246,6 +234,24 @@ fn check_interface(bytes: &[u8]) -> Result<(), HarnessError> {
                 exports.join(", ")
             }
         ))),
+    }
+}
+
+/// A rule as a binary component: WAT text compiled, the core module of a rule crate
+/// encoded as a component (from the component type that wit-bindgen embeds in it).
+pub(crate) fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, HarnessError> {
+    if looks_like_wat(bytes) {
+        wat::parse_bytes(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))
+    } else if Parser::is_core_wasm(bytes) && has_component_type(bytes) {
+        wit_component::ComponentEncoder::default()
+            .module(bytes)
+            .and_then(|encoder| encoder.validate(true).encode())
+            .map(Cow::Owned)
+            .map_err(|e| HarnessError::Invalid(format!("{e:#}")))
+    } else if bytes.starts_with(b"\0asm") {
+        Ok(Cow::Borrowed(bytes))
+    } else {
+        Err(HarnessError::NotWasm)
     }
 }
 

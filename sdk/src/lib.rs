@@ -36,6 +36,7 @@ pub mod timeline;
 
 #[cfg(feature = "component")]
 pub mod component;
+#[cfg(any(test, feature = "fluent-bit"))]
 pub mod fluent_bit;
 #[cfg(feature = "fluvio")]
 pub mod fluvio;

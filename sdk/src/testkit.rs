@@ -169,29 +169,62 @@ pub mod contract {
         }
     }
 
-    /// A trap loses only its record: cut short at each point of `cuts`, the record at
-    /// `victim` of `stream` is lost, whole, and the rest raise what they raise without it.
+    /// A trap loses only its record: the record at `victim` of `stream`, which must
+    /// raise alerts, is cut short at `points` places spread over its whole call; each time
+    /// it is lost, whole, and the rest raise what they raise without it.
     pub fn a_trap_loses_only_its_record(
         new: &mut dyn FnMut() -> Box<dyn Binding>,
         stream: &[String],
         victim: usize,
-        cuts: impl IntoIterator<Item = u64>,
+        points: u64,
     ) {
         let mut without = stream.to_vec();
         without.remove(victim);
         let expected = alerts(new().as_mut(), &without);
+        let length = call_length(new, &stream[..=victim]);
         let mut trapped = 0;
-        for cut in cuts {
+        for cut in (1..=points).map(|n| n * length / (points + 1)) {
             let mut binding = new();
             let mut got = alerts(binding.as_mut(), &stream[..victim]);
             match binding.process_cut_short(&stream[victim], cut) {
                 Step::Trapped => trapped += 1,
-                // Cut too late to trap: the record went through, so compare with it.
-                Step::Alerts(_) | Step::Rejected(_) => continue,
+                other => panic!("cut at {cut} of {length}, the call did not trap: {other:?}"),
             }
             got.extend(alerts(binding.as_mut(), &stream[victim + 1..]));
-            assert_eq!(got, expected, "a trap at {cut} changed what followed");
+            assert_eq!(
+                got, expected,
+                "a trap at {cut} of {length} changed what followed"
+            );
         }
-        assert!(trapped > 0, "no cut trapped the call");
+        assert_eq!(trapped, points);
+    }
+
+    /// How long the call for the last of `records` is, in `process_cut_short`'s units:
+    /// the least allowance with which it completes. The record must raise alerts.
+    pub fn call_length(new: &mut dyn FnMut() -> Box<dyn Binding>, records: &[String]) -> u64 {
+        let (last, before) = records.split_last().expect("a record");
+        let mut completes = |allowance| {
+            let mut binding = new();
+            alerts(binding.as_mut(), before);
+            match binding.process_cut_short(last, allowance) {
+                Step::Trapped => false,
+                Step::Alerts(alerts) if !alerts.is_empty() => true,
+                other => panic!("the record must raise alerts: {other:?}"),
+            }
+        };
+        let mut high = 1024;
+        while !completes(high) {
+            high *= 2;
+        }
+        let mut low = high / 2;
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if completes(middle) {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        high
     }
 }

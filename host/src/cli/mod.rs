@@ -1,5 +1,6 @@
 //! The `rule-harness` command line: argument parsing and the commands, over the library.
 
+mod export;
 mod inspect;
 mod reader;
 mod run;
@@ -37,36 +38,9 @@ enum Command {
     Test(test::TestArgs),
     /// Show the rule's imports, exports and detections
     Inspect(inspect::InspectArgs),
-    /// Write the built-in rule, as a component or a pipeline module, to a file
-    Export {
-        /// Which artifact
-        #[arg(long = "for", value_enum, default_value_t = Artifact::Component)]
-        artifact: Artifact,
-        /// Where to write it
-        #[arg(value_name = "FILE")]
-        output: PathBuf,
-    },
-}
-
-/// The built-in rule's artifacts.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Artifact {
-    /// A component of the detect:rule world (wasmtime, wasmCloud, jco, this harness)
-    Component,
-    /// A Fluent Bit filter_wasm filter: functions ssm_alerts and ssm_enrich
-    FluentBit,
-    /// A Fluvio SmartModule
-    Fluvio,
-}
-
-impl Artifact {
-    fn bytes(self) -> &'static [u8] {
-        match self {
-            Artifact::Component => crate::DEFAULT_RULE,
-            Artifact::FluentBit => crate::FLUENT_BIT_FILTER,
-            Artifact::Fluvio => crate::FLUVIO_SMARTMODULE,
-        }
-    }
+    /// Write a rule's artifact for a host: the built-in rule's, or one built from a rule
+    /// crate (--from), checked and made ready
+    Export(export::ExportArgs),
 }
 
 /// Which rule to load, and the sandbox's limits.
@@ -173,9 +147,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.rule, args),
         Command::Test(args) => test::test(&cli.rule, args),
         Command::Inspect(args) => inspect::inspect(&cli.rule, args),
-        Command::Export { artifact, output } => std::fs::write(output, artifact.bytes())
-            .with_context(|| format!("cannot write {}", output.display()))
-            .map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => export::export(&cli.rule, args),
     };
     match result {
         Ok(code) => code,

@@ -72,6 +72,11 @@ pub struct FluvioSmartModule {
 }
 
 impl FluvioSmartModule {
+    /// The size of the module's linear memory, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     /// Loads `module`, then calls its `init` with `params`, speaking `version`.
     pub fn load(module: &[u8], params: &BTreeMap<String, String>, version: i16) -> Result<Self> {
         let engine = engine()?;

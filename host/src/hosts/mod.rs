@@ -9,6 +9,7 @@
 
 pub mod fluent_bit;
 pub mod fluvio;
+pub mod stack;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -36,7 +37,8 @@ fn compile(bytes: &[u8]) -> wasmtime::Result<Module> {
 }
 
 /// An engine with only the WebAssembly features the replayed runtimes support (WAMR, as
-/// Fluent Bit builds it, has no SIMD, tail calls, GC or exceptions), and fuel. One per
+/// Fluent Bit builds it, has no SIMD, tail calls, GC, exceptions or extended constant
+/// expressions), and fuel. One per
 /// process.
 fn engine() -> wasmtime::Result<Engine> {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -51,7 +53,8 @@ fn engine() -> wasmtime::Result<Engine> {
         .wasm_tail_call(false)
         .wasm_gc(false)
         .wasm_multi_memory(false)
-        .wasm_memory64(false);
+        .wasm_memory64(false)
+        .wasm_extended_const(false);
     Ok(ENGINE
         .get_or_init(|| Engine::new(&config).expect("the configuration is valid"))
         .clone())

@@ -55,6 +55,10 @@ impl Default for Config {
 
 impl RuleConfig for Config {
     fn from_json(text: &str) -> Result<Self, String> {
+        // serde would also read a JSON array as a struct, field by field.
+        if !text.trim_start().starts_with('{') {
+            return Err("the configuration must be a JSON object".into());
+        }
         let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
         check_positive(&[("dedup_period", config.dedup_period)])?;
         Ok(config)

@@ -3,30 +3,36 @@
 //!
 //! * `snapshot`: the whole state at one moment, written whole: to `snapshot.partial`,
 //!   synced, then renamed into place.
-//! * `journal`: each record's writes since that snapshot, one checksummed frame per
-//!   record, appended.
+//! * `journal`: each call's writes since that snapshot, one frame per call, appended. A
+//!   frame's header (its length and its payload's checksum) has a checksum of its own.
 //!
 //! Loading reads the snapshot, then replays the journal. A last frame cut short (the
 //! process died while appending it) is dropped; damage anywhere else is an error, never a
 //! silently older state. When the journal outgrows the snapshot (and
 //! [`MIN_COMPACTION_BYTES`]), it is compacted: a new snapshot, then an empty journal. Both
 //! files carry a generation number, so a journal that a crash during compaction left
-//! behind (already in the new snapshot) is recognised and dropped.
+//! behind (already in the new snapshot) is recognised and dropped; a journal newer than
+//! the snapshot means the snapshot is missing or older than it was, and is an error.
 //!
 //! Appends are written at once and synced every [`SYNC_EVERY`] frames: Fluent Bit dying
 //! loses nothing, the machine dying may lose the last frames' state.
+//!
+//! One writer per directory: before each append the journal is checked to be the file
+//! this instance opened, as long as it left it; a second filter writing to the same
+//! directory (or anyone else) is detected, and this one stops keeping state there.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::binding::Durable;
-use crate::kv::{Changes, MemoryKv};
+use crate::kv::Changes;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"DSNAP001";
-const JOURNAL_MAGIC: &[u8; 8] = b"DJRNL001";
+const JOURNAL_MAGIC: &[u8; 8] = b"DJRNL002";
 const HEADER_BYTES: u64 = 16;
+/// A frame's header: payload length, payload checksum, and their checksum.
+const FRAME_HEADER_BYTES: usize = 12;
 
 /// A journal smaller than this is never compacted.
 pub const MIN_COMPACTION_BYTES: u64 = 1 << 20;
@@ -96,11 +102,32 @@ impl Journal {
         Ok((journal, state))
     }
 
-    /// Appends one record's writes.
+    /// Where the journal ends, and its generation: what [`Journal::truncate`] takes back.
+    pub fn end(&self) -> (u64, u64) {
+        (self.journal_bytes, self.generation)
+    }
+
+    /// Cuts the journal of `dir` back to `end`, if it is still of `generation`: undoes the
+    /// frame of a call that a trap cut short before it answered.
+    pub fn truncate(dir: &Path, end: u64, generation: u64) -> io::Result<()> {
+        let path = dir.join("journal");
+        let mut header = [0; HEADER_BYTES as usize];
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        file.read_exact(&mut header)?;
+        let same = header[..8] == JOURNAL_MAGIC[..]
+            && u64::from_le_bytes(header[8..].try_into().expect("eight bytes")) == generation;
+        if same && file.metadata()?.len() > end {
+            file.set_len(end)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one call's writes.
     pub fn append(&mut self, changes: &Changes) -> io::Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
+        self.check_sole_writer()?;
         let mut payload = Vec::new();
         for (key, value) in changes {
             payload.push(u8::from(value.is_some()));
@@ -109,9 +136,10 @@ impl Journal {
                 put_bytes(&mut payload, value);
             }
         }
-        let mut frame = Vec::with_capacity(payload.len() + 8);
+        let mut frame = Vec::with_capacity(payload.len() + FRAME_HEADER_BYTES);
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32(&payload).to_le_bytes());
+        frame.extend_from_slice(&crc32(&frame).to_le_bytes());
         frame.extend_from_slice(&payload);
         self.file.write_all(&frame)?;
         self.journal_bytes += frame.len() as u64;
@@ -158,17 +186,23 @@ impl Journal {
         Ok(())
     }
 
-    fn needs_compaction(&self) -> bool {
+    /// Whether the journal has outgrown the snapshot.
+    pub fn needs_compaction(&self) -> bool {
         self.journal_bytes > self.snapshot_bytes.max(MIN_COMPACTION_BYTES)
     }
-}
 
-impl Durable for Journal {
-    fn record(&mut self, changes: &Changes, state: &MemoryKv) -> io::Result<()> {
-        if self.needs_compaction() {
-            self.compact(&state.entries)?;
+    /// Fails if the journal, as this instance holds it and as the directory names it,
+    /// is not as long as this instance left it: someone else wrote it, or replaced it.
+    fn check_sole_writer(&self) -> io::Result<()> {
+        let ours = self.file.metadata()?.len();
+        let at_path = fs::metadata(self.dir.join("journal"))?.len();
+        if ours == self.journal_bytes && at_path == self.journal_bytes {
+            return Ok(());
         }
-        self.append(changes)
+        Err(io::Error::other(
+            "the journal was changed by another writer: give each filter a rule-state/ \
+             directory of its own",
+        ))
     }
 }
 
@@ -230,8 +264,15 @@ fn replay(
     if reader.take(8).ok() != Some(&JOURNAL_MAGIC[..]) {
         return Err(invalid("not a journal of this format"));
     }
-    if reader.u64()? != generation {
+    let journal = reader.u64()?;
+    if journal < generation {
         return Ok(None);
+    }
+    if journal > generation {
+        return Err(invalid(format!(
+            "it continues snapshot generation {journal}, but the snapshot is of generation \
+             {generation} (missing or replaced)"
+        )));
     }
     loop {
         let at = bytes.len() - reader.0.len();
@@ -253,15 +294,24 @@ enum Frame<'a> {
     Damaged,
 }
 
-/// The next frame: its payload, or what is wrong with it.
+/// The next frame: its payload, or what is wrong with it. Only a frame that runs to the
+/// end of the file can be cut short; one with a damaged header never is.
 fn frame<'a>(reader: &mut Reader<'a>) -> Frame<'a> {
-    let (Ok(len), Ok(sum)) = (reader.u32(), reader.u32()) else {
+    // An append whose bytes never reached the disk may leave zeros to the end.
+    if reader.0.iter().all(|&b| b == 0) {
+        return Frame::CutShort;
+    }
+    let Ok(header) = reader.take(FRAME_HEADER_BYTES) else {
         return Frame::CutShort;
     };
-    let Ok(payload) = reader.take(len as usize) else {
+    let field = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("four"));
+    if crc32(&header[..8]) != field(8) {
+        return Frame::Damaged;
+    }
+    let Ok(payload) = reader.take(field(0) as usize) else {
         return Frame::CutShort;
     };
-    match (crc32(payload) == sum, reader.0.is_empty()) {
+    match (crc32(payload) == field(4), reader.0.is_empty()) {
         (true, _) => Frame::Whole(payload),
         // The last frame, whole in length but not in content: its end never reached disk.
         (false, true) => Frame::CutShort,
@@ -391,14 +441,57 @@ mod tests {
                 state(&[("a", "1"), ("c", "3")])
             );
         }
-        let mut damaged = whole.clone();
-        damaged[HEADER_BYTES as usize + 10] ^= 1;
-        fs::write(&path, &damaged).unwrap();
+        // Any flipped bit of the first frame, its length included, is an error, never a
+        // shorter journal.
+        for byte in HEADER_BYTES as usize..HEADER_BYTES as usize + 23 {
+            let mut damaged = whole.clone();
+            damaged[byte] ^= 0x10;
+            fs::write(&path, &damaged).unwrap();
+            let err = Journal::open(dir.path()).err().unwrap_or_default();
+            assert!(
+                err.contains("is damaged") && err.contains("Move the directory"),
+                "byte {byte}: {err}"
+            );
+        }
+        // Zeros where the last frame should be: it never reached the disk.
+        let mut zeroed = whole.clone();
+        let end = zeroed.len();
+        zeroed[end - 23..].fill(0);
+        fs::write(&path, &zeroed).unwrap();
+        assert_eq!(Journal::open(dir.path()).unwrap().1, state(&[("a", "1")]));
+    }
+
+    #[test]
+    fn a_journal_newer_than_its_snapshot_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        journal.append(&changes(&[("a", Some("1"))])).unwrap();
+        journal.compact(&state(&[("a", "1")])).unwrap();
+        journal.append(&changes(&[("b", Some("2"))])).unwrap();
+        drop(journal);
+        fs::remove_file(dir.path().join("snapshot")).unwrap();
         let err = Journal::open(dir.path()).err().unwrap();
-        assert!(
-            err.contains("is damaged") && err.contains("Move the directory"),
-            "{err}"
-        );
+        assert!(err.contains("missing or replaced"), "{err}");
+    }
+
+    #[test]
+    fn a_second_writer_is_detected_and_a_frame_can_be_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut first, _) = Journal::open(dir.path()).unwrap();
+        let (mut second, _) = Journal::open(dir.path()).unwrap();
+        first.append(&changes(&[("a", Some("1"))])).unwrap();
+        let err = second.append(&changes(&[("b", Some("2"))])).unwrap_err();
+        assert!(err.to_string().contains("another writer"), "{err}");
+        // A compaction by one replaces the journal under the other.
+        first.compact(&state(&[("a", "1")])).unwrap();
+        assert!(second.append(&changes(&[("b", Some("2"))])).is_err());
+        drop(second);
+
+        let (end, generation) = first.end();
+        first.append(&changes(&[("c", Some("3"))])).unwrap();
+        Journal::truncate(dir.path(), end, generation).unwrap();
+        drop(first);
+        assert_eq!(Journal::open(dir.path()).unwrap().1, state(&[("a", "1")]));
     }
 
     #[test]
@@ -424,11 +517,14 @@ mod tests {
     fn the_journal_is_compacted_when_it_outgrows_the_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (mut journal, _) = Journal::open(dir.path()).unwrap();
-        let mut kv = MemoryKv::new();
+        let mut kv = crate::MemoryKv::new();
         let big = "x".repeat(64 * 1024);
         for n in 0..40 {
             let change = changes(&[("k", Some(&format!("{n}{big}")))]);
-            journal.record(&change, &kv).unwrap();
+            if journal.needs_compaction() {
+                journal.compact(&kv.entries).unwrap();
+            }
+            journal.append(&change).unwrap();
             kv.apply(change);
         }
         let size = fs::metadata(dir.path().join("journal")).unwrap().len();

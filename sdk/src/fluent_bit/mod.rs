@@ -6,8 +6,7 @@
 //! any size arrive), calls the filter function with
 //! `(tag, tag_len, sec, nsec, record, record_len)`, and copies the NUL-terminated string
 //! it returns: a JSON object replaces the record, `""` drops it. One instance lives as long
-//! as the Fluent Bit process; after a trap Fluent Bit clears it and calls the same instance
-//! again, which this binding is built to survive.
+//! as the Fluent Bit process.
 //!
 //! Two functions (named by `export_rule!`):
 //!
@@ -16,8 +15,20 @@
 //! * [`Mode::Enrich`]: every record passes, with an `alerts` array added to those that
 //!   raise some.
 //!
-//! A record the rule cannot process gives `{"rule_error": {"kind", "message", ...}}`
-//! (alerts) or the record with a `rule_error` object added (enrich); never a trap.
+//! A record may also be a whole CloudTrail log file (`{"Records": [...]}`, as `tail`
+//! reads files written one per line): its records are judged in order, and the file's
+//! alerts come out together. A record the rule cannot process gives
+//! `{"rule_error": {"kind", "message", ...}}` (alerts) or the record with a `rule_error`
+//! object added (enrich).
+//!
+//! **Traps.** After a trap Fluent Bit calls the same instance again. Each call notes, in
+//! memory outside the heap, what it is doing, so the next call knows what a trap cut
+//! short: a call's writes reach the state only after its answer is made, so a trap loses
+//! the record whole; a trap while they were being kept takes the journal frame back; a
+//! trap inside the allocator abandons the heap for a fresh one ([`heap`]) and the filter
+//! starts again from what the granted directories hold (without `rule-state/`, the state
+//! learnt so far is then lost, and the next answer says so). The shadow stack a trap
+//! leaves lowered is reset on entry to each export by `rule-harness export`.
 //!
 //! What the operator grants with `Accessible_Paths`, looked for in each granted directory,
 //! first found first used:
@@ -25,20 +36,23 @@
 //! * `rule-config.json`: the rule's configuration, as `rule-harness --config` takes it;
 //! * `rule-state/`: created by the operator to opt in, where the state is kept (see
 //!   [`journal`]) so that a restart resumes with what the rule has learnt. Without it, the
-//!   state lives in memory only and a restart relearns it.
+//!   state lives in memory only and a restart relearns it. One filter per directory.
 
+#[cfg(target_arch = "wasm32")]
+pub mod heap;
 pub mod journal;
 mod preopens;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::binding::{Durable, ProcessError, Recovered, Resident, Slot, not_after};
+use crate::binding::{Resident, Slot, pipeline_context};
+use crate::cloudtrail;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Context, Outcome, Rule, RuleConfig};
+use crate::{AlertLine, Outcome, Rule, RuleConfig};
 use journal::Journal;
 
 /// The configuration file, in a granted directory.
@@ -49,9 +63,6 @@ pub const STATE_DIR: &str = "rule-state";
 
 /// Records larger than this are not processed.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
-
-/// How far past the host's clock an event time may be.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 
 /// Records up to this size are quoted whole in error records.
 const QUOTED_RECORD_BYTES: usize = 16 * 1024;
@@ -70,6 +81,8 @@ struct Filter<R: Rule> {
     rule: Result<Running<R>, String>,
     /// The last result, NUL-terminated: Fluent Bit copies it before the next call.
     output: Vec<u8>,
+    /// Records answered since the filter could not start.
+    unstarted: u64,
 }
 
 struct Running<R: Rule> {
@@ -77,30 +90,156 @@ struct Running<R: Rule> {
     prefilter: Prefilter,
     journal: Option<Journal>,
     state_dir: Option<PathBuf>,
+    /// Said with the next answer.
+    warning: Option<Failure>,
 }
 
 static FILTER: Slot = Slot::new();
 
+/// The global allocator of a filter module: survives a trap inside it.
+#[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
+#[global_allocator]
+static HEAP: heap::Arena = heap::Arena::new();
+
+/// What a call is doing: kept outside the heap, for the next call to see after a trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Idle,
+    Starting,
+    Judging,
+    Keeping,
+    Compacting,
+}
+
+static PHASE: AtomicU8 = AtomicU8::new(Phase::Idle as u8);
+/// Where the journal ended before the frame being kept, and its generation.
+static JOURNAL_END: AtomicU64 = AtomicU64::new(0);
+static JOURNAL_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// A journal frame is to be taken back before the state is read again.
+static TAKE_BACK: AtomicBool = AtomicBool::new(false);
+/// Starting trapped: the filter does not try again.
+static START_TRAPPED: AtomicBool = AtomicBool::new(false);
+/// The state learnt so far was lost to a trap; the next answer says so.
+static STATE_LOST: AtomicBool = AtomicBool::new(false);
+/// The running filter keeps its state on disk.
+static KEPT_ON_DISK: AtomicBool = AtomicBool::new(false);
+
+fn set_phase(phase: Phase) {
+    PHASE.store(phase as u8, Ordering::Relaxed);
+}
+
+fn interrupted_phase() -> Phase {
+    match PHASE.swap(Phase::Idle as u8, Ordering::Relaxed) {
+        1 => Phase::Starting,
+        2 => Phase::Judging,
+        3 => Phase::Keeping,
+        4 => Phase::Compacting,
+        _ => Phase::Idle,
+    }
+}
+
 /// One call of a filter function: the record at `record` (`len` bytes) in, the address
 /// of the result out.
-pub fn filter<R: Rule>(mode: Mode, record: *const u8, len: u32) -> *const u8 {
+///
+/// # Safety
+/// `record` is null or points to `len` readable bytes of this module's memory, which
+/// stay there during the call; calls never overlap. Fluent Bit's `filter_wasm` does both.
+pub unsafe fn filter<R: Rule>(mode: Mode, record: *const u8, len: u32) -> *const u8 {
+    recover::<R>(interrupted_phase());
+    // SAFETY: as the caller guarantees.
+    let bytes =
+        (!record.is_null()).then(|| unsafe { std::slice::from_raw_parts(record, len as usize) });
+    if START_TRAPPED.load(Ordering::Relaxed) {
+        return unstarted(mode, bytes, record);
+    }
+    set_phase(Phase::Starting);
     // SAFETY: called once per exported call.
     let filter = unsafe { FILTER.get(|| Filter::<R>::start(&preopens::granted_dirs())) };
+    set_phase(Phase::Idle);
     filter.output.clear();
-    let result = match &mut filter.rule {
-        Ok(running) => running.call(record, len as usize),
-        Err(why) => Reply::error(Failure::new("setup", why.clone()), None),
+    let reply = match &mut filter.rule {
+        Ok(running) => running.call(bytes, len as usize),
+        Err(why) => {
+            filter.unstarted += 1;
+            // Each enriched record carries it; an alerts stream gets it on the first
+            // record, then ever more rarely: the error, not a flood.
+            let say = mode == Mode::Enrich || filter.unstarted.is_power_of_two();
+            let failure = say.then(|| Failure::new("setup", why.clone()));
+            Reply::unjudged(bytes, failure)
+        }
     };
-    result.write(mode, &mut filter.output);
+    reply.write(mode, &mut filter.output);
     filter.output.push(0);
+    // Nothing that may trap comes after the writes are kept: the answer must not be lost
+    // once they are.
+    drop(reply);
+    if let Ok(running) = &mut filter.rule {
+        running.keep();
+    }
+    set_phase(Phase::Idle);
     filter.output.as_ptr()
+}
+
+/// The answer of a filter that trapped while starting: records pass (enrich) or drop,
+/// unjudged; the reason is given on the first.
+fn unstarted(mode: Mode, bytes: Option<&[u8]>, record: *const u8) -> *const u8 {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if mode == Mode::Enrich && bytes.is_some() && SAID.load(Ordering::Relaxed) {
+        // The record as Fluent Bit copied it, NUL-terminated: it passes as it came.
+        return record;
+    }
+    SAID.store(true, Ordering::Relaxed);
+    c"{\"rule_error\":{\"kind\":\"setup\",\"message\":\"the filter trapped while starting (reading rule-state/ or its configuration); records pass unjudged until Fluent Bit restarts\"}}".as_ptr().cast()
+}
+
+/// Puts right what a trap cut short; see the module documentation.
+fn recover<R: Rule>(interrupted: Phase) {
+    #[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
+    let heap_damaged = HEAP.interrupted();
+    #[cfg(not(all(feature = "fluent-bit", target_arch = "wasm32")))]
+    let heap_damaged = false;
+    if interrupted == Phase::Idle && !heap_damaged {
+        return;
+    }
+    let start_again = heap_damaged || matches!(interrupted, Phase::Keeping | Phase::Compacting);
+    if interrupted == Phase::Starting {
+        START_TRAPPED.store(true, Ordering::Relaxed);
+    }
+    if interrupted == Phase::Keeping {
+        TAKE_BACK.store(true, Ordering::Relaxed);
+    }
+    if start_again {
+        if !KEPT_ON_DISK.load(Ordering::Relaxed) {
+            STATE_LOST.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: no reference into the slot is alive between calls.
+        unsafe { FILTER.forget() };
+        #[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
+        if heap_damaged {
+            // SAFETY: all that the old heap held is forgotten, with the slot.
+            unsafe { HEAP.abandon() };
+        }
+    } else if interrupted == Phase::Judging {
+        // SAFETY: no reference into the slot is alive between calls.
+        let filter = unsafe { FILTER.get(|| Filter::<R>::start(&preopens::granted_dirs())) };
+        if let Ok(running) = &mut filter.rule {
+            running.resident.abandon_pending();
+        }
+    }
 }
 
 impl<R: Rule> Filter<R> {
     fn start(granted: &[PathBuf]) -> Self {
+        let rule = Running::start(granted);
+        KEPT_ON_DISK.store(
+            matches!(&rule, Ok(running) if running.journal.is_some()),
+            Ordering::Relaxed,
+        );
         Filter {
-            rule: Running::start(granted),
+            rule,
             output: Vec::new(),
+            unstarted: 0,
         }
     }
 }
@@ -121,43 +260,58 @@ impl<R: Rule> Running<R> {
             }
             None => R::Config::default(),
         };
+        let prefilter = Prefilter::new(R::info().prefilter)
+            .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?;
         let state_dir = granted
             .iter()
             .map(|d| d.join(STATE_DIR))
             .find(|p| p.is_dir());
         let (journal, kv) = match &state_dir {
             Some(dir) => {
+                if TAKE_BACK.swap(false, Ordering::Relaxed) {
+                    let (end, generation) = (
+                        JOURNAL_END.load(Ordering::Relaxed),
+                        JOURNAL_GENERATION.load(Ordering::Relaxed),
+                    );
+                    Journal::truncate(dir, end, generation).map_err(|e| {
+                        format!(
+                            "{}: cannot take back an interrupted write: {e}",
+                            dir.display()
+                        )
+                    })?;
+                }
                 let (journal, entries) = Journal::open(dir)?;
                 (Some(journal), MemoryKv::with_entries(entries))
             }
             None => (None, MemoryKv::new()),
         };
-        let prefilter = Prefilter::new(R::info().prefilter)
-            .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?;
         Ok(Running {
             resident: Resident::new(config, kv),
             prefilter,
             journal,
             state_dir,
+            warning: None,
         })
     }
 
-    fn call(&mut self, record: *const u8, len: usize) -> Reply<'_> {
-        if self.resident.recover() == Recovered::Torn {
-            self.reload();
-        }
-        if record.is_null() {
-            let message = format!(
-                "Fluent Bit could not copy the record ({len} bytes) into the filter's memory"
-            );
+    /// Judges a record (or each record of a log file); their writes wait for [`keep`].
+    fn call<'r>(&mut self, bytes: Option<&'r [u8]>, len: usize) -> Reply<'r> {
+        let Some(bytes) = bytes else {
+            let message = match len {
+                0 => "Fluent Bit passed no record".to_owned(),
+                _ => format!(
+                    "Fluent Bit could not copy the record ({len} bytes) into the filter's memory"
+                ),
+            };
             return Reply::error(Failure::new("record-too-large", message), None);
-        }
-        // SAFETY: Fluent Bit copied `len` bytes (and a NUL) to `record`, in this module's
-        // memory, and frees them only after the call.
-        let bytes = unsafe { std::slice::from_raw_parts(record, len) };
+        };
         // Most records cannot concern the rule: they pass (or drop) unread.
         if !self.prefilter.is_candidate(bytes) {
-            return Reply::unread(bytes);
+            return Reply::unjudged(Some(bytes), None);
+        }
+        if len > MAX_RECORD_BYTES {
+            let message = format!("the record has {len} bytes; the limit is {MAX_RECORD_BYTES}");
+            return Reply::unjudged(Some(bytes), Some(Failure::new("record-too-large", message)));
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
             return Reply::error(
@@ -165,43 +319,81 @@ impl<R: Rule> Running<R> {
                 None,
             );
         };
-        if len > MAX_RECORD_BYTES {
-            let message = format!("the record has {len} bytes; the limit is {MAX_RECORD_BYTES}");
-            return Reply::error(Failure::new("record-too-large", message), Some(text));
+        if let Some(failure) = self.compact() {
+            return Reply::error(failure, Some(text));
         }
-        let context = Context {
-            not_after: not_after(MAX_CLOCK_SKEW),
-        };
-        let durable = self.journal.as_mut().map(|j| j as &mut dyn Durable);
-        match self.resident.process(text, &context, durable) {
-            Ok(outcome) => Reply::alerts(&outcome, text),
-            Err(ProcessError::Rule(e)) => {
-                Reply::error(Failure::new(e.kind(), e.to_string()), Some(text))
+        let context = pipeline_context();
+        set_phase(Phase::Judging);
+        let mut reply = Reply::new(text);
+        for record in cloudtrail::records(text) {
+            if !self.prefilter.is_candidate(record.as_bytes()) {
+                continue;
             }
-            Err(ProcessError::Durable(outcome, e)) => {
-                // Go on in memory, and say so, once: the journal is dropped.
-                let dir = self.state_dir.as_deref().unwrap_or(Path::new(STATE_DIR));
-                self.journal = None;
-                let why = format!(
-                    "cannot write the state to {}: {e}; it is kept in memory only from now on",
-                    dir.display()
-                );
-                let mut reply = Reply::alerts(&outcome, text);
-                reply.failure = Some(Failure::new("state", why));
-                reply
+            match self.resident.judge(record, &context) {
+                Ok(outcome) => reply.add(&outcome),
+                Err(e) => reply.fail(Failure::new(e.kind(), e.to_string())),
             }
+        }
+        if STATE_LOST.swap(false, Ordering::Relaxed) {
+            reply.fail(Failure::new("state", state_lost()));
+        }
+        if let Some(warning) = self.warning.take() {
+            reply.fail(warning);
+        }
+        reply
+    }
+
+    /// Keeps the judged records' writes: in the journal, then in memory. Called once the
+    /// answer is made, so a trap before it loses the record whole.
+    fn keep(&mut self) {
+        set_phase(Phase::Keeping);
+        let journal = &mut self.journal;
+        if let Some(journal) = journal.as_ref() {
+            let (end, generation) = journal.end();
+            JOURNAL_END.store(end, Ordering::Relaxed);
+            JOURNAL_GENERATION.store(generation, Ordering::Relaxed);
+        }
+        let kept = self
+            .resident
+            .commit(|changes| journal.as_mut().map_or(Ok(()), |j| j.append(changes)));
+        if let Err(e) = kept {
+            // Go on in memory; the next answer says so.
+            self.journal = None;
+            KEPT_ON_DISK.store(false, Ordering::Relaxed);
+            let dir = self.state_dir.as_deref().unwrap_or(Path::new(STATE_DIR));
+            let why = format!(
+                "cannot write the state to {}: {e}; it is kept in memory only from now on",
+                dir.display()
+            );
+            self.warning = Some(Failure::new("state", why));
         }
     }
 
-    /// After a trap tore a record's writes: the state as last kept on disk, if it is.
-    fn reload(&mut self) {
-        if let Some(dir) = &self.state_dir
-            && let Ok((journal, entries)) = Journal::open(dir)
-        {
-            self.journal = Some(journal);
-            self.resident.kv = MemoryKv::with_entries(entries);
+    /// Compacts the journal when it has outgrown the snapshot; a failure is reported and
+    /// the state is kept in memory only from then on.
+    fn compact(&mut self) -> Option<Failure> {
+        let journal = self.journal.as_mut()?;
+        if !journal.needs_compaction() {
+            return None;
         }
+        set_phase(Phase::Compacting);
+        let compacted = journal.compact(&self.resident.kv.entries);
+        set_phase(Phase::Idle);
+        let e = compacted.err()?;
+        self.journal = None;
+        KEPT_ON_DISK.store(false, Ordering::Relaxed);
+        Some(Failure::new(
+            "state",
+            format!("cannot compact the state: {e}; it is kept in memory only from now on"),
+        ))
     }
+}
+
+fn state_lost() -> String {
+    "a trap cut a call short where the state could not be trusted: the state learnt so \
+     far is lost, and the rule learns again from here (a rule-state/ directory keeps it \
+     across traps and restarts)"
+        .to_owned()
 }
 
 /// Why a record produced no alerts the normal way.
@@ -219,43 +411,55 @@ impl Failure {
 /// What one call answers.
 struct Reply<'r> {
     alerts: Vec<AlertLine>,
-    failure: Option<Failure>,
+    failures: Vec<Failure>,
+    /// The record as text, when it was read.
     record: Option<&'r str>,
-    /// A record the prefilter ruled out, as Fluent Bit passed it.
-    unread: Option<&'r [u8]>,
+    /// A record passed on unjudged, as Fluent Bit gave it.
+    unjudged: Option<&'r [u8]>,
 }
 
 impl<'r> Reply<'r> {
-    fn alerts(outcome: &Outcome, record: &'r str) -> Self {
+    fn new(record: &'r str) -> Self {
         Reply {
-            alerts: outcome.alerts.iter().map(AlertLine::from).collect(),
-            failure: None,
+            alerts: Vec::new(),
+            failures: Vec::new(),
             record: Some(record),
-            unread: None,
+            unjudged: None,
         }
     }
 
     fn error(failure: Failure, record: Option<&'r str>) -> Self {
         Reply {
             alerts: Vec::new(),
-            failure: Some(failure),
+            failures: vec![failure],
             record,
-            unread: None,
+            unjudged: None,
         }
     }
 
-    fn unread(record: &'r [u8]) -> Self {
+    /// A record the rule did not judge: one the prefilter ruled out, or any record when
+    /// the rule could not start.
+    fn unjudged(record: Option<&'r [u8]>, failure: Option<Failure>) -> Self {
         Reply {
             alerts: Vec::new(),
-            failure: None,
-            record: None,
-            unread: Some(record),
+            failures: failure.into_iter().collect(),
+            record: record.and_then(|r| std::str::from_utf8(r).ok()),
+            unjudged: record,
         }
+    }
+
+    fn add(&mut self, outcome: &Outcome) {
+        self.alerts
+            .extend(outcome.alerts.iter().map(AlertLine::from));
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        self.failures.push(failure);
     }
 
     /// The JSON text Fluent Bit gets (empty: drop the record).
     fn write(&self, mode: Mode, out: &mut Vec<u8>) {
-        if let Some(record) = self.unread {
+        if let (Some(record), true) = (self.unjudged, self.failures.is_empty()) {
             if mode == Mode::Enrich {
                 out.extend_from_slice(record);
             }
@@ -265,8 +469,11 @@ impl<'r> Reply<'r> {
         if !self.alerts.is_empty() {
             added.insert("alerts".into(), json!(self.alerts));
         }
-        if let Some(failure) = &self.failure {
-            let mut error = json!({"kind": failure.kind, "message": failure.message});
+        if let Some(first) = self.failures.first() {
+            let mut error = json!({"kind": first.kind, "message": first.message});
+            if self.failures.len() > 1 {
+                error["more_failures"] = json!(self.failures.len() - 1);
+            }
             if mode == Mode::Alerts
                 && let Some(record) = self.record
             {
@@ -276,6 +483,9 @@ impl<'r> Reply<'r> {
         }
         match (mode, self.record) {
             (Mode::Enrich, Some(record)) => enrich(record, &added, out),
+            (Mode::Enrich, None) if self.unjudged.is_some() => {
+                out.extend_from_slice(self.unjudged.expect("checked"))
+            }
             _ if added.is_empty() => {}
             _ => serde_json::to_writer(out, &added).expect("JSON serializes"),
         }
@@ -324,7 +534,7 @@ mod tests {
 
     #[test]
     fn alerts_mode_drops_quiet_records_and_reports_failures() {
-        let quiet = Reply::alerts(&Outcome::default(), "{\"a\": 1}");
+        let quiet = Reply::new("{\"a\": 1}");
         assert_eq!(written(&quiet, Mode::Alerts), "");
         let failed = Reply::error(
             Failure::new("invalid-time", "soon".into()),
@@ -339,7 +549,7 @@ mod tests {
 
     #[test]
     fn enrich_mode_passes_records_and_adds_what_there_is() {
-        let quiet = Reply::alerts(&Outcome::default(), "{\"a\": 1} \n");
+        let quiet = Reply::new("{\"a\": 1} \n");
         assert_eq!(written(&quiet, Mode::Enrich), "{\"a\": 1}");
         let failed = Reply::error(Failure::new("state", "x".into()), Some("{ }"));
         let out: Value = serde_json::from_str(&written(&failed, Mode::Enrich)).unwrap();
@@ -353,12 +563,34 @@ mod tests {
     }
 
     #[test]
-    fn records_the_prefilter_rules_out_pass_unread() {
-        let unread = Reply::unread(b"{\"eventName\": \"GetObject\"}");
+    fn records_the_rule_does_not_judge_pass_unread_with_any_failure_added() {
+        let record = b"{\"eventName\": \"GetObject\"}";
+        let unread = Reply::unjudged(Some(record), None);
         assert_eq!(written(&unread, Mode::Alerts), "");
         assert_eq!(
             written(&unread, Mode::Enrich),
             "{\"eventName\": \"GetObject\"}"
         );
+        // A filter that could not start keeps the records of an enriching pipeline.
+        let unstarted = Reply::unjudged(Some(record), Some(Failure::new("setup", "x".into())));
+        let out: Value = serde_json::from_str(&written(&unstarted, Mode::Enrich)).unwrap();
+        assert_eq!(out["eventName"], "GetObject");
+        assert_eq!(out["rule_error"]["kind"], "setup");
+        let out: Value = serde_json::from_str(&written(&unstarted, Mode::Alerts)).unwrap();
+        assert_eq!(
+            out["rule_error"]["record"],
+            "{\"eventName\": \"GetObject\"}"
+        );
+    }
+
+    #[test]
+    fn several_failures_are_counted() {
+        let mut reply = Reply::new("{}");
+        reply.add(&Outcome::default());
+        reply.fail(Failure::new("invalid-time", "a".into()));
+        reply.fail(Failure::new("invalid-field", "b".into()));
+        let out: Value = serde_json::from_str(&written(&reply, Mode::Alerts)).unwrap();
+        assert_eq!(out["rule_error"]["kind"], "invalid-time");
+        assert_eq!(out["rule_error"]["more_failures"], 1);
     }
 }

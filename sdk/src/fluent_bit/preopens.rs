@@ -19,12 +19,11 @@ pub fn granted_dirs() -> Vec<PathBuf> {
         fn fd_prestat_dir_name(fd: u32, name: *mut u8, len: usize) -> u16;
     }
     const SUCCESS: u16 = 0;
-    const BADF: u16 = 8;
     const DIR: u8 = 0;
 
     let mut dirs = Vec::new();
-    // Preopens are numbered from 3, after stdio, with no gaps.
-    for fd in 3.. {
+    // Preopens are numbered from 3, after stdio, with no gaps: the first error ends them.
+    for fd in 3..u32::MAX {
         let mut prestat = Prestat {
             tag: 0,
             name_len: 0,
@@ -38,8 +37,8 @@ pub fn granted_dirs() -> Vec<PathBuf> {
                     dirs.push(PathBuf::from(std::ffi::OsStr::from_bytes(&name)));
                 }
             }
-            BADF => break,
-            _ => {}
+            SUCCESS => {}
+            _ => break,
         }
     }
     dirs

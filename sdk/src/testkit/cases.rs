@@ -33,10 +33,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use similar::TextDiff;
 
-use crate::binding::{ProcessError, Resident};
+use crate::binding::{Resident, pipeline_context};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Context, Rule, RuleConfig};
+use crate::{AlertLine, Rule, RuleConfig};
 
 /// A record the rule refused: the failure's kind (`invalid-json`, ...) and message.
 pub type Rejection = (String, String);
@@ -96,10 +96,7 @@ pub fn native<'a, R: Rule>(config: Option<String>) -> Result<Box<dyn Run + 'a>, 
 /// Runs natively, and checks the rule's prefilter against each record it finds relevant.
 impl<R: Rule> Run for Resident<R> {
     fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
-        let context = Context {
-            not_after: crate::binding::not_after(std::time::Duration::from_secs(3600)),
-        };
-        Ok(match Resident::process(self, record, &context, None) {
+        Ok(match Resident::process(self, record, &pipeline_context()) {
             Ok(outcome)
                 if outcome.relevant && !prefilter::<R>()?.is_candidate(record.as_bytes()) =>
             {
@@ -108,8 +105,7 @@ impl<R: Rule> Run for Resident<R> {
                 ));
             }
             Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
-            Err(ProcessError::Rule(e)) => Err((e.kind().to_owned(), e.to_string())),
-            Err(ProcessError::Durable(..)) => unreachable!("no durable store"),
+            Err(e) => Err((e.kind().to_owned(), e.to_string())),
         })
     }
 }
@@ -272,6 +268,12 @@ fn run_case(start: Start, path: &Path, base: Option<&Value>, case: &Case) -> Cas
                 continue;
             }
         };
+        if step.error.is_some() && !step.expect.is_empty() {
+            report
+                .failures
+                .push(format!("step {number}: give `expect` or `error`, not both"));
+            continue;
+        }
         let actual = match run.process(&text) {
             Err(fatal) => {
                 report

@@ -1,0 +1,153 @@
+//! What the pipeline bindings share: a rule hosted in its own module's memory, and the
+//! macros that export bindings (empty for the families the SDK is built without).
+//!
+//! In a pipeline module the host keeps nothing for the rule: its state lives in the
+//! module's memory. [`Resident`] keeps each record whole or absent: a record's writes
+//! collect apart from the committed state, which they reach only once the record has
+//! succeeded and the binding has made what it answers.
+
+#[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
+mod resident;
+#[cfg(any(
+    test,
+    feature = "component",
+    feature = "fluvio",
+    feature = "fluent-bit"
+))]
+mod slot;
+
+#[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
+pub(crate) use resident::{Resident, pipeline_context};
+#[cfg(any(
+    test,
+    feature = "component",
+    feature = "fluvio",
+    feature = "fluent-bit"
+))]
+pub(crate) use slot::Slot;
+
+#[cfg(all(feature = "component", target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_component {
+    ($rule:ty) => {
+        const _: () = {
+            type DetectRuleComponent = $crate::component::Component<$rule>;
+            $crate::component::bindings::__export_rule_world!(
+                DetectRuleComponent with_types_in $crate::component::bindings
+            );
+        };
+    };
+}
+
+#[cfg(not(all(feature = "component", target_arch = "wasm32")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_component {
+    ($rule:ty) => {};
+}
+
+#[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_fluent_bit {
+    ($rule:ty, $alerts:ident, $enrich:ident) => {
+        /// Fluent Bit filter: each record's alerts, as `{"alerts": [...]}`; records that
+        /// raise none are dropped.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit, with a record it copied into this module, or null.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $alerts(
+            tag: *const u8,
+            tag_len: u32,
+            sec: u32,
+            nsec: u32,
+            record: *const u8,
+            record_len: u32,
+        ) -> *const u8 {
+            let _ = (tag, tag_len, sec, nsec);
+            // SAFETY: Fluent Bit passes a record it copied into this module, or null.
+            unsafe {
+                $crate::fluent_bit::filter::<$rule>(
+                    $crate::fluent_bit::Mode::Alerts,
+                    record,
+                    record_len,
+                )
+            }
+        }
+
+        /// Fluent Bit filter: every record, with an `alerts` array added to those that
+        /// raise alerts.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit, with a record it copied into this module, or null.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $enrich(
+            tag: *const u8,
+            tag_len: u32,
+            sec: u32,
+            nsec: u32,
+            record: *const u8,
+            record_len: u32,
+        ) -> *const u8 {
+            let _ = (tag, tag_len, sec, nsec);
+            // SAFETY: Fluent Bit passes a record it copied into this module, or null.
+            unsafe {
+                $crate::fluent_bit::filter::<$rule>(
+                    $crate::fluent_bit::Mode::Enrich,
+                    record,
+                    record_len,
+                )
+            }
+        }
+    };
+}
+
+#[cfg(not(all(feature = "fluent-bit", target_arch = "wasm32")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_fluent_bit {
+    ($rule:ty, $alerts:ident, $enrich:ident) => {};
+}
+
+#[cfg(all(feature = "fluvio", target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_fluvio {
+    ($rule:ty) => {
+        /// The SmartModule's `init`: the configuration.
+        ///
+        /// # Safety
+        /// Called by the Fluvio engine, with a buffer from `alloc`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn init(ptr: *mut u8, len: usize, version: i16) -> i32 {
+            unsafe { $crate::fluvio::init::<$rule>(ptr, len, version) }
+        }
+
+        /// The SmartModule's `array_map`: records in, alerts out.
+        ///
+        /// # Safety
+        /// Called by the Fluvio engine, with a buffer from `alloc`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn array_map(ptr: *mut u8, len: usize, version: i16) -> i32 {
+            unsafe { $crate::fluvio::array_map::<$rule>(ptr, len, version) }
+        }
+
+        /// The SmartModule's `look_back`: the state learns again after a restart.
+        ///
+        /// # Safety
+        /// Called by the Fluvio engine, with a buffer from `alloc`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn look_back(ptr: *mut u8, len: usize, version: i16) -> i32 {
+            unsafe { $crate::fluvio::look_back::<$rule>(ptr, len, version) }
+        }
+    };
+}
+
+#[cfg(not(all(feature = "fluvio", target_arch = "wasm32")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_fluvio {
+    ($rule:ty) => {};
+}

@@ -1,0 +1,172 @@
+//! A rule resident in a pipeline module: its state in the module's memory, each record
+//! whole or absent.
+
+use crate::kv::{Changes, MemoryKv, Overlay};
+use crate::{Context, Outcome, Rule, RuleError};
+
+/// A rule, its configuration and its state, resident in the module.
+pub(crate) struct Resident<R: Rule> {
+    pub config: R::Config,
+    pub kv: MemoryKv,
+    /// The writes of the records judged since the last commit.
+    pending: Changes,
+}
+
+impl<R: Rule> Resident<R> {
+    pub fn new(config: R::Config, kv: MemoryKv) -> Self {
+        Resident {
+            config,
+            kv,
+            pending: Changes::new(),
+        }
+    }
+
+    /// Judges one record against the state and the pending writes of the records judged
+    /// before it; its own writes join them only if it succeeds.
+    pub fn judge(&mut self, record: &str, context: &Context) -> Result<Outcome, RuleError> {
+        let mut mine = Changes::new();
+        let mut below = Overlay {
+            base: &mut self.kv,
+            pending: &mut self.pending,
+        };
+        let mut overlay = Overlay {
+            base: &mut below,
+            pending: &mut mine,
+        };
+        let outcome = R::process(record, &self.config, &mut overlay, context)?;
+        self.pending.extend(mine);
+        Ok(outcome)
+    }
+
+    /// Applies the pending writes, after `record` has kept them (in a journal, say). If
+    /// it cannot, they are applied all the same, and its error returned.
+    pub fn commit(
+        &mut self,
+        record: impl FnOnce(&Changes) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let changes = std::mem::take(&mut self.pending);
+        let kept = if changes.is_empty() {
+            Ok(())
+        } else {
+            record(&changes)
+        };
+        self.kv.apply(changes);
+        kept
+    }
+
+    /// Judges and commits one record, in memory only.
+    #[cfg(any(test, feature = "fluvio", feature = "testkit"))]
+    pub fn process(&mut self, record: &str, context: &Context) -> Result<Outcome, RuleError> {
+        let outcome = self.judge(record, context)?;
+        self.commit(|_| Ok(())).expect("nothing to keep");
+        Ok(outcome)
+    }
+
+    /// Forgets the pending writes of a call that a trap cut short, without reading them
+    /// (the trap may have left them half-built).
+    #[cfg(any(test, feature = "fluent-bit"))]
+    pub fn abandon_pending(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.pending));
+    }
+}
+
+/// How far past the host's clock a pipeline binding accepts event times.
+pub(crate) const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What a pipeline binding tells the rule: the latest event time it accepts.
+pub(crate) fn pipeline_context() -> Context {
+    Context {
+        not_after: not_after(MAX_CLOCK_SKEW),
+    }
+}
+
+/// The wall clock (WASI's) plus `skew`, in milliseconds: the latest event time a pipeline
+/// binding accepts. The rule itself never reads a clock.
+fn not_after(skew: std::time::Duration) -> crate::Millis {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from((now + skew).as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::KeyValue;
+    use crate::{RuleConfig, RuleInfo};
+
+    /// Counts records in the store; rejects `bad`.
+    struct Counter;
+
+    #[derive(Default)]
+    struct NoConfig;
+
+    impl RuleConfig for NoConfig {
+        fn from_json(_: &str) -> Result<Self, String> {
+            Ok(NoConfig)
+        }
+        fn to_json(&self) -> String {
+            "{}".into()
+        }
+        fn dedup_period_seconds(&self, _: &str) -> u64 {
+            0
+        }
+    }
+
+    impl Rule for Counter {
+        type Config = NoConfig;
+        fn info() -> RuleInfo {
+            RuleInfo {
+                name: "counter",
+                version: "0",
+                description: "counts",
+                detections: &[],
+                prefilter: &[],
+            }
+        }
+        fn process(
+            record: &str,
+            _: &NoConfig,
+            kv: &mut impl KeyValue,
+            _: &Context,
+        ) -> Result<Outcome, RuleError> {
+            let n = kv.get_many(&["n".into()]).unwrap()[0]
+                .as_ref()
+                .map_or(0, |v| v.len());
+            kv.set_many(vec![("n".into(), vec![0; n + 1])]).unwrap();
+            if record == "bad" {
+                return Err(RuleError::InvalidJson("bad".into()));
+            }
+            Ok(Outcome::default())
+        }
+    }
+
+    const CONTEXT: Context = Context { not_after: 0 };
+
+    #[test]
+    fn a_rejected_record_leaves_nothing_and_writes_wait_for_the_commit() {
+        let mut resident = Resident::<Counter>::new(NoConfig, MemoryKv::new());
+        resident.process("ok", &CONTEXT).unwrap();
+        assert!(resident.process("bad", &CONTEXT).is_err());
+        assert_eq!(resident.kv.entries["n"].len(), 1);
+        // Judged records see each other's writes before they are committed.
+        resident.judge("ok", &CONTEXT).unwrap();
+        resident.judge("ok", &CONTEXT).unwrap();
+        assert_eq!(resident.kv.entries["n"].len(), 1);
+        let mut kept = 0;
+        resident
+            .commit(|changes| {
+                kept = changes.len();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((kept, resident.kv.entries["n"].len()), (1, 3));
+        // A call cut short: its writes are forgotten.
+        resident.judge("ok", &CONTEXT).unwrap();
+        resident.abandon_pending();
+        resident
+            .commit(|_| unreachable!("nothing pending"))
+            .unwrap();
+        assert_eq!(resident.kv.entries["n"].len(), 3);
+    }
+}
