@@ -40,7 +40,7 @@ pub mod component;
 pub mod fluent_bit;
 #[cfg(feature = "fluvio")]
 pub mod fluvio;
-#[cfg(any(test, feature = "testkit"))]
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 mod binding;
