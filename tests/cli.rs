@@ -286,6 +286,23 @@ fn export_prepares_the_modules_of_a_rule_crate() {
     assert!(stderr.contains("--from"), "{stderr}");
 }
 
+/// The rule compiled into the harness gives, byte for byte, what the sandboxed component
+/// gives: the bench compares like with like.
+#[test]
+fn the_unsandboxed_rule_writes_what_the_sandboxed_one_writes() {
+    let log = generated_log(2000, 3);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--state", "memory"];
+        args.extend(extra);
+        let out = harness(&args, &log);
+        assert!(out.status.success());
+        out.stdout
+    };
+    let sandboxed = run(&[]);
+    assert!(sandboxed.len() > 10_000);
+    assert!(run(&["--unsandboxed"]) == sandboxed);
+}
+
 #[test]
 fn numeric_flags_are_range_checked() {
     for (flag, value) in [

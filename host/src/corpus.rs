@@ -39,6 +39,33 @@ impl Default for CorpusSpec {
     }
 }
 
+/// When to stop writing.
+#[derive(Clone, Copy, Debug)]
+pub enum Until {
+    Records(u64),
+    Bytes(u64),
+}
+
+impl Until {
+    fn reached(self, tally: &Tally) -> bool {
+        match self {
+            Until::Records(n) => tally.records >= n,
+            Until::Bytes(n) => tally.bytes >= n,
+        }
+    }
+}
+
+/// What was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub records: u64,
+    pub bytes: u64,
+    /// `StartSession` records.
+    pub sessions: u64,
+    /// Identities that started sessions.
+    pub identities: u64,
+}
+
 /// An endless, deterministic stream of records.
 pub struct Corpus {
     spec: CorpusSpec,
@@ -160,27 +187,32 @@ impl Corpus {
     }
 
     /// Writes `count` records as NDJSON.
-    pub fn write_ndjson(&mut self, count: usize, out: &mut impl Write) -> io::Result<()> {
-        for _ in 0..count {
-            serde_json::to_writer(&mut *out, &self.next_record())?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
+    pub fn write_ndjson(&mut self, count: usize, out: &mut impl Write) -> io::Result<Tally> {
+        self.write(Until::Records(count as u64), out)
     }
 
-    /// Writes records as NDJSON until about `bytes` are written; returns how many.
-    pub fn write_ndjson_bytes(&mut self, bytes: u64, out: &mut impl Write) -> io::Result<u64> {
-        let (mut written, mut records) = (0, 0);
+    /// Writes records as NDJSON until `until`; says what it wrote.
+    pub fn write(&mut self, until: Until, out: &mut impl Write) -> io::Result<Tally> {
+        let mut tally = Tally::default();
+        let mut identities = std::collections::HashSet::new();
         let mut line = Vec::with_capacity(4096);
-        while written < bytes {
+        while !until.reached(&tally) {
+            let record = self.next_record();
+            if record["eventName"] == "StartSession" {
+                tally.sessions += 1;
+                if let Some(arn) = record["userIdentity"]["arn"].as_str() {
+                    identities.insert(arn.to_owned());
+                }
+            }
             line.clear();
-            serde_json::to_writer(&mut line, &self.next_record())?;
+            serde_json::to_writer(&mut line, &record)?;
             line.push(b'\n');
             out.write_all(&line)?;
-            written += line.len() as u64;
-            records += 1;
+            tally.bytes += line.len() as u64;
+            tally.records += 1;
         }
-        Ok(records)
+        tally.identities = identities.len() as u64;
+        Ok(tally)
     }
 
     fn time(&mut self) -> String {

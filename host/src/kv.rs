@@ -139,7 +139,11 @@ impl KvHost {
     }
 
     /// Values of `keys` in `table`, overlay first. A store failure traps the call.
-    fn read(&mut self, table: &str, keys: &[String]) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+    pub(crate) fn read(
+        &mut self,
+        table: &str,
+        keys: &[String],
+    ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
         let pending = self.pending.get(table);
         let mut values = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
@@ -194,7 +198,12 @@ impl KvHost {
     }
 
     /// Records a write in the overlay; a write past the limits traps the call.
-    fn write(&mut self, table: &str, key: String, value: Option<Vec<u8>>) -> wasmtime::Result<()> {
+    pub(crate) fn write(
+        &mut self,
+        table: &str,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
         let limits = &self.limits;
         if key.len() > limits.max_key_bytes {
             return Err(limit(format!(
@@ -236,7 +245,11 @@ impl KvHost {
             .unwrap_or_default())
     }
 
-    fn list(&mut self, table: &str, cursor: Option<u64>) -> wasmtime::Result<store::KeyResponse> {
+    pub(crate) fn list(
+        &mut self,
+        table: &str,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<store::KeyResponse> {
         let mut cursors = self.cursors(table)?;
         let before = cursors.len();
         let after = cursor.and_then(|c| {

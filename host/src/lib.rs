@@ -28,6 +28,7 @@ mod error;
 pub mod fixtures;
 pub mod hosts;
 pub mod input;
+pub mod judge;
 pub mod kv;
 pub mod output;
 mod runner;

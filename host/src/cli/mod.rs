@@ -1,5 +1,6 @@
 //! The `rule-harness` command line: argument parsing and the commands, over the library.
 
+mod bench;
 mod export;
 mod inspect;
 mod reader;
@@ -41,6 +42,9 @@ enum Command {
     /// Write a rule's artifact for a host: the built-in rule's, or one built from a rule
     /// crate (--from), checked and made ready
     Export(export::ExportArgs),
+    /// Measure the built-in rule's throughput on generated CloudTrail, next to a plain
+    /// read and a substring scan of the same bytes, and to the rule compiled in
+    Bench(bench::BenchArgs),
 }
 
 /// Which rule to load, and the sandbox's limits.
@@ -148,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::test(&cli.rule, args),
         Command::Inspect(args) => inspect::inspect(&cli.rule, args),
         Command::Export(args) => export::export(&cli.rule, args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(code) => code,

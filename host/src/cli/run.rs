@@ -32,10 +32,11 @@ use super::RuleArgs;
 use super::reader::{self, Message, Owned};
 use super::sink::{Interrupted, Sink};
 use super::summary::Summary;
+use crate::HarnessError;
 use crate::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
+use crate::judge::{Judge, Native};
 use crate::output::DeadLetter;
 use crate::state::{self, Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
-use crate::{HarnessError, RuleRunner};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -69,6 +70,10 @@ pub struct RunArgs {
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
+    /// Run the built-in rule compiled into the harness, outside the sandbox, with no
+    /// limits: the same pipeline, to measure what the sandbox costs
+    #[arg(long)]
+    unsandboxed: bool,
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -107,9 +112,21 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(RedbStore::open(Path::new(&args.state))?)
     };
-    let rule = rule_args.load()?;
-    let mut runner = rule.start(store, config)?;
-    let (mut marks, forget) = load_marks(&mut runner, &inputs)?;
+    let mut runner: Box<dyn Judge> = if args.unsandboxed {
+        anyhow::ensure!(
+            rule_args.rule.is_none(),
+            "--unsandboxed runs the built-in rule; it takes no --rule"
+        );
+        let limits = rule_args.limits()?;
+        Box::new(Native::<ssm_rule::SsmSessions>::new(
+            store,
+            config.as_deref(),
+            limits.max_clock_skew,
+        )?)
+    } else {
+        Box::new(rule_args.load()?.start(store, config)?)
+    };
+    let (mut marks, forget) = load_marks(runner.as_mut(), &inputs)?;
     if args.reprocess {
         marks = vec![None; inputs.len()];
     }
@@ -262,7 +279,7 @@ fn now_seconds() -> u64 {
 /// Where earlier runs left each file input: the mark under its path, or else one of a file
 /// it continues (a log renamed by rotation, or copied). Also the marks to forget.
 fn load_marks(
-    runner: &mut RuleRunner,
+    runner: &mut dyn Judge,
     inputs: &[Input],
 ) -> anyhow::Result<(Vec<Option<InputMark>>, Changes)> {
     let mut all = Vec::new();
@@ -312,7 +329,7 @@ fn load_marks(
 
 /// The running stage: the rule, its outputs, and when it last committed.
 struct Run<'a> {
-    runner: RuleRunner,
+    runner: Box<dyn Judge>,
     alerts: Sink,
     dead_letters: Sink,
     summary: Summary,
