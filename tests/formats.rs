@@ -135,7 +135,7 @@ fn bad_records_are_dead_lettered_and_the_run_goes_on() {
 #[test]
 fn records_the_prefilter_rules_out_are_skipped_unread() {
     let input = [
-        r#"{"eventSource": "ec2.amazonaws.com", "eventName": 7}"#,
+        r#"{"eventSource": 7, "eventName": "RunInstances"}"#,
         r#"{"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances""#,
         r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": 1}"#,
         r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": 1}"#,

@@ -112,6 +112,11 @@ impl Sandbox {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.consume_fuel(limits.fuel.is_some());
+        // For `perf`: names for the rule's compiled code (with --no-cache, so that it is
+        // compiled in this process).
+        if std::env::var_os("RULE_HARNESS_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(HarnessError::Engine)?;
         spawn_epoch_ticker(&engine);
 

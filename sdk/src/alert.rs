@@ -2,14 +2,13 @@
 //! the JSON line every host writes for it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::catalog::{Detection, Mitre};
 use crate::time::{Millis, format_event_time};
 
 /// One alert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Alert {
     /// Which detection fired; carries the name, severity, MITRE mapping and runbook.
     pub detection: &'static Detection,
@@ -19,10 +18,15 @@ pub struct Alert {
     pub event_time: Millis,
     /// Alerts of one detection with one dedup key describe the same activity.
     pub dedup_key: String,
-    /// A JSON object with the facts an analyst needs first.
-    pub context: Value,
+    /// A JSON object with the facts an analyst needs first, as JSON text ([`context`]).
+    pub context: Box<RawValue>,
     /// The record's id, when it has one.
     pub event_id: Option<String>,
+}
+
+/// An alert's context: `facts`, written as JSON once, by the rule.
+pub fn context(facts: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(facts).expect("an alert's context serializes")
 }
 
 /// An alert as a JSON line: what `rule-harness` prints and the pipeline bindings emit.
@@ -89,7 +93,7 @@ impl From<&Alert> for AlertLine {
             mitre: d.mitre.iter().map(MitreLine::from).collect(),
             runbook: d.runbook.into(),
             reference: d.reference.into(),
-            context: serde_json::value::to_raw_value(&a.context).expect("JSON serializes"),
+            context: a.context.clone(),
             event_id: a.event_id.clone(),
         }
     }

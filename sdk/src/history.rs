@@ -3,25 +3,25 @@
 //! [`History`] is stored under one key ([`HISTORY_KEY`]): where the rule's history
 //! starts, its watermark (the latest event time judged: the rule's only "now"), and the
 //! sweep. Records enter through [`History::admit`], which applies the event-time bounds of
-//! [`timeline`](crate::timeline). Once per day of event time a sweep walks the store, one
-//! page per record, and deletes every entry no record at or after the watermark can use,
-//! as the rule's [`Retention`] says.
-
-use serde::{Deserialize, Serialize};
+//! [`timeline`](crate::timeline). Once per sweep interval of event time (a day, unless the
+//! rule's [`Retention`] says otherwise) a sweep walks the store, one page per record, and
+//! deletes every entry no record at or after the watermark can use, as the rule's
+//! [`Retention`] says. A sweep reads every entry, so its interval trades state held for
+//! work done: an entry outlives its use by up to one interval.
 
 use crate::error::RuleError;
-use crate::kv::{KeyValue, decode_json, encode_json};
+use crate::kv::KeyValue;
 use crate::time::{DAY, Millis};
 use crate::timeline::{self, Bounds, Placement};
 
 /// The key [`History`] is stored under.
 pub const HISTORY_KEY: &str = "meta";
 
-/// How often (in event time) a sweep of the whole store starts.
+/// How often (in event time) a sweep of the whole store starts, unless the rule says.
 pub const SWEEP_INTERVAL: Millis = DAY;
 
 /// Facts about the whole stream.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct History {
     /// The first record that started the rule's history since it (re)started, in arrival
     /// order. A late record does not move it back, so a forged old record cannot shorten
@@ -38,12 +38,44 @@ pub struct History {
 impl History {
     /// The history as stored (none yet: the default).
     pub fn decode(bytes: Option<&[u8]>) -> Result<History, RuleError> {
-        Ok(decode_json(HISTORY_KEY, bytes)?.unwrap_or_default())
+        let Some(bytes) = bytes else {
+            return Ok(History::default());
+        };
+        let Some((&[present], fields)) = bytes.split_first_chunk::<1>() else {
+            return Err(RuleError::damaged(HISTORY_KEY, "empty"));
+        };
+        if fields.len() != 32 || present > 0b1111 {
+            return Err(RuleError::damaged(
+                HISTORY_KEY,
+                "not a history of this version",
+            ));
+        }
+        let field = |n: usize| {
+            let bytes: [u8; 8] = fields[n * 8..n * 8 + 8].try_into().expect("eight bytes");
+            (present & (1 << n) != 0).then_some(bytes)
+        };
+        Ok(History {
+            history_start: field(0).map(Millis::from_le_bytes),
+            watermark: field(1).map(Millis::from_le_bytes),
+            next_sweep: field(2).map(Millis::from_le_bytes),
+            sweep_cursor: field(3).map(u64::from_le_bytes),
+        })
     }
 
-    /// The history to store.
+    /// The history to store: which fields are set, then the four, 8 bytes each.
     pub fn encode(&self) -> Vec<u8> {
-        encode_json(self)
+        let fields = [
+            self.history_start.map(Millis::to_le_bytes),
+            self.watermark.map(Millis::to_le_bytes),
+            self.next_sweep.map(Millis::to_le_bytes),
+            self.sweep_cursor.map(u64::to_le_bytes),
+        ];
+        let mut out = vec![0];
+        for (n, field) in fields.iter().enumerate() {
+            out[0] |= u8::from(field.is_some()) << n;
+            out.extend_from_slice(&field.unwrap_or_default());
+        }
+        out
     }
 
     /// Places a record at `at` against the watermark: an error for a time the rule cannot
@@ -79,7 +111,7 @@ impl History {
             self.sweep_page(kv, retention, now)?;
         }
         self.next_sweep
-            .get_or_insert(now.saturating_add(SWEEP_INTERVAL));
+            .get_or_insert(now.saturating_add(retention.sweep_interval()));
         Ok(())
     }
 
@@ -110,7 +142,7 @@ impl History {
         }
         self.sweep_cursor = cursor;
         if cursor.is_none() {
-            self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));
+            self.next_sweep = Some(now.saturating_add(retention.sweep_interval()));
         }
         Ok(())
     }
@@ -121,11 +153,31 @@ pub trait Retention {
     /// The last event time at which the entry `key` = `value` can still be used, or
     /// `None` to keep it. A value that cannot be read is an error.
     fn usable_until(&self, key: &str, value: &[u8]) -> Result<Option<Millis>, RuleError>;
+
+    /// How often a sweep starts, in event time.
+    fn sweep_interval(&self) -> Millis {
+        SWEEP_INTERVAL
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_is_stored_compactly_and_read_back() {
+        let history = History {
+            history_start: Some(-5),
+            watermark: None,
+            next_sweep: Some(Millis::MAX),
+            sweep_cursor: Some(7),
+        };
+        let bytes = history.encode();
+        assert_eq!(bytes.len(), 33);
+        assert_eq!(History::decode(Some(&bytes)), Ok(history));
+        assert_eq!(History::decode(None), Ok(History::default()));
+        assert!(History::decode(Some(b"{}")).is_err());
+    }
     use crate::MemoryKv;
     use crate::config::Period;
     use crate::kv::decode_time;

@@ -28,6 +28,31 @@ pub trait KeyValue {
     fn list_keys(&mut self, cursor: Option<u64>) -> Result<(Vec<String>, Option<u64>), String>;
 }
 
+/// A key of fixed length for what `parts` name, under `prefix`: the prefix's segments
+/// joined by `/`, a `/`, and 16 hex digits of a 64-bit SipHash of the parts. Identities and
+/// values of any length then make short keys, which compare fast even when they share long
+/// beginnings (ARNs); a collision between two of a rule's keys is as likely as 2^-64 per
+/// pair.
+pub fn hashed_key(prefix: &[&str], parts: &[&str]) -> String {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    for part in parts {
+        hasher.write(part.as_bytes());
+        hasher.write_u8(0x1f);
+    }
+    let hash = hasher.finish();
+    let mut key = String::with_capacity(prefix.iter().map(|p| p.len() + 1).sum::<usize>() + 16);
+    for segment in prefix {
+        key.push_str(segment);
+        key.push('/');
+    }
+    for shift in (0..16).rev() {
+        let digit = ((hash >> (shift * 4)) & 0xf) as u32;
+        key.push(char::from_digit(digit, 16).expect("a hex digit"));
+    }
+    key
+}
+
 /// A time as stored: decimal milliseconds.
 pub fn encode_time(at: Millis) -> Vec<u8> {
     at.to_string().into_bytes()
@@ -197,6 +222,9 @@ impl<K: KeyValue> Overlay<'_, K> {
 
 impl<K: KeyValue> KeyValue for Overlay<'_, K> {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        if self.pending.is_empty() {
+            return self.base.get_many(keys);
+        }
         let missing: Vec<String> = keys
             .iter()
             .filter(|k| !self.pending.contains_key(*k))
@@ -289,6 +317,19 @@ mod tests {
         assert_eq!(base.keys(), ["a"]);
         base.apply(pending);
         assert_eq!(base.keys(), ["b"]);
+    }
+
+    #[test]
+    fn hashed_keys_are_short_stable_and_distinct() {
+        let alice = "arn:aws:sts::111122223333:assumed-role/Engineer/alice";
+        let key = hashed_key(&["last"], &[alice]);
+        assert_eq!(key.len(), "last/".len() + 16);
+        assert_eq!(key, hashed_key(&["last"], &[alice]));
+        let split = |a, b| hashed_key(&["s"], &[a, b]);
+        assert_ne!(split("ab", "c"), split("a", "bc"));
+        assert!(hashed_key(&["seen", "target"], &["a"]).starts_with("seen/target/"));
+        // What the state files hold depends on it: it never changes.
+        assert_eq!(hashed_key(&["k"], &["a"]), "k/f662e38036607dc3");
     }
 
     #[test]

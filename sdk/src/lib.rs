@@ -110,7 +110,7 @@ pub struct Context {
 }
 
 /// What one record produced.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     /// The record is of a kind the rule examines.
     pub relevant: bool,

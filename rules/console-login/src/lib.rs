@@ -6,13 +6,15 @@
 //! sign-ins are not judged: their MFA happens at the identity provider, which CloudTrail
 //! does not see.
 
-use detect_sdk::alert::suppressed;
+use detect_sdk::alert::{context, suppressed};
 use detect_sdk::catalog::{Detection, Mitre, Severity};
-use detect_sdk::cloudtrail::{self, Fields};
+use detect_sdk::cloudtrail::Record;
 use detect_sdk::config::{Period, check_positive};
 use detect_sdk::kv::{decode_time, encode_time};
 use detect_sdk::time::{Millis, parse_event_time};
 use detect_sdk::{Alert, Context, KeyValue, Outcome, Rule, RuleConfig, RuleError, RuleInfo};
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -94,11 +96,11 @@ impl Rule for ConsoleLogin {
         kv: &mut impl KeyValue,
         context: &Context,
     ) -> Result<Outcome, RuleError> {
-        if !cloudtrail::is_event(record, "signin.amazonaws.com", "ConsoleLogin")? {
+        let record = Record::parse(record)?;
+        if !record.is("signin.amazonaws.com", "ConsoleLogin")? {
             return Ok(Outcome::default());
         }
-        let record = cloudtrail::parse_object(record)?;
-        let Some(sign_in) = SignIn::unprotected(Fields(&record), context)? else {
+        let Some(sign_in) = SignIn::unprotected(record, context)? else {
             return Ok(Outcome {
                 relevant: true,
                 alerts: Vec::new(),
@@ -125,43 +127,49 @@ impl Rule for ConsoleLogin {
 
 /// A successful console sign-in without MFA by an IAM user or root.
 struct SignIn<'a> {
-    arn: &'a str,
+    arn: Cow<'a, str>,
     at: Millis,
-    fields: Fields<'a>,
+    record: Record<'a>,
 }
 
 impl<'a> SignIn<'a> {
     /// The sign-in, if the record is one to alert on.
-    fn unprotected(fields: Fields<'a>, context: &Context) -> Result<Option<Self>, RuleError> {
-        let succeeded = fields.str(&["responseElements", "ConsoleLogin"])? == Some("Success");
-        let without_mfa = fields.str(&["additionalEventData", "MFAUsed"])? == Some("No");
-        let user_type = fields.str(&["userIdentity", "type"])?;
-        let arn = fields.str(&["userIdentity", "arn"])?;
-        let (true, true, Some("IAMUser" | "Root"), Some(arn)) =
-            (succeeded, without_mfa, user_type, arn)
-        else {
+    fn unprotected(record: Record<'a>, context: &Context) -> Result<Option<Self>, RuleError> {
+        let is = |path: &[&str], value: &str| -> Result<bool, RuleError> {
+            Ok(record.str(path)?.as_deref() == Some(value))
+        };
+        let succeeded = is(&["responseElements", "ConsoleLogin"], "Success")?;
+        let without_mfa = is(&["additionalEventData", "MFAUsed"], "No")?;
+        let user =
+            is(&["userIdentity", "type"], "IAMUser")? || is(&["userIdentity", "type"], "Root")?;
+        let (true, true, true, Some(arn)) = (
+            succeeded,
+            without_mfa,
+            user,
+            record.str(&["userIdentity", "arn"])?,
+        ) else {
             return Ok(None);
         };
-        let at = parse_event_time(fields.str(&["eventTime"])?.unwrap_or_default())
+        let at = parse_event_time(&record.str(&["eventTime"])?.unwrap_or_default())
             .map_err(RuleError::InvalidTime)?;
         if at > context.not_after {
             return Err(RuleError::InvalidTime("later than the host accepts".into()));
         }
-        Ok(Some(SignIn { arn, at, fields }))
+        Ok(Some(SignIn { arn, at, record }))
     }
 
     fn alert(&self) -> Alert {
-        let field = |name| self.fields.str(&[name]).ok().flatten();
+        let field = |name| self.record.str(&[name]).ok().flatten();
         Alert {
             detection: &LOGIN_WITHOUT_MFA,
             title: format!("Console login without MFA by {}", self.arn),
             event_time: self.at,
-            dedup_key: self.arn.to_owned(),
-            context: json!({
+            dedup_key: self.arn.to_string(),
+            context: context(&json!({
                 "sourceIPAddress": field("sourceIPAddress"),
                 "userAgent": field("userAgent"),
-            }),
-            event_id: field("eventID").map(str::to_owned),
+            })),
+            event_id: field("eventID").map(Cow::into_owned),
         }
     }
 }

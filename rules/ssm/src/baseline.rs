@@ -13,8 +13,9 @@
 //! state holds maxima and minima, so a record that arrives late is judged against
 //! everything seen so far, including later records.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
+use detect_sdk::alert::context;
 use detect_sdk::time::format_rfc3339;
 use detect_sdk::{Alert, Detection, Millis};
 
@@ -42,13 +43,32 @@ impl Feature {
         }
     }
 
-    pub fn value(self, session: &SessionStart) -> &str {
+    pub fn value<'s>(self, session: &'s SessionStart) -> &'s str {
         match self {
             Feature::Target => &session.target,
             Feature::SourceNetwork => &session.source_network,
             Feature::Document => &session.document,
         }
     }
+}
+
+/// The facts of a session alert, in the order they are written.
+#[derive(Serialize)]
+struct SessionContext<'s> {
+    account: &'s str,
+    actor: &'s str,
+    document: &'s str,
+    identity: &'s str,
+    identity_type: Option<&'s str>,
+    previous_session_time: Option<String>,
+    region: Option<&'s str>,
+    session_id: Option<&'s str>,
+    source_ip: Option<&'s str>,
+    source_network: &'s str,
+    target: &'s str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unusual_features: Option<Vec<&'static str>>,
+    user_agent: Option<&'s str>,
 }
 
 /// What the state knew before this record.
@@ -112,7 +132,7 @@ impl Verdict {
     pub fn dedup_key(&self, s: &SessionStart) -> String {
         match self {
             Verdict::Started => format!("{}|{}", s.identity, s.target),
-            Verdict::UnusualIdentity => s.identity.clone(),
+            Verdict::UnusualIdentity => s.identity.to_string(),
             Verdict::UnusualSession(_) => {
                 format!(
                     "{}|{}|{}|{}",
@@ -147,30 +167,32 @@ impl Verdict {
                     .join(", ")
             ),
         };
-        let mut context = json!({
-            "identity": s.identity,
-            "identity_type": s.identity_type,
-            "actor": s.actor,
-            "account": s.account,
-            "target": s.target,
-            "source_ip": s.source_ip,
-            "source_network": s.source_network,
-            "document": s.document,
-            "session_id": s.session_id,
-            "user_agent": s.user_agent,
-            "region": s.region,
-            "previous_session_time": history.last_session.map(format_rfc3339),
+        let unusual_features = match self {
+            Verdict::UnusualSession(features) => Some(features.iter().map(|f| f.name()).collect()),
+            _ => None,
+        };
+        let context = context(&SessionContext {
+            account: &s.account,
+            actor: &s.actor,
+            document: &s.document,
+            identity: &s.identity,
+            identity_type: s.identity_type.as_deref(),
+            previous_session_time: history.last_session.map(format_rfc3339),
+            region: s.region.as_deref(),
+            session_id: s.session_id.as_deref(),
+            source_ip: s.source_ip.as_deref(),
+            source_network: &s.source_network,
+            target: &s.target,
+            unusual_features,
+            user_agent: s.user_agent.as_deref(),
         });
-        if let Verdict::UnusualSession(features) = self {
-            context["unusual_features"] = features.iter().map(|f| Value::from(f.name())).collect();
-        }
         Alert {
             detection: self.detection(),
             title,
             event_time: s.time,
             dedup_key: self.dedup_key(s),
             context,
-            event_id: s.event_id.clone(),
+            event_id: s.event_id.as_deref().map(str::to_owned),
         }
     }
 }

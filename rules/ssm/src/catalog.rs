@@ -105,3 +105,10 @@ pub const ALL: [&Detection; 4] = [
 pub fn by_id(id: &str) -> Option<&'static Detection> {
     detect_sdk::catalog::by_id(&ALL, id)
 }
+
+/// Where `detection` is in [`ALL`].
+pub fn index(detection: &Detection) -> usize {
+    ALL.iter()
+        .position(|d| d.id == detection.id)
+        .expect("one of the rule's detections")
+}

@@ -4,46 +4,59 @@
 //! writes them back in one batch at the end, after every check has passed. A trapped
 //! or replaced instance therefore loses nothing, and a failed call writes nothing.
 //!
-//! Keys (identities are ARNs and may hold `/`; keys are never parsed back but for their
-//! prefix):
+//! Keys name what they are about by a hash ([`hashed_key`]): identities are ARNs, long
+//! and alike, and a key is never parsed back but for its prefix.
 //!
-//! | key                                   | value                         | kept for |
-//! |---------------------------------------|-------------------------------|----------|
-//! | `meta`                                | the stream's [`History`](detect_sdk::history::History) | always |
-//! | `last/{identity}`                     | latest successful session     | training period |
-//! | `seen/{feature}/{identity}␟{value}`   | when the identity last used a target, network or document | training period |
-//! | `targets/{identity}`                  | latest StartSession per target, as JSON | multiple-sessions window |
-//! | `dedup/{detection}/{dedup key}`       | time of the last alert        | that detection's dedup period |
+//! | key                            | value                         | kept for |
+//! |--------------------------------|-------------------------------|----------|
+//! | `meta`                         | the stream's [`History`](detect_sdk::history::History) | always |
+//! | `l/#(identity)`                | latest successful session     | training period |
+//! | `s/{feature}/#(identity, value)` | when the identity last used a target (`t`), source network (`n`) or document (`d`) | training period |
+//! | `t/#(identity)`                | latest StartSession per target ([`RecentTargets`]) | multiple-sessions window |
+//! | `d/{detection}/#(dedup key)`   | time of the last alert; detections numbered as in the catalog | that detection's dedup period |
+//!
+//! Prefixes are a letter: keys that begin alike cost every comparison of the store.
 //!
 //! Times are decimal milliseconds. State stays bounded by the SDK's sweep, which deletes
 //! what [`Retention`] says no later record can use.
 
 use detect_sdk::history::Retention;
-use detect_sdk::kv::decode_time;
-use detect_sdk::{Millis, RuleError};
+use detect_sdk::kv::{decode_time, hashed_key};
+use detect_sdk::time::DAY;
+use detect_sdk::{Detection, Millis, RuleError};
 
+use crate::baseline::Feature;
+use crate::catalog;
 use crate::config::Config;
 use crate::multiple_sessions::RecentTargets;
 
 /// An identity's latest successful session.
 pub fn last_session_key(identity: &str) -> String {
-    format!("last/{identity}")
+    hashed_key(&["l"], &[identity])
 }
 
 /// When an identity last used a value of a feature.
-pub fn seen_key(feature: &str, identity: &str, value: &str) -> String {
-    format!("seen/{feature}/{identity}\u{1f}{value}")
+pub fn seen_key(feature: Feature, identity: &str, value: &str) -> String {
+    let letter = match feature {
+        Feature::Target => "t",
+        Feature::SourceNetwork => "n",
+        Feature::Document => "d",
+    };
+    hashed_key(&["s", letter], &[identity, value])
 }
 
 /// An identity's recent targets.
 pub fn targets_key(identity: &str) -> String {
-    format!("targets/{identity}")
+    hashed_key(&["t"], &[identity])
 }
 
 /// When a detection last alerted for a dedup key.
-pub fn dedup_key(detection_id: &str, key: &str) -> String {
-    format!("dedup/{detection_id}/{key}")
+pub fn dedup_key(detection: &Detection, key: &str) -> String {
+    hashed_key(&["d", DETECTION_NUMBERS[catalog::index(detection)]], &[key])
 }
+
+/// How dedup keys name each detection of [`catalog::ALL`].
+const DETECTION_NUMBERS: [&str; 4] = ["0", "1", "2", "3"];
 
 impl Retention for Config {
     fn usable_until(&self, key: &str, value: &[u8]) -> Result<Option<Millis>, RuleError> {
@@ -51,79 +64,93 @@ impl Retention for Config {
             return Ok(None);
         };
         let (time, retention) = match prefix {
-            "last" | "seen" => (
+            "l" | "s" => (
                 decode_time(key, Some(value))?,
                 self.baseline.training_period,
             ),
-            "targets" => (
+            "t" => (
                 RecentTargets::decode(key, Some(value))?.latest(),
                 self.multiple_sessions.window,
             ),
-            "dedup" => {
-                let detection = rest.split_once('/').map_or(rest, |(d, _)| d);
-                (decode_time(key, Some(value))?, self.dedup_period(detection))
+            "d" => {
+                let number = rest.split_once('/').map_or(rest, |(n, _)| n);
+                let Some(at) = DETECTION_NUMBERS.iter().position(|n| *n == number) else {
+                    return Err(RuleError::damaged(key, "not a detection of this rule"));
+                };
+                let period = self.dedup_period(catalog::ALL[at].id);
+                (decode_time(key, Some(value))?, period)
             }
             _ => return Ok(None),
         };
         Ok(time.map(|t| t.saturating_add(retention.millis())))
+    }
+
+    /// A quarter of the training period: the baselines, most of the state, are kept for
+    /// that long anyway; the short-lived entries (recent targets, dedup) then outlive
+    /// their use by up to this, so a sweep reads the store only four times per period.
+    fn sweep_interval(&self) -> Millis {
+        (self.baseline.training_period.millis() / 4).max(DAY)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use detect_sdk::MemoryKv;
-    use detect_sdk::history::{History, SWEEP_INTERVAL};
+    use detect_sdk::history::History;
     use detect_sdk::time::{DAY, HOUR};
 
     use super::*;
-
-    fn kv_with(entries: &[(&str, &str)]) -> MemoryKv {
-        MemoryKv::with_entries(
-            entries
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
 
     #[test]
     fn the_sweep_deletes_exactly_what_expired() {
         let now = 100 * DAY;
         let day = |d: i64| (now - d * DAY).to_string();
         let (fresh, old) = (day(30), (now - 30 * DAY - 1).to_string());
-        let mut kv = kv_with(&[
-            ("meta", "{}"),
-            ("last/a", &fresh),
-            ("last/b", &old),
-            ("seen/target/a\u{1f}i-1", &fresh),
-            ("seen/target/b\u{1f}i-1", &old),
+        let targets = |entries: &[(&str, Millis)]| {
+            let mut recent = RecentTargets::default();
+            for (target, at) in entries {
+                recent.record(target, *at, Millis::MAX);
+            }
+            recent.encode()
+        };
+        let kept = [
+            (last_session_key("a"), fresh.clone().into_bytes()),
             (
-                "dedup/AWS.SSM.SessionStarted/a|i-1",
-                &(now - 3 * DAY + 1).to_string(),
+                seen_key(Feature::Target, "a", "i-1"),
+                fresh.clone().into_bytes(),
             ),
             (
-                "dedup/AWS.SSM.UnusualIdentity/b",
-                &(now - 3 * DAY - 1).to_string(),
+                dedup_key(&catalog::SESSION_STARTED, "a|i-1"),
+                (now - 3 * DAY + 1).to_string().into_bytes(),
             ),
             (
-                "dedup/AWS.SSM.MultipleSessions/a",
-                &(now - HOUR).to_string(),
+                dedup_key(&catalog::MULTIPLE_SESSIONS, "a"),
+                (now - HOUR).to_string().into_bytes(),
             ),
             (
-                "dedup/AWS.SSM.MultipleSessions/b",
-                &(now - HOUR - 1).to_string(),
+                targets_key("a"),
+                targets(&[("i-1", now - 2 * HOUR), ("i-2", now - HOUR + 5)]),
+            ),
+            ("meta".to_owned(), History::default().encode()),
+            ("other/kept".to_owned(), b"anything".to_vec()),
+        ];
+        let expired = [
+            (last_session_key("b"), old.clone().into_bytes()),
+            (
+                seen_key(Feature::Target, "b", "i-1"),
+                old.clone().into_bytes(),
             ),
             (
-                "targets/a",
-                &format!(
-                    r#"{{"i-1": {}, "i-2": {}}}"#,
-                    now - 2 * HOUR,
-                    now - HOUR + 5
-                ),
+                dedup_key(&catalog::UNUSUAL_IDENTITY, "b"),
+                (now - 3 * DAY - 1).to_string().into_bytes(),
             ),
-            ("targets/b", &format!(r#"{{"i-1": {}}}"#, now - HOUR - 1)),
-            ("other/kept", "anything"),
-        ]);
+            (
+                dedup_key(&catalog::MULTIPLE_SESSIONS, "b"),
+                (now - HOUR - 1).to_string().into_bytes(),
+            ),
+            (targets_key("b"), targets(&[("i-1", now - HOUR - 1)])),
+        ];
+        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned().collect());
         kv.page_size = 3;
         let mut history = History {
             watermark: Some(now),
@@ -135,26 +162,15 @@ mod tests {
         while history.sweep_cursor.is_some() {
             history.sweep(&mut kv, &config).unwrap();
         }
-        assert_eq!(
-            kv.keys(),
-            [
-                "dedup/AWS.SSM.MultipleSessions/a",
-                "dedup/AWS.SSM.SessionStarted/a|i-1",
-                "last/a",
-                "meta",
-                "other/kept",
-                "seen/target/a\u{1f}i-1",
-                "targets/a",
-            ]
-        );
-        assert_eq!(history.next_sweep, Some(now + SWEEP_INTERVAL));
+        let mut expected: Vec<&str> = kept.iter().map(|(k, _)| k.as_str()).collect();
+        expected.sort();
+        assert_eq!(kv.keys(), expected);
+        assert_eq!(history.next_sweep, Some(now + 30 * DAY / 4));
     }
 
     #[test]
     fn damaged_entries_stop_the_sweep() {
-        let err = Config::default()
-            .usable_until("last/x", b"soon")
-            .unwrap_err();
-        assert!(err.to_string().contains("`last/x`"), "{err}");
+        let err = Config::default().usable_until("l/x", b"soon").unwrap_err();
+        assert!(err.to_string().contains("`l/x`"), "{err}");
     }
 }

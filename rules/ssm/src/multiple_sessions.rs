@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use detect_sdk::kv::{decode_json, encode_json};
+use detect_sdk::alert::context;
+
 use detect_sdk::{Alert, Millis, RuleError};
 
 use crate::catalog;
@@ -24,12 +25,30 @@ pub struct RecentTargets(BTreeMap<String, Millis>);
 impl RecentTargets {
     /// The value of `key`; nothing stored is no targets.
     pub fn decode(key: &str, bytes: Option<&[u8]>) -> Result<Self, RuleError> {
-        Ok(RecentTargets(decode_json(key, bytes)?.unwrap_or_default()))
+        let mut targets = BTreeMap::new();
+        let mut rest = bytes.unwrap_or_default();
+        let damaged = || RuleError::damaged(key, "cut short");
+        while !rest.is_empty() {
+            let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(damaged)?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let target = tail.get(..len).ok_or_else(damaged)?;
+            let (at, tail) = tail[len..].split_first_chunk::<8>().ok_or_else(damaged)?;
+            let target = std::str::from_utf8(target).map_err(|e| RuleError::damaged(key, e))?;
+            targets.insert(target.to_owned(), Millis::from_le_bytes(*at));
+            rest = tail;
+        }
+        Ok(RecentTargets(targets))
     }
 
-    /// The value to store.
+    /// The value to store: each target's length, text and time.
     pub fn encode(&self) -> Vec<u8> {
-        encode_json(&self.0)
+        let mut out = Vec::new();
+        for (target, at) in &self.0 {
+            out.extend_from_slice(&(target.len() as u32).to_le_bytes());
+            out.extend_from_slice(target.as_bytes());
+            out.extend_from_slice(&at.to_le_bytes());
+        }
+        out
     }
 
     pub fn latest(&self) -> Option<Millis> {
@@ -69,9 +88,9 @@ pub fn evaluate(
 
 /// The alert, titled as Panther's `title()` and with Panther's `aws_rule_context`.
 pub fn alert(session: &SessionStart, targets: Vec<String>) -> Alert {
-    let mut context = session.panther_context();
-    context["target_count"] = json!(targets.len());
-    context["targets"] = json!(targets);
+    let mut facts = session.panther_context();
+    facts["target_count"] = json!(targets.len());
+    facts["targets"] = json!(targets);
     Alert {
         detection: &catalog::MULTIPLE_SESSIONS,
         title: format!(
@@ -79,9 +98,9 @@ pub fn alert(session: &SessionStart, targets: Vec<String>) -> Alert {
             session.actor, session.account
         ),
         event_time: session.time,
-        dedup_key: session.identity.clone(),
-        context,
-        event_id: session.event_id.clone(),
+        dedup_key: session.identity.to_string(),
+        context: context(&facts),
+        event_id: session.event_id.as_deref().map(str::to_owned),
     }
 }
 

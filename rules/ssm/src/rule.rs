@@ -6,17 +6,18 @@
 //! is written until every check has passed, so a bad record changes no state.
 
 use detect_sdk::alert::suppressed;
-use detect_sdk::history::History;
+use detect_sdk::cloudtrail::Record;
+use detect_sdk::history::{HISTORY_KEY, History};
 use detect_sdk::kv::{decode_time, encode_time};
 use detect_sdk::timeline::Bounds;
-use detect_sdk::{Context, KeyValue, Millis, Outcome, Rule, RuleError, RuleInfo};
+use detect_sdk::{Alert, Context, Detection, KeyValue, Millis, Outcome, Rule, RuleError, RuleInfo};
 
 use crate::baseline::{self, Feature, Prior};
 use crate::catalog;
 use crate::config::Config;
 use crate::keys;
 use crate::multiple_sessions::{self, RecentTargets};
-use crate::session::{SessionStart, is_start_session};
+use crate::session::{EVENT_NAME, EVENT_SOURCE, SessionStart};
 
 /// The rule's name; hosts keep its state under this name.
 pub const NAME: &str = "aws-ssm-sessions";
@@ -58,139 +59,158 @@ pub fn process_event(
     kv: &mut impl KeyValue,
     context: &Context,
 ) -> Result<Outcome, RuleError> {
-    if !is_start_session(text)? {
+    let record = Record::parse(text)?;
+    if !record.is(EVENT_SOURCE, EVENT_NAME)? {
         return Ok(Outcome::default());
     }
-    let relevant = |alerts| {
-        Ok(Outcome {
-            relevant: true,
-            alerts,
-        })
-    };
-    let session = SessionStart::parse(text)?;
-    if config.is_allowlisted(&session.identity) {
-        return relevant(Vec::new());
+    let session = SessionStart::read(record)?;
+    let mut judged = Judged::default();
+    if !config.is_allowlisted(&session.identity) {
+        let keys = Keys::new(&session);
+        let values = kv.get_many(&keys.0).map_err(RuleError::State)?;
+        let mut loaded = Loaded::new(&keys, &values)?;
+        loaded.history.admit(
+            session.time,
+            &Bounds {
+                not_after: context.not_after,
+                max_lateness: config.max_lateness(),
+                fresh_after: config.baseline.training_period,
+            },
+        )?;
+        if session.succeeded {
+            judged.baseline(&session, &keys, &loaded, config);
+        }
+        judged.multiple_sessions(&session, &keys, &mut loaded, config);
+        loaded.history.observe(session.time, session.succeeded);
+        // The sweep deletes before the batch below writes, so it never undoes this record.
+        loaded.history.sweep(kv, config)?;
+        judged.write(keys.history(), loaded.history.encode());
+        kv.set_many(judged.writes).map_err(RuleError::State)?;
     }
-    let keys = Keys::new(&session);
-    let values = kv.get_many(&keys.all()).map_err(RuleError::State)?;
-    let mut loaded = Loaded::new(&keys, &values)?;
-    let mut history = std::mem::take(&mut loaded.history);
-    let at = session.time;
-    history.admit(
-        at,
-        &Bounds {
-            not_after: context.not_after,
-            max_lateness: config.max_lateness(),
-            fresh_after: config.baseline.training_period,
-        },
-    )?;
+    Ok(Outcome {
+        relevant: true,
+        alerts: judged.alerts,
+    })
+}
 
-    let mut alerts = Vec::new();
-    let mut writes = Vec::new();
-    if session.succeeded {
+/// What one record raises and writes.
+#[derive(Default)]
+struct Judged {
+    alerts: Vec<Alert>,
+    writes: Vec<(String, Vec<u8>)>,
+}
+
+impl Judged {
+    fn write(&mut self, key: &str, value: Vec<u8>) {
+        self.writes.push((key.to_owned(), value));
+    }
+
+    /// Raises `alert` unless its detection is disabled or was raised within its dedup
+    /// period; remembers that it was.
+    fn raise(&mut self, alert: Alert, keys: &Keys, loaded: &Loaded, config: &Config) {
+        let (detection, at) = (alert.detection, alert.event_time);
+        let period = config.dedup_period(detection.id).millis();
+        if config.is_enabled(detection.id) && !suppressed(loaded.dedup(detection), at, period) {
+            self.write(keys.dedup(detection), encode_time(at));
+            self.alerts.push(alert);
+        }
+    }
+
+    /// The Cortex family, for a successful start: its verdict, and what it learns.
+    fn baseline(&mut self, session: &SessionStart, keys: &Keys, loaded: &Loaded, config: &Config) {
+        let at = session.time;
         let prior = Prior {
-            history_start: history.history_start,
+            history_start: loaded.history.history_start,
             last_session: loaded.last_session,
             last_seen: loaded.seen,
         };
         let verdict = baseline::classify(at, &prior, &config.baseline);
-        let detection = verdict.detection();
-        let last_alert = loaded.dedup(detection.id);
-        if config.is_enabled(detection.id)
-            && !suppressed(last_alert, at, config.dedup_period(detection.id).millis())
-        {
-            let alert = verdict.alert(&session, &prior);
-            writes.push((
-                keys::dedup_key(detection.id, &alert.dedup_key),
-                encode_time(at),
-            ));
-            alerts.push(alert);
-        }
-        writes.push((
-            keys.last_session.clone(),
+        self.raise(verdict.alert(session, &prior), keys, loaded, config);
+        self.write(
+            keys.last_session(),
             encode_time(max(prior.last_session, at)),
-        ));
-        for (key, seen) in keys.seen.iter().zip(prior.last_seen) {
-            writes.push((key.clone(), encode_time(max(seen, at))));
+        );
+        for (feature, seen) in prior.last_seen.iter().enumerate() {
+            self.write(keys.seen(feature), encode_time(max(*seen, at)));
         }
     }
 
-    let window = config.multiple_sessions.window.millis();
-    let mut recent = std::mem::take(&mut loaded.targets);
-    recent.record(&session.target, at, window);
-    let detection = &catalog::MULTIPLE_SESSIONS;
-    if let Some(targets) = multiple_sessions::evaluate(&session, &recent, &config.multiple_sessions)
-    {
-        let last_alert = loaded.dedup(detection.id);
-        let period = config.multiple_sessions.dedup_period.millis();
-        if config.is_enabled(detection.id) && !suppressed(last_alert, at, period) {
-            let alert = multiple_sessions::alert(&session, targets);
-            writes.push((
-                keys::dedup_key(detection.id, &alert.dedup_key),
-                encode_time(at),
-            ));
-            alerts.push(alert);
+    /// `AWS.SSM.MultipleSessions`, for every start.
+    fn multiple_sessions(
+        &mut self,
+        session: &SessionStart,
+        keys: &Keys,
+        loaded: &mut Loaded,
+        config: &Config,
+    ) {
+        let window = config.multiple_sessions.window.millis();
+        loaded.targets.record(&session.target, session.time, window);
+        if let Some(targets) =
+            multiple_sessions::evaluate(session, &loaded.targets, &config.multiple_sessions)
+        {
+            self.raise(
+                multiple_sessions::alert(session, targets),
+                keys,
+                loaded,
+                config,
+            );
         }
+        self.write(keys.targets(), loaded.targets.encode());
     }
-    writes.push((keys.targets, recent.encode()));
-
-    history.observe(at, session.succeeded);
-    // The sweep deletes before the batch below writes, so it never undoes this record.
-    history.sweep(kv, config)?;
-    writes.push((
-        detect_sdk::history::HISTORY_KEY.to_owned(),
-        history.encode(),
-    ));
-    kv.set_many(writes).map_err(RuleError::State)?;
-    relevant(alerts)
 }
 
 fn max(stored: Option<Millis>, at: Millis) -> Millis {
     stored.map_or(at, |t| t.max(at))
 }
 
-/// Every key one record can read or write.
-struct Keys {
-    last_session: String,
-    seen: [String; 3],
-    targets: String,
-    /// One per detection, in `catalog::ALL` order.
-    dedup: [String; 4],
-}
+/// Every key one record can read or write, in the order they are read: the history, the
+/// identity's last session and recent targets, the features it used, and one dedup entry
+/// per detection (in `catalog::ALL` order).
+struct Keys([String; 10]);
+
+const SEEN: usize = 3;
+const DEDUP: usize = 6;
 
 impl Keys {
     fn new(s: &SessionStart) -> Keys {
-        let started = baseline::Verdict::Started;
-        let unusual_identity = baseline::Verdict::UnusualIdentity;
-        let unusual_session = baseline::Verdict::UnusualSession(Vec::new());
-        let dedup = |v: &baseline::Verdict| keys::dedup_key(v.detection().id, &v.dedup_key(s));
-        Keys {
-            last_session: keys::last_session_key(&s.identity),
-            seen: Feature::ALL.map(|f| keys::seen_key(f.name(), &s.identity, f.value(s))),
-            targets: keys::targets_key(&s.identity),
-            dedup: [
-                dedup(&started),
-                dedup(&unusual_identity),
-                dedup(&unusual_session),
-                keys::dedup_key(catalog::MULTIPLE_SESSIONS.id, &s.identity),
-            ],
-        }
+        let verdict_key = |v: baseline::Verdict| keys::dedup_key(v.detection(), &v.dedup_key(s));
+        let seen = |f: Feature| keys::seen_key(f, &s.identity, f.value(s));
+        Keys([
+            HISTORY_KEY.to_owned(),
+            keys::last_session_key(&s.identity),
+            keys::targets_key(&s.identity),
+            seen(Feature::ALL[0]),
+            seen(Feature::ALL[1]),
+            seen(Feature::ALL[2]),
+            verdict_key(baseline::Verdict::Started),
+            verdict_key(baseline::Verdict::UnusualIdentity),
+            verdict_key(baseline::Verdict::UnusualSession(Vec::new())),
+            keys::dedup_key(&catalog::MULTIPLE_SESSIONS, &s.identity),
+        ])
     }
 
-    /// In the order [`Loaded::new`] reads them back.
-    fn all(&self) -> Vec<String> {
-        let mut all = vec![
-            detect_sdk::history::HISTORY_KEY.to_owned(),
-            self.last_session.clone(),
-            self.targets.clone(),
-        ];
-        all.extend(self.seen.iter().cloned());
-        all.extend(self.dedup.iter().cloned());
-        all
+    fn history(&self) -> &str {
+        &self.0[0]
+    }
+
+    fn last_session(&self) -> &str {
+        &self.0[1]
+    }
+
+    fn targets(&self) -> &str {
+        &self.0[2]
+    }
+
+    fn seen(&self, feature: usize) -> &str {
+        &self.0[SEEN + feature]
+    }
+
+    fn dedup(&self, detection: &Detection) -> &str {
+        &self.0[DEDUP + catalog::index(detection)]
     }
 }
 
-/// The values of [`Keys::all`], decoded. A value that cannot be decoded is an error.
+/// The values of [`Keys`], decoded. A value that cannot be decoded is an error.
 struct Loaded {
     history: History,
     last_session: Option<Millis>,
@@ -201,21 +221,22 @@ struct Loaded {
 
 impl Loaded {
     fn new(keys: &Keys, values: &[Option<Vec<u8>>]) -> Result<Loaded, RuleError> {
-        let v = |i: usize| values.get(i).and_then(|v| v.as_deref());
-        let time = |key: &str, i: usize| decode_time(key, v(i));
-        let seen = |i: usize| time(&keys.seen[i], 3 + i);
-        let dedup = |i: usize| time(&keys.dedup[i], 6 + i);
+        let time = |i: usize| decode_time(&keys.0[i], values[i].as_deref());
         Ok(Loaded {
-            history: History::decode(v(0))?,
-            last_session: time(&keys.last_session, 1)?,
-            targets: RecentTargets::decode(&keys.targets, v(2))?,
-            seen: [seen(0)?, seen(1)?, seen(2)?],
-            dedup: [dedup(0)?, dedup(1)?, dedup(2)?, dedup(3)?],
+            history: History::decode(values[0].as_deref())?,
+            last_session: time(1)?,
+            targets: RecentTargets::decode(keys.targets(), values[2].as_deref())?,
+            seen: [time(SEEN)?, time(SEEN + 1)?, time(SEEN + 2)?],
+            dedup: [
+                time(DEDUP)?,
+                time(DEDUP + 1)?,
+                time(DEDUP + 2)?,
+                time(DEDUP + 3)?,
+            ],
         })
     }
 
-    fn dedup(&self, detection_id: &str) -> Option<Millis> {
-        let index = catalog::ALL.iter().position(|d| d.id == detection_id)?;
-        self.dedup[index]
+    fn dedup(&self, detection: &Detection) -> Option<Millis> {
+        self.dedup[catalog::index(detection)]
     }
 }

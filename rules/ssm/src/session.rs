@@ -1,11 +1,13 @@
-//! What the rule reads from a CloudTrail record: whether it is an SSM `StartSession`
-//! (one scan of the text, for every record), and for those that are, a [`SessionStart`],
-//! every field type-checked by path.
+//! What the rule reads from a CloudTrail record: whether it is an SSM `StartSession`, and
+//! for those that are, a [`SessionStart`], every field type-checked by path. The record is
+//! read once, and what can be borrowed from its text is.
 
-use detect_sdk::cloudtrail::{self, Fields, actor, aws_rule_context, source_network};
+use std::borrow::Cow;
+
+use detect_sdk::cloudtrail::{Record, actor, aws_rule_context, source_network};
 use detect_sdk::time::parse_event_time;
 use detect_sdk::{Millis, RuleError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The service and event the rule examines.
 pub const EVENT_SOURCE: &str = "ssm.amazonaws.com";
@@ -15,7 +17,7 @@ pub const EVENT_NAME: &str = "StartSession";
 /// Whether `text` is an SSM `StartSession` record. Errors for text that is not a JSON
 /// object, or whose `eventSource`/`eventName` is not a string.
 pub fn is_start_session(text: &str) -> Result<bool, RuleError> {
-    cloudtrail::is_event(text, EVENT_SOURCE, EVENT_NAME)
+    Record::parse(text)?.is(EVENT_SOURCE, EVENT_NAME)
 }
 
 /// Placeholder for a value the record does not carry.
@@ -23,91 +25,93 @@ pub const UNKNOWN: &str = "unknown";
 /// The document Session Manager uses when a `StartSession` names none.
 pub const DEFAULT_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 
-/// What the rule knows of one SSM `StartSession` record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionStart {
+/// What the rule knows of one SSM `StartSession` record, borrowed from its text.
+#[derive(Debug)]
+pub struct SessionStart<'a> {
     pub time: Millis,
     /// Neither `errorCode` nor `errorMessage` is set.
     pub succeeded: bool,
-    pub error_code: Option<String>,
+    pub error_code: Option<Cow<'a, str>>,
     /// `userIdentity.arn`, else `userIdentity.principalId`, else `unknown`.
-    pub identity: String,
-    pub identity_type: Option<String>,
+    pub identity: Cow<'a, str>,
+    pub identity_type: Option<Cow<'a, str>>,
     /// The short name of the actor, as Panther's `get_actor_user` derives it.
     pub actor: String,
     /// `recipientAccountId`, else `userIdentity.accountId`, else `unknown`.
-    pub account: String,
+    pub account: Cow<'a, str>,
     /// `requestParameters.target`, else `unknown`.
-    pub target: String,
-    pub source_ip: Option<String>,
+    pub target: Cow<'a, str>,
+    pub source_ip: Option<Cow<'a, str>>,
     /// The source IP's /24 (IPv4) or /48 (IPv6), or the source itself when it is not an
     /// IP (`AWS Internal`), else `unknown`.
     pub source_network: String,
     /// `requestParameters.documentName`, else `SSM-SessionManagerRunShell`.
-    pub document: String,
-    pub session_id: Option<String>,
-    pub user_agent: Option<String>,
-    pub region: Option<String>,
-    pub event_id: Option<String>,
-    /// The whole record, moved here rather than copied: only an alert that mirrors
-    /// Panther needs more of it (see [`SessionStart::panther_context`]).
-    pub record: Map<String, Value>,
+    pub document: Cow<'a, str>,
+    pub session_id: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub region: Option<Cow<'a, str>>,
+    pub event_id: Option<Cow<'a, str>>,
+    /// The record: only an alert that mirrors Panther needs more of it (see
+    /// [`SessionStart::panther_context`]).
+    pub record: Record<'a>,
 }
 
-impl SessionStart {
-    /// Reads a record that [`is_start_session`] accepted.
-    pub fn parse(text: &str) -> Result<SessionStart, RuleError> {
-        let object = cloudtrail::parse_object(text)?;
-        let f = Fields(&object);
+impl<'a> SessionStart<'a> {
+    /// Reads a record of text `text`; for tests, and callers that have not read it yet.
+    pub fn parse(text: &'a str) -> Result<SessionStart<'a>, RuleError> {
+        SessionStart::read(Record::parse(text)?)
+    }
 
+    /// Reads a `StartSession` record.
+    pub fn read(record: Record<'a>) -> Result<SessionStart<'a>, RuleError> {
+        let f = &record;
         let time_text = f
             .str(&["eventTime"])?
             .ok_or_else(|| RuleError::InvalidTime("missing".into()))?;
-        let time = parse_event_time(time_text).map_err(RuleError::InvalidTime)?;
+        let time = parse_event_time(&time_text).map_err(RuleError::InvalidTime)?;
         let error_code = f.str(&["errorCode"])?;
         let error_message = f.str(&["errorMessage"])?;
-        let owned = |s: Option<&str>| s.map(str::to_owned);
         let source_ip = f.str(&["sourceIPAddress"])?;
-        let identity = f
-            .str(&["userIdentity", "arn"])?
-            .or(f.str(&["userIdentity", "principalId"])?)
-            .unwrap_or(UNKNOWN);
-        let account = f
-            .str(&["recipientAccountId"])?
-            .or(f.str(&["userIdentity", "accountId"])?)
-            .unwrap_or(UNKNOWN);
-
-        let mut session = SessionStart {
+        let unknown = || Cow::Borrowed(UNKNOWN);
+        let identity = match f.str(&["userIdentity", "arn"])? {
+            Some(arn) => arn,
+            None => f
+                .str(&["userIdentity", "principalId"])?
+                .unwrap_or_else(unknown),
+        };
+        let account = match f.str(&["recipientAccountId"])? {
+            Some(account) => account,
+            None => f
+                .str(&["userIdentity", "accountId"])?
+                .unwrap_or_else(unknown),
+        };
+        Ok(SessionStart {
             time,
             succeeded: error_code.is_none() && error_message.is_none(),
-            error_code: owned(error_code),
-            identity: identity.to_owned(),
-            identity_type: owned(f.str(&["userIdentity", "type"])?),
-            actor: actor::actor_user(&f)?,
-            account: account.to_owned(),
+            error_code,
+            identity,
+            identity_type: f.str(&["userIdentity", "type"])?,
+            actor: actor::actor_user(f)?,
+            account,
             target: f
                 .str(&["requestParameters", "target"])?
-                .unwrap_or(UNKNOWN)
-                .to_owned(),
-            source_ip: owned(source_ip),
-            source_network: source_network(source_ip),
+                .unwrap_or_else(unknown),
+            source_network: source_network(source_ip.as_deref()),
+            source_ip,
             document: f
                 .str(&["requestParameters", "documentName"])?
-                .unwrap_or(DEFAULT_DOCUMENT)
-                .to_owned(),
-            session_id: owned(f.str(&["responseElements", "sessionId"])?),
-            user_agent: owned(f.str(&["userAgent"])?),
-            region: owned(f.str(&["awsRegion"])?),
-            event_id: owned(f.str(&["eventID"])?),
-            record: Map::new(),
-        };
-        session.record = object;
-        Ok(session)
+                .unwrap_or(Cow::Borrowed(DEFAULT_DOCUMENT)),
+            session_id: f.str(&["responseElements", "sessionId"])?,
+            user_agent: f.str(&["userAgent"])?,
+            region: f.str(&["awsRegion"])?,
+            event_id: f.str(&["eventID"])?,
+            record,
+        })
     }
 
     /// Panther's `aws_rule_context(event)`.
     pub fn panther_context(&self) -> Value {
-        aws_rule_context(&self.record)
+        Value::Object(aws_rule_context(&self.record))
     }
 
     /// The identity as a person reads it: the resource part of an ARN
@@ -172,13 +176,14 @@ mod tests {
     #[test]
     fn falls_back_when_fields_are_missing() {
         let bare = json!({"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "2025-01-01T00:00:00Z"});
-        let s = SessionStart::parse(&bare.to_string()).unwrap();
+        let bare = bare.to_string();
+        let s = SessionStart::parse(&bare).unwrap();
         assert_eq!(
-            (s.identity.as_str(), s.account.as_str(), s.target.as_str()),
+            (&*s.identity, &*s.account, &*s.target),
             (UNKNOWN, UNKNOWN, UNKNOWN)
         );
         assert_eq!(
-            (s.source_network.as_str(), s.document.as_str()),
+            (s.source_network.as_str(), &*s.document),
             (UNKNOWN, DEFAULT_DOCUMENT)
         );
         assert_eq!(
@@ -190,10 +195,7 @@ mod tests {
             json!({"userIdentity": {"arn": null, "principalId": "AIDAEXAMPLE", "accountId": "444455556666"}, "recipientAccountId": null}),
         );
         let s = SessionStart::parse(&principal).unwrap();
-        assert_eq!(
-            (s.identity.as_str(), s.account.as_str()),
-            ("AIDAEXAMPLE", "444455556666")
-        );
+        assert_eq!((&*s.identity, &*s.account), ("AIDAEXAMPLE", "444455556666"));
 
         let document = record(
             json!({"requestParameters": {"target": "i-1", "documentName": "AWS-StartPortForwardingSession"}}),
@@ -227,7 +229,7 @@ mod tests {
     fn identity_names_drop_the_arn_prefix() {
         let name = |identity: &str| {
             SessionStart {
-                identity: identity.into(),
+                identity: identity.to_owned().into(),
                 ..SessionStart::parse(SAMPLE).unwrap()
             }
             .identity_name()
@@ -303,8 +305,8 @@ mod tests {
             matches!(SessionStart::parse(&record(json!({"eventTime": "soon"}))), Err(RuleError::InvalidTime(m)) if m.contains("soon"))
         );
         assert_eq!(
-            SessionStart::parse(&record(json!({"eventTime": null}))),
-            Err(RuleError::InvalidTime("missing".into()))
+            SessionStart::parse(&record(json!({"eventTime": null}))).err(),
+            Some(RuleError::InvalidTime("missing".into()))
         );
     }
 }

@@ -1,21 +1,23 @@
 //! Who the actor of a record is, as Panther's `get_actor_user` helper names it: the short
 //! name that appears in `AWS.SSM.MultipleSessions` titles ("... Started by SampleRole").
 
-use crate::cloudtrail::Fields;
+use std::borrow::Cow;
+
+use crate::cloudtrail::Record;
 use crate::error::RuleError;
 
 /// Panther's `get_actor_user(event)`, branch for branch, with its `Unknown...` defaults.
-pub fn actor_user(f: &Fields) -> Result<String, RuleError> {
+pub fn actor_user(f: &Record) -> Result<String, RuleError> {
     let identity_type = f.str(&["userIdentity", "type"])?;
+    let identity_type = identity_type.as_deref();
     let unknown = || format!("Unknown{}", identity_type.unwrap_or_default());
-    let or_unknown = |value: Option<&str>| value.map_or_else(unknown, str::to_owned);
+    let or_unknown = |value: Option<Cow<str>>| value.map_or_else(unknown, Cow::into_owned);
     Ok(match identity_type {
         Some("Root") => match f.str(&["userIdentity", "userName"])? {
-            Some(name) => name.to_owned(),
+            Some(name) => name.into_owned(),
             None => f
                 .str(&["userIdentity", "accountId"])?
-                .unwrap_or("UnknownRootUser")
-                .to_owned(),
+                .map_or_else(|| "UnknownRootUser".to_owned(), Cow::into_owned),
         },
         Some("IAMUser" | "Directory" | "Unknown" | "SAMLUser" | "WebIdentityUser") => {
             or_unknown(f.str(&["userIdentity", "userName"])?)
@@ -38,10 +40,9 @@ pub fn actor_user(f: &Fields) -> Result<String, RuleError> {
         }
         Some("IdentityCenterUser") => or_unknown(f.str(&["additionalEventData", "UserName"])?),
         Some("AWSService" | "AWSAccount") => or_unknown(f.str(&["sourceIdentity"])?),
-        _ if f.str(&["eventType"])? == Some("AwsServiceEvent") => f
+        _ if f.str(&["eventType"])?.as_deref() == Some("AwsServiceEvent") => f
             .str(&["userIdentity", "invokedBy"])?
-            .unwrap_or("UnknownAwsServiceEvent")
-            .to_owned(),
+            .map_or_else(|| "UnknownAwsServiceEvent".to_owned(), Cow::into_owned),
         _ => "UnknownUser".to_owned(),
     })
 }
@@ -49,7 +50,7 @@ pub fn actor_user(f: &Fields) -> Result<String, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::actor_user;
-    use crate::cloudtrail::Fields;
+    use crate::cloudtrail::Record;
     use serde_json::{Value, json};
 
     /// The actor of a record whose `userIdentity` is `identity`, with more top-level
@@ -60,7 +61,8 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .extend(fields.as_object().unwrap().clone());
-        actor_user(&Fields(record.as_object().unwrap())).unwrap()
+        let text = record.to_string();
+        actor_user(&Record::parse(&text).unwrap()).unwrap()
     }
 
     fn actor_of(identity: Value) -> String {

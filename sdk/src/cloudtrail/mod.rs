@@ -1,45 +1,179 @@
 //! Reading CloudTrail records: what many rules over CloudTrail need.
 //!
-//! Nearly every record in a CloudTrail stream is irrelevant to any one rule, so reading
-//! happens in two steps: [`is_event`] decides relevance with one scan of the text, and only
-//! a relevant record is parsed into a tree and read through [`Fields`], every field
-//! type-checked by path. Plus Panther's helpers that detections commonly use:
-//! [`actor::actor_user`], [`aws_rule_context`] and [`source_network`].
+//! A record is read once, without building it: [`Record::parse`] checks that the text is
+//! one JSON object and keeps its fields as raw JSON text, borrowed from the record; a field
+//! is decoded only when the rule asks for it, by path, typed (a wrong type is an error that
+//! names the path), and nested objects are read when first reached. Plus Panther's
+//! helpers that detections commonly use: [`actor::actor_user`], [`aws_rule_context`] and
+//! [`source_network`].
 
 pub mod actor;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::error::RuleError;
 
-/// The two fields that say what a CloudTrail record is.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "eventSource", borrow, default)]
-    event_source: Option<&'a RawValue>,
-    #[serde(rename = "eventName", borrow, default)]
-    event_name: Option<&'a RawValue>,
+/// The fields of one JSON object, as raw JSON, in order.
+#[derive(Debug, Default)]
+struct Object<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Object<'a> {
+    /// The value of `key` (the last, if the object repeats it).
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
 }
 
-/// Whether `text` is a record of `event_source` named `event_name` (e.g.
-/// `ssm.amazonaws.com`, `StartSession`), found by walking the JSON once without building
-/// it: that validates the text and decides relevance at the cost of a scan. Errors for
-/// text that is not a JSON object, or whose `eventSource`/`eventName` is not a string.
-pub fn is_event(text: &str, event_source: &str, event_name: &str) -> Result<bool, RuleError> {
-    // serde would also read a JSON array as a struct, field by field.
-    if !text.trim_start().starts_with('{') {
-        return Err(not_an_object(text));
+impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Fields<'a> {
+            type Value = Object<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Object<'a>, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
+                while let Some(Key(key)) = map.next_key()? {
+                    fields.push((key, map.next_value()?));
+                }
+                Ok(Object(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
     }
-    let envelope: Envelope =
-        serde_json::from_str(text).map_err(|e| RuleError::InvalidJson(e.to_string()))?;
-    let source = raw_string("eventSource", envelope.event_source)?;
-    let name = raw_string("eventName", envelope.event_name)?;
-    Ok(source.as_deref() == Some(event_source) && name.as_deref() == Some(event_name))
+}
+
+/// A key, borrowed from the text unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Text<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text(std::marker::PhantomData))
+    }
+}
+
+/// A CloudTrail record, read once and decoded field by field.
+#[derive(Debug)]
+pub struct Record<'a> {
+    top: Object<'a>,
+    /// Nested objects read so far, by path.
+    nested: RefCell<Vec<(Vec<String>, Rc<Object<'a>>)>>,
+}
+
+impl<'a> Record<'a> {
+    /// Reads `text`, which must be one JSON object: the whole text is checked, once.
+    pub fn parse(text: &'a str) -> Result<Record<'a>, RuleError> {
+        // serde would also read a JSON array as a map, entry by entry.
+        if !text.trim_start().starts_with('{') {
+            return Err(not_an_object(text));
+        }
+        let top = serde_json::from_str(text).map_err(|e| RuleError::InvalidJson(e.to_string()))?;
+        Ok(Record {
+            top,
+            nested: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Whether this is a record of `event_source` named `event_name` (e.g.
+    /// `ssm.amazonaws.com`, `StartSession`); an error if either field is not a string.
+    pub fn is(&self, event_source: &str, event_name: &str) -> Result<bool, RuleError> {
+        Ok(self.str(&["eventSource"])?.as_deref() == Some(event_source)
+            && self.str(&["eventName"])?.as_deref() == Some(event_name))
+    }
+
+    /// The top-level field `key` as raw JSON, if present (`null` included).
+    pub fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.top.get(key)
+    }
+
+    /// The string at `path`: `None` when absent, null or empty; an error naming the path
+    /// when it, or an object on the way, has another type.
+    pub fn str(&self, path: &[&str]) -> Result<Option<Cow<'a, str>>, RuleError> {
+        let (last, parents) = path.split_last().expect("a path has a field");
+        let raw = match parents {
+            [] => self.top.get(last),
+            _ => match self.object(parents)? {
+                Some(object) => object.get(last),
+                None => return Ok(None),
+            },
+        };
+        let Some(raw) = raw else { return Ok(None) };
+        let json = raw.get();
+        match json.as_bytes()[0] {
+            _ if json == "null" || json == "\"\"" => Ok(None),
+            // A string without escapes is its own text between the quotes.
+            b'"' if !json.contains('\\') => Ok(Some(Cow::Borrowed(&json[1..json.len() - 1]))),
+            b'"' => serde_json::from_str::<String>(json)
+                .map(|s| Some(Cow::Owned(s)))
+                .map_err(|e| RuleError::field(&path.join("."), e.to_string())),
+            _ => Err(RuleError::field(
+                &path.join("."),
+                format!("expected a string, found {}", kind_of_raw(json)),
+            )),
+        }
+    }
+
+    /// The object at `path`, read once; `None` when absent or null.
+    fn object(&self, path: &[&str]) -> Result<Option<Rc<Object<'a>>>, RuleError> {
+        let known = self.nested.borrow();
+        if let Some((_, object)) = known.iter().find(|(p, _)| p.iter().eq(path.iter())) {
+            return Ok(Some(object.clone()));
+        }
+        drop(known);
+        let (last, parents) = path.split_last().expect("a path has a field");
+        let raw = match parents {
+            [] => self.top.get(last),
+            _ => match self.object(parents)? {
+                Some(object) => object.get(last),
+                None => return Ok(None),
+            },
+        };
+        let Some(raw) = raw.filter(|r| r.get() != "null") else {
+            return Ok(None);
+        };
+        let field = || path.join(".");
+        if !raw.get().starts_with('{') {
+            let found = kind_of_raw(raw.get());
+            return Err(RuleError::field(
+                &field(),
+                format!("expected an object, found {found}"),
+            ));
+        }
+        let object: Object<'a> = serde_json::from_str(raw.get())
+            .map_err(|e| RuleError::field(&field(), e.to_string()))?;
+        let object = Rc::new(object);
+        let path = path.iter().map(|p| p.to_string()).collect();
+        self.nested.borrow_mut().push((path, object.clone()));
+        Ok(Some(object))
+    }
+}
+
+/// Whether `text` is a record of `event_source` named `event_name`: [`Record::is`] of it.
+pub fn is_event(text: &str, event_source: &str, event_name: &str) -> Result<bool, RuleError> {
+    Record::parse(text)?.is(event_source, event_name)
 }
 
 /// The error for text that does not start like an object: JSON of another kind, or not JSON.
@@ -50,32 +184,13 @@ fn not_an_object(text: &str) -> RuleError {
     }
 }
 
-/// A borrowed JSON value as a string: `None` for null or absent, an error for any other type.
-fn raw_string<'a>(
-    field: &str,
-    raw: Option<&'a RawValue>,
-) -> Result<Option<Cow<'a, str>>, RuleError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let json = raw.get();
-    match json.as_bytes()[0] {
-        b'n' => Ok(None),
-        // A string without escapes is its own text between the quotes.
-        b'"' if !json.contains('\\') => Ok(Some(Cow::Borrowed(&json[1..json.len() - 1]))),
-        b'"' => serde_json::from_str(json)
-            .map(Some)
-            .map_err(|e| RuleError::field(field, e.to_string())),
-        _ => Err(RuleError::field(
-            field,
-            format!("expected a string, found {}", kind_of_raw(json)),
-        )),
-    }
-}
-
 fn kind_of_raw(json: &str) -> &'static str {
     match json.as_bytes()[0] {
         b'{' => "an object",
         b'[' => "an array",
+        b'"' => "a string",
         b't' | b'f' => "a boolean",
+        b'n' => "null",
         _ => "a number",
     }
 }
@@ -89,46 +204,6 @@ pub fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// Typed access to a parsed record, by dotted path. Absent and `null` read as `None`;
-/// a wrong type is an error that names the path.
-pub struct Fields<'a>(pub &'a Map<String, Value>);
-
-impl<'a> Fields<'a> {
-    /// The value at `path`, if present and not null.
-    pub fn value(&self, path: &[&str]) -> Result<Option<&'a Value>, RuleError> {
-        let mut object = self.0;
-        for (depth, key) in path.iter().enumerate() {
-            let value = match object.get(*key) {
-                None | Some(Value::Null) => return Ok(None),
-                Some(v) => v,
-            };
-            if depth + 1 == path.len() {
-                return Ok(Some(value));
-            }
-            object = value.as_object().ok_or_else(|| {
-                RuleError::field(
-                    &path[..=depth].join("."),
-                    format!("expected an object, found {}", kind_of(value)),
-                )
-            })?;
-        }
-        Ok(None)
-    }
-
-    /// A string field; the empty string counts as absent.
-    pub fn str(&self, path: &[&str]) -> Result<Option<&'a str>, RuleError> {
-        match self.value(path)? {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(RuleError::field(
-                &path.join("."),
-                format!("expected a string, found {}", kind_of(other)),
-            )),
-        }
     }
 }
 
@@ -149,18 +224,10 @@ pub fn records(text: &str) -> Vec<&str> {
     }
 }
 
-/// Parses a record that [`is_event`] accepted into its fields.
-pub fn parse_object(text: &str) -> Result<Map<String, Value>, RuleError> {
-    match serde_json::from_str(text).map_err(|e| RuleError::InvalidJson(e.to_string()))? {
-        Value::Object(object) => Ok(object),
-        other => Err(RuleError::NotAnObject(kind_of(&other).into())),
-    }
-}
-
 /// Panther's `aws_rule_context(event)`: the record's own values, or Panther's
-/// placeholders.
-pub fn aws_rule_context(record: &Map<String, Value>) -> Value {
-    let fields = [
+/// placeholders, as a JSON object.
+pub fn aws_rule_context(record: &Record) -> serde_json::Map<String, Value> {
+    const FIELDS: [(&str, &str); 7] = [
         ("eventName", "<MISSING_EVENT_NAME>"),
         ("eventSource", "<MISSING_EVENT_SOURCE>"),
         ("awsRegion", "<MISSING_AWS_REGION>"),
@@ -169,14 +236,16 @@ pub fn aws_rule_context(record: &Map<String, Value>) -> Value {
         ("userAgent", "<MISSING_USER_AGENT>"),
         ("userIdentity", "<MISSING_USER_IDENTITY>"),
     ];
-    let context = fields.iter().map(|(key, missing)| {
-        let value = record
-            .get(*key)
-            .cloned()
-            .unwrap_or_else(|| Value::from(*missing));
-        (key.to_string(), value)
-    });
-    Value::Object(context.collect())
+    FIELDS
+        .iter()
+        .map(|(key, missing)| {
+            let value = record
+                .raw(key)
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_else(|| Value::from(*missing));
+            (key.to_string(), value)
+        })
+        .collect()
 }
 
 /// The network a session came from: an IPv4 /24 or IPv6 /48, so that a user's address
@@ -249,26 +318,38 @@ mod tests {
 
     #[test]
     fn fields_are_typed_by_path() {
-        let record = parse_object(r#"{"a": {"b": "x", "c": 1, "e": ""}, "d": null}"#).unwrap();
-        let f = Fields(&record);
-        assert_eq!(f.str(&["a", "b"]), Ok(Some("x")));
-        assert_eq!(f.str(&["a", "e"]), Ok(None), "empty counts as absent");
-        assert_eq!(f.str(&["d", "b"]), Ok(None));
+        let text = r#"{"a": {"b": "x", "c": 1, "e": "", "k\u0065y": "v\u0041"}, "d": null, "a2": {"b": {"c": "deep"}}}"#;
+        let record = Record::parse(text).unwrap();
+        let str = |path: &[&str]| record.str(path).map(|s| s.map(Cow::into_owned));
+        assert_eq!(str(&["a", "b"]), Ok(Some("x".into())));
         assert_eq!(
-            f.str(&["a", "c"]),
+            str(&["a", "key"]),
+            Ok(Some("vA".into())),
+            "escapes are decoded"
+        );
+        assert_eq!(str(&["a2", "b", "c"]), Ok(Some("deep".into())));
+        assert_eq!(str(&["a", "e"]), Ok(None), "empty counts as absent");
+        assert_eq!(str(&["d", "b"]), Ok(None));
+        assert_eq!(str(&["nope"]), Ok(None));
+        assert_eq!(
+            str(&["a", "c"]),
             Err(RuleError::field("a.c", "expected a string, found a number"))
         );
         assert_eq!(
-            f.str(&["a", "b", "z"]),
+            str(&["a", "b", "z"]),
             Err(RuleError::field(
                 "a.b",
                 "expected an object, found a string"
             ))
         );
-        assert_eq!(
-            parse_object("[]"),
-            Err(RuleError::NotAnObject("an array".into()))
-        );
+        assert!(matches!(Record::parse("[]"), Err(RuleError::NotAnObject(k)) if k == "an array"));
+        assert!(matches!(
+            Record::parse(r#"{"a": [1,}"#),
+            Err(RuleError::InvalidJson(_))
+        ));
+        // A repeated key reads as its last value, as a parsed object keeps it.
+        let repeated = Record::parse(r#"{"a": "1", "a": "2"}"#).unwrap();
+        assert_eq!(repeated.str(&["a"]).unwrap().as_deref(), Some("2"));
     }
 
     #[test]
@@ -286,7 +367,7 @@ mod tests {
 
     #[test]
     fn panther_context_uses_placeholders() {
-        let record = parse_object(r#"{"eventName": "StartSession"}"#).unwrap();
+        let record = Record::parse(r#"{"eventName": "StartSession"}"#).unwrap();
         let context = aws_rule_context(&record);
         assert_eq!(context["eventName"], "StartSession");
         assert_eq!(context["userIdentity"], "<MISSING_USER_IDENTITY>");
