@@ -49,6 +49,42 @@ fn every_format_raises_the_same_alerts() {
     assert_eq!(alerts(&["run", "--state", "memory"], &stdin), expected);
 }
 
+/// Several files are read and decompressed ahead, in threads of their own, and the rule
+/// still sees them in the order given, each file's records in order: a stream split over
+/// many files raises what it raises whole, to the dead letter.
+#[test]
+fn files_read_ahead_reach_the_rule_in_order() {
+    let log = generated_log(3000, 21);
+    let text = String::from_utf8(log.clone()).unwrap();
+    let records: Vec<&str> = text.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["run".to_owned(), "--state".into(), "memory".into()];
+    for (n, part) in records.chunks(170).enumerate() {
+        let mut bytes = part.join("\n").into_bytes();
+        bytes.extend(b"\nnot json\n");
+        let path = dir.path().join(format!("part-{n:02}.ndjson.gz"));
+        std::fs::write(&path, gzip(&bytes)).unwrap();
+        args.push(path.to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let whole = alerts(&["run", "--state", "memory"], &log);
+    assert!(whole.len() > 100);
+    let out = harness(&args, b"");
+    assert!(out.status.success());
+    assert_eq!(lines(&out.stdout), whole);
+    // The dead letters come in file order too.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let sources: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|d| d["source"].as_str().map(str::to_owned))
+        .collect();
+    let mut sorted = sources.clone();
+    sorted.sort();
+    assert_eq!(sources.len(), records.chunks(170).count());
+    assert_eq!(sources, sorted);
+}
+
 #[test]
 fn bad_records_are_dead_lettered_and_the_run_goes_on() {
     let sample = std::fs::read_to_string(fixture("records/panther_sample.json")).unwrap();

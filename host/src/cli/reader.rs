@@ -108,18 +108,32 @@ pub fn spawn(
     progress: ProgressBar,
 ) -> Receiver<Message> {
     let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT);
+    let ahead = thread::available_parallelism().map_or(1, |n| n.get().min(MAX_AHEAD));
     thread::Builder::new()
         .name("rule-input".into())
         .spawn(move || {
-            for (index, (source, mark)) in sources.iter().zip(marks).enumerate() {
-                let reading = Reading {
-                    limits: &limits,
-                    prefilter: prefilter.as_ref(),
-                    progress: &progress,
-                    tx: &tx,
-                };
-                if reading.source(index, source, mark).is_break() {
+            let mut sources = sources.into_iter().zip(marks).enumerate();
+            let mut started = std::collections::VecDeque::new();
+            loop {
+                // Files ahead are read and decompressed while the rule works on this one.
+                while started.len() < ahead
+                    && let Some((index, (source, mark))) = sources.next()
+                {
+                    let reading = Reading {
+                        limits: limits.clone(),
+                        prefilter: prefilter.clone(),
+                        progress: progress.clone(),
+                    };
+                    started.push_back(reading.start(index, source, mark));
+                }
+                let Some(messages) = started.pop_front() else {
                     return;
+                };
+                for message in messages {
+                    // The main loop is gone (it stopped the run): stop reading.
+                    if tx.send(message).is_err() {
+                        return;
+                    }
                 }
             }
         })
@@ -127,19 +141,38 @@ pub fn spawn(
     rx
 }
 
+/// Files read ahead of the one the rule is on, at most (and no more than the cores).
+const MAX_AHEAD: usize = 4;
+
 /// What reading every source shares.
-struct Reading<'a> {
-    limits: &'a FrameLimits,
-    prefilter: Option<&'a Prefilter>,
-    progress: &'a ProgressBar,
-    tx: &'a SyncSender<Message>,
+struct Reading {
+    limits: FrameLimits,
+    prefilter: Option<Prefilter>,
+    progress: ProgressBar,
 }
 
-impl Reading<'_> {
-    fn source(&self, index: usize, source: &Source, mark: Option<InputMark>) -> ControlFlow<()> {
+impl Reading {
+    /// Reads `source` in a thread of its own, into a channel of its own.
+    fn start(self, index: usize, source: Source, mark: Option<InputMark>) -> Receiver<Message> {
+        let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT);
+        thread::Builder::new()
+            .name(format!("rule-input-{index}"))
+            .spawn(move || {
+                let _ = self.source(index, &source, mark, &tx);
+            })
+            .expect("a thread can be spawned");
+        rx
+    }
+
+    fn source(
+        &self,
+        index: usize,
+        source: &Source,
+        mark: Option<InputMark>,
+        tx: &SyncSender<Message>,
+    ) -> ControlFlow<()> {
         let send = |message| {
-            self.tx
-                .send(message)
+            tx.send(message)
                 .map_or(ControlFlow::Break(()), |()| ControlFlow::Continue(()))
         };
         let (reader, identity): (Box<dyn Read>, _) = match source {
@@ -181,15 +214,15 @@ impl Reading<'_> {
         let mut batcher = Batcher {
             source: index,
             skipped,
-            prefilter: self.prefilter,
+            prefilter: self.prefilter.as_ref(),
             items: Vec::new(),
             unread: Unread::default(),
             through: skipped,
             bytes: 0,
-            tx: self.tx,
+            tx,
         };
         let reader = self.progress.wrap_read(reader);
-        let end = input::read_into(reader, self.limits, ending, &mut batcher);
+        let end = input::read_into(reader, &self.limits, ending, &mut batcher);
         batcher.send()?;
         send(Message::End { source: index, end })
     }

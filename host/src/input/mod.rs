@@ -24,7 +24,7 @@ pub(crate) use source::hex;
 pub use source::{FileIdentity, InputMark, Source};
 
 /// Bytes read from the input at a time.
-const CHUNK_BYTES: usize = 256 * 1024;
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// One item of input.
 #[derive(Debug, PartialEq, Eq)]
