@@ -34,6 +34,8 @@ fn main() -> anyhow::Result<()> {
         |position, item| {
             let record = match item {
                 Item::Record(record) => record,
+                // What a visitor rules out (`Visit::wants`); this closure wants every record.
+                Item::RuledOut(_) => return ControlFlow::Continue(()),
                 Item::Unusable(unusable) => {
                     eprintln!("record {}: {}", position.index, unusable.reason);
                     return ControlFlow::Continue(());

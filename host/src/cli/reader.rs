@@ -267,18 +267,15 @@ impl Visit for Batcher<'_> {
             return ControlFlow::Continue(());
         }
         let owned = match item {
-            Item::Record(text) if self.ruled_out(text) => {
-                if !framed_as_object(text.as_bytes()) {
-                    not_an_object(text)
-                } else {
-                    // Counted against the batch by its size, so progress goes on being sent.
-                    self.reserve(text.len())?;
-                    self.unread.records += 1;
-                    self.unread.bytes += text.len() as u64;
-                    self.through = at.index;
-                    return ControlFlow::Continue(());
-                }
+            Item::RuledOut(bytes) if framed_as_object(bytes) => {
+                // Counted against the batch by its size, so progress goes on being sent.
+                self.reserve(bytes.len())?;
+                self.unread.records += 1;
+                self.unread.bytes += bytes.len() as u64;
+                self.through = at.index;
+                return ControlFlow::Continue(());
             }
+            Item::RuledOut(bytes) => not_an_object(bytes),
             Item::Record(text) => Owned::Record(text.to_owned()),
             Item::Unusable(u) => Owned::Unusable {
                 kind: u.kind,
@@ -297,16 +294,15 @@ impl Visit for Batcher<'_> {
     fn pause(&mut self) -> ControlFlow<()> {
         self.send()
     }
+
+    /// A record the prefilter rules out cannot concern the rule, which does not read it.
+    /// Only if it is not even framed as a JSON object is it dead-lettered.
+    fn wants(&mut self, record: &[u8]) -> bool {
+        self.prefilter.is_none_or(|p| p.is_candidate(record))
+    }
 }
 
 impl Batcher<'_> {
-    /// Whether the prefilter rules `record` out: it cannot concern the rule, which does
-    /// not read it. Only if it is not even framed as a JSON object is it dead-lettered.
-    fn ruled_out(&self, record: &str) -> bool {
-        self.prefilter
-            .is_some_and(|p| !p.is_candidate(record.as_bytes()))
-    }
-
     /// Makes room for `size` more bytes in the batch, sending it first if it is full.
     fn reserve(&mut self, size: usize) -> ControlFlow<()> {
         if self.bytes + size > BATCH_BYTES {
@@ -317,9 +313,21 @@ impl Batcher<'_> {
     }
 }
 
-/// A record that is not framed as a JSON object: the dead letter the rule would give it.
-fn not_an_object(text: &str) -> Owned {
-    let (kind, reason) = match serde_json::from_str::<serde_json::Value>(text) {
+/// A record that is not framed as a JSON object: the dead letter reading it whole, and
+/// then the rule, would give it.
+fn not_an_object(bytes: &[u8]) -> Owned {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Owned::Unusable {
+            kind: "invalid-utf8",
+            reason: format!(
+                "the record is not UTF-8: invalid byte at offset {}",
+                e.valid_up_to()
+            ),
+            bytes: bytes.to_vec(),
+            digest: None,
+        };
+    }
+    let (kind, reason) = match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(value) => (
             "not-an-object",
             format!(
@@ -332,7 +340,7 @@ fn not_an_object(text: &str) -> Owned {
     Owned::Unusable {
         kind,
         reason,
-        bytes: text.as_bytes().to_vec(),
+        bytes: bytes.to_vec(),
         digest: None,
     }
 }

@@ -31,6 +31,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub enum Item<'a> {
     /// A record's text, for the rule.
     Record(&'a str),
+    /// A record the visitor ruled out ([`Visit::wants`]), as it was read: not even
+    /// checked to be UTF-8.
+    RuledOut(&'a [u8]),
     /// Something that cannot be handed to the rule.
     Unusable(Unusable<'a>),
 }
@@ -109,6 +112,12 @@ pub trait Visit {
     fn pause(&mut self) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
+
+    /// Whether a record's bytes make an [`Item::Record`]; the others come as
+    /// [`Item::RuledOut`], without the cost of reading them further.
+    fn wants(&mut self, _record: &[u8]) -> bool {
+        true
+    }
 }
 
 /// Reads every item of `input`, handing each to `visit`, which may stop the reading by
@@ -181,10 +190,14 @@ struct Feed<'v, 'l> {
 
 impl Feed<'_, '_> {
     fn frame(&mut self, at: Position, frame: Frame) {
-        if !self.stopped {
-            let item = Item::from_frame(frame, self.limits);
-            self.stopped = self.visit.item(at, item).is_break();
+        if self.stopped {
+            return;
         }
+        let item = match frame {
+            Frame::Record(bytes) if !self.visit.wants(bytes) => Item::RuledOut(bytes),
+            frame => Item::from_frame(frame, self.limits),
+        };
+        self.stopped = self.visit.item(at, item).is_break();
     }
 }
 

@@ -23,6 +23,7 @@ fn read_with(input: &[u8], limits: FrameLimits) -> Vec<(Position, String)> {
 fn describe(item: Item) -> String {
     match item {
         Item::Record(text) => format!("R {text}"),
+        Item::RuledOut(bytes) => format!("O {}", String::from_utf8_lossy(bytes)),
         Item::Unusable(u) => format!(
             "U {} {} ({})",
             u.kind,
@@ -215,6 +216,7 @@ fn oversized_records_keep_an_excerpt_a_size_and_a_digest() {
         read_records(input.as_bytes(), &limits, Ending::Deliver, |_, item| {
             seen.push(match item {
                 Item::Record(text) => text.to_owned(),
+                Item::RuledOut(_) => unreachable!("every record is wanted"),
                 Item::Unusable(u) => {
                     assert_eq!(u.kind, "record-too-large");
                     let size = format!("{} bytes", big.len());
@@ -444,7 +446,7 @@ proptest! {
             read_records(&input[..], &FrameLimits::default(), Ending::Deliver, |_, item| {
                 read.push(match item {
                     Item::Record(text) => serde_json::from_str::<Value>(text).unwrap(),
-                    Item::Unusable(u) => panic!("{u:?}"),
+                    other => panic!("{other:?}"),
                 });
                 ControlFlow::Continue(())
             });
