@@ -233,7 +233,9 @@ pub fn encode_input(
 }
 
 /// `SmartModuleInitInput`: the parameters (u16 count, then u16-length strings) and no
-/// look-back.
+/// look-back. The SPU sends the transform's look-back setting here too; the SDK's `init`
+/// ignores it (the engine, not the module, decides what to replay), so the replay leaves
+/// it out.
 pub fn encode_params(params: &BTreeMap<String, String>, version: i16) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(params.len() as u16).to_be_bytes());

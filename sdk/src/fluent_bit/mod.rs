@@ -43,9 +43,12 @@ pub mod heap;
 pub mod journal;
 mod preopens;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::binding::{Resident, Slot, pipeline_context};
@@ -482,7 +485,21 @@ impl<'r> Reply<'r> {
             added.insert("rule_error".into(), error);
         }
         match (mode, self.record) {
-            (Mode::Enrich, Some(record)) => enrich(record, &added, out),
+            (Mode::Enrich, Some(record)) if added.is_empty() => {
+                out.extend_from_slice(record.trim_end().as_bytes())
+            }
+            (Mode::Enrich, Some(record)) => {
+                let start = out.len();
+                if enrich(record, &added, out).is_err() {
+                    // Not an object Fluent Bit could read back with keys added: the
+                    // error record stands in for it, quoting it.
+                    out.truncate(start);
+                    if let Some(error) = added.get_mut("rule_error") {
+                        error["record"] = quoted(record);
+                    }
+                    serde_json::to_writer(out, &added).expect("JSON serializes");
+                }
+            }
             (Mode::Enrich, None) if self.unjudged.is_some() => {
                 out.extend_from_slice(self.unjudged.expect("checked"))
             }
@@ -501,25 +518,61 @@ fn quoted(record: &str) -> Value {
     }
 }
 
-/// The record with `added`'s keys appended, without parsing it again: its text up to its
-/// closing brace, then the keys.
-fn enrich(record: &str, added: &serde_json::Map<String, Value>, out: &mut Vec<u8>) {
-    let body = record.trim_end();
-    let Some(open) = body.strip_suffix('}') else {
-        // Not an object after all: Fluent Bit would drop it; keep only what was added.
-        return serde_json::to_writer(out, added).expect("JSON serializes");
-    };
-    out.extend_from_slice(open.as_bytes());
-    let empty = open.trim_end().ends_with('{');
-    for (n, (key, value)) in added.iter().enumerate() {
-        if n > 0 || !empty {
-            out.push(b',');
+/// The record with `added`'s keys appended after its own. A key of the record that has
+/// the name of an added one is renamed `original_<name>`, so that no key appears twice
+/// (readers of duplicate keys disagree on which one wins). `Err` when the record is not
+/// a JSON object (e.g. Fluent Bit's `nan` for a NaN float): nothing can be added to it.
+fn enrich(
+    record: &str,
+    added: &serde_json::Map<String, Value>,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    let Entries(entries) = serde_json::from_str(record)?;
+    let taken = |name: &str| added.contains_key(name) || entries.iter().any(|(k, _)| k == name);
+    out.push(b'{');
+    for (key, value) in &entries {
+        let mut key = key.to_string();
+        if added.contains_key(&key) {
+            while taken(&key) {
+                key.insert_str(0, "original_");
+            }
         }
-        serde_json::to_writer(&mut *out, key).expect("JSON serializes");
+        serde_json::to_writer(&mut *out, &key)?;
         out.push(b':');
-        serde_json::to_writer(&mut *out, value).expect("JSON serializes");
+        out.extend_from_slice(value.get().as_bytes());
+        out.push(b',');
     }
-    out.push(b'}');
+    for (key, value) in added {
+        serde_json::to_writer(&mut *out, key)?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, value)?;
+        out.push(b',');
+    }
+    *out.last_mut().expect("an added key") = b'}';
+    Ok(())
+}
+
+/// A JSON object's members in their order, values as written.
+struct Entries<'r>(Vec<(Cow<'r, str>, &'r RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 #[cfg(test)]
@@ -580,6 +633,23 @@ mod tests {
         assert_eq!(
             out["rule_error"]["record"],
             "{\"eventName\": \"GetObject\"}"
+        );
+    }
+
+    #[test]
+    fn enriched_records_keep_their_own_keys_of_the_same_name_renamed() {
+        let record = r#"{"alerts": [1], "original_alerts": 2, "b": {"c": nan}}"#;
+        let mut reply = Reply::new(record);
+        reply.fail(Failure::new("state", "x".into()));
+        // Not JSON (Fluent Bit writes `nan` for a NaN float): the error quotes it.
+        let out: Value = serde_json::from_str(&written(&reply, Mode::Enrich)).unwrap();
+        assert_eq!(out["rule_error"]["record"], record);
+        let record = r#"{"rule_error": null, "original_rule_error": 2, "alerts": [], "z": "\u00e9"}"#;
+        let mut reply = Reply::new(record);
+        reply.fail(Failure::new("state", "x".into()));
+        assert_eq!(
+            written(&reply, Mode::Enrich),
+            r#"{"original_original_rule_error":null,"original_rule_error":2,"alerts":[],"z":"\u00e9","rule_error":{"kind":"state","message":"x"}}"#
         );
     }
 
