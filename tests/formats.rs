@@ -211,6 +211,50 @@ fn records_the_prefilter_rules_out_are_skipped_unread() {
     );
 }
 
+/// On a generated stream whose StartSession records are spelled in every way JSON allows
+/// (escapes in the needles, whitespace, a record split over lines), skipping what the
+/// prefilter rules out gives exactly the alerts and relevant records of reading them all.
+#[test]
+fn the_prefilter_never_skips_a_record_the_rule_finds_relevant() {
+    let log = String::from_utf8(generated_log(3000, 5)).unwrap();
+    let mut spelled = String::new();
+    let mut starts = 0;
+    for line in log.lines() {
+        if !line.contains("\"StartSession\"") {
+            spelled.push_str(line);
+        } else {
+            starts += 1;
+            let line = match starts % 4 {
+                0 => line.replace("\"StartSession\"", "\"Start\\u0053ession\""),
+                1 => line.replace("ssm.amazonaws.com", "ssm\\u002eamazonaws.com"),
+                2 => line.replace("\":", "\" :\t").replace(",\"", ", \""),
+                _ => line.to_owned(),
+            };
+            spelled.push_str(&line);
+        }
+        spelled.push('\n');
+    }
+    assert!(starts > 500, "{starts} StartSession records");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--state", "memory"];
+        args.extend(extra);
+        let out = harness(&args, spelled.as_bytes());
+        assert!(out.status.success());
+        let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+        let relevant = summary
+            .split_once(" relevant")
+            .and_then(|(before, _)| before.rsplit_once('(').map(|(_, n)| n.to_owned()))
+            .unwrap_or_else(|| panic!("{summary}"));
+        (lines(&out.stdout), relevant)
+    };
+    let (skipping, relevant) = run(&[]);
+    let (reading_all, all_relevant) = run(&["--validate-all"]);
+    assert_eq!(relevant, starts.to_string());
+    assert_eq!(all_relevant, relevant);
+    assert!(skipping.len() > 100, "{} alerts", skipping.len());
+    assert!(skipping == reading_all, "the same alerts");
+}
+
 /// The length of the summary at the end of `stderr`.
 fn summary_bytes(stderr: &[u8]) -> usize {
     let text = String::from_utf8_lossy(stderr);

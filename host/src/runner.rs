@@ -117,6 +117,8 @@ pub struct RuleRunner {
     consecutive_traps: u32,
     traps: u64,
     rerun_batches: u64,
+    /// Records to run one at a time before batching again, after a batch trapped.
+    single_for: usize,
 }
 
 impl RuleRunner {
@@ -157,6 +159,7 @@ impl RuleRunner {
             consecutive_traps: 0,
             traps: 0,
             rerun_batches: 0,
+            single_for: 0,
         })
     }
 
@@ -218,12 +221,13 @@ impl RuleRunner {
     ) -> Result<Vec<Result<Outcome, RecordFailure>>, HarnessError> {
         let not_after = self.not_after();
         let max = self.limits.max_record_bytes;
-        if records.len() > 1 && records.iter().all(|r| r.len() <= max) {
+        if records.len() > 1 && self.single_for == 0 && records.iter().all(|r| r.len() <= max) {
             if let Some(outcomes) = self.call_batch(records, not_after)? {
                 return Ok(outcomes.into_iter().map(Ok).collect());
             }
             self.rerun_batches += 1;
         }
+        self.single_for = self.single_for.saturating_sub(records.len());
         records
             .iter()
             .map(|record| self.call(record, not_after, None))
@@ -316,8 +320,11 @@ impl RuleRunner {
                 return Err(HarnessError::Store(trap.downcast().expect("checked")));
             }
             // The records run again one by one, and the one that traps is reported then.
+            // A batch shares n records' budget, so a record that exhausts it costs up to
+            // n times a record's deadline: the next records go one at a time.
             Err(_) => {
                 self.restart()?;
+                self.single_for = SINGLE_AFTER_TRAP;
                 return Ok(None);
             }
         };
@@ -468,6 +475,9 @@ fn instantiate(
 }
 
 /// Gives the next call, over `records` records, their deadline, fuel and write budget.
+/// Records run one at a time after a batch trapped.
+const SINGLE_AFTER_TRAP: usize = 1024;
+
 fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
     let records = records.max(1) as u64;
     store.set_epoch_deadline(limits.deadline_ticks().saturating_mul(records));

@@ -134,13 +134,14 @@ impl LookedBack {
 }
 
 impl<R: Rule> Module<R> {
-    fn new(config: R::Config) -> Self {
-        Module {
+    /// The module for `config`; an invalid prefilter is a rule bug that `init` reports.
+    fn new(config: R::Config) -> Result<Self, String> {
+        Ok(Module {
             resident: Resident::new(config, MemoryKv::new()),
             prefilter: Prefilter::new(R::info().prefilter)
-                .unwrap_or_else(|_| Prefilter::everything()),
+                .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?,
             looked_back: LookedBack::default(),
-        }
+        })
     }
 
     fn judge(&mut self, text: &str) -> Judged {
@@ -206,7 +207,11 @@ fn keyed(key: Option<RecordData>, value: RecordData) -> Record {
 
 fn module<R: Rule>() -> &'static mut Module<R> {
     // SAFETY: each exported call takes it once.
-    unsafe { MODULE.get(|| Module::<R>::new(R::Config::default())) }
+    unsafe {
+        MODULE.get(|| {
+            Module::<R>::new(R::Config::default()).expect("`init` refuses an invalid prefilter")
+        })
+    }
 }
 
 unsafe extern "C" {
@@ -251,9 +256,9 @@ pub unsafe fn init<R: Rule>(ptr: *mut u8, len: usize, version: i16) -> i32 {
     if input.decode(&mut Cursor::new(bytes), version).is_err() {
         return SmartModuleInitErrorStatus::DecodingInput as i32;
     }
-    match configuration::<R>(&input.params) {
-        Ok(config) => {
-            *module::<R>() = Module::new(config);
+    match configuration::<R>(&input.params).and_then(Module::new) {
+        Ok(new) => {
+            *module::<R>() = new;
             0
         }
         Err(e) => {

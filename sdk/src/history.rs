@@ -17,6 +17,28 @@ use crate::timeline::{self, Bounds, Placement};
 /// The key [`History`] is stored under.
 pub const HISTORY_KEY: &str = "meta";
 
+/// The format of the state the SDK's rules write: [`History`], [`hashed_key`]s and the
+/// values under them. Stored first in the history, so that a state of another format is
+/// refused before anything of it is read. 1 was the JSON state of the rules before 0.3.
+///
+/// [`hashed_key`]: crate::kv::hashed_key
+pub const STATE_FORMAT: u8 = 2;
+
+/// Why a stored history cannot be read by this version.
+fn other_format(bytes: &[u8]) -> String {
+    let written = match bytes.first() {
+        Some(b'{') => "format 1, by a rule before 0.3,".to_owned(),
+        Some(&n) if n > STATE_FORMAT => format!("format {n}, by a newer rule,"),
+        _ => "an earlier development format".to_owned(),
+    };
+    format!(
+        "`{HISTORY_KEY}` says the state was written in {written} and this rule reads only \
+         format {STATE_FORMAT}: \
+         keep running the rule that wrote it, or move the state aside to start learning \
+         again (baselines take the training period to rebuild)"
+    )
+}
+
 /// How often (in event time) a sweep of the whole store starts, unless the rule says.
 pub const SWEEP_INTERVAL: Millis = DAY;
 
@@ -36,19 +58,20 @@ pub struct History {
 }
 
 impl History {
-    /// The history as stored (none yet: the default).
+    /// The history as stored (none yet: the default). A history of another state format
+    /// is an error that says what to do: the rest of the state is of that format too.
     pub fn decode(bytes: Option<&[u8]>) -> Result<History, RuleError> {
         let Some(bytes) = bytes else {
             return Ok(History::default());
         };
-        let Some((&[present], fields)) = bytes.split_first_chunk::<1>() else {
-            return Err(RuleError::damaged(HISTORY_KEY, "empty"));
+        let Some((&[format, present], fields)) = bytes.split_first_chunk::<2>() else {
+            return Err(RuleError::damaged(HISTORY_KEY, "too short"));
         };
+        if format != STATE_FORMAT {
+            return Err(RuleError::State(other_format(bytes)));
+        }
         if fields.len() != 32 || present > 0b1111 {
-            return Err(RuleError::damaged(
-                HISTORY_KEY,
-                "not a history of this version",
-            ));
+            return Err(RuleError::damaged(HISTORY_KEY, "not a history"));
         }
         let field = |n: usize| {
             let bytes: [u8; 8] = fields[n * 8..n * 8 + 8].try_into().expect("eight bytes");
@@ -62,7 +85,8 @@ impl History {
         })
     }
 
-    /// The history to store: which fields are set, then the four, 8 bytes each.
+    /// The history to store: the state format, which fields are set, then the four, 8
+    /// bytes each.
     pub fn encode(&self) -> Vec<u8> {
         let fields = [
             self.history_start.map(Millis::to_le_bytes),
@@ -70,9 +94,9 @@ impl History {
             self.next_sweep.map(Millis::to_le_bytes),
             self.sweep_cursor.map(u64::to_le_bytes),
         ];
-        let mut out = vec![0];
+        let mut out = vec![STATE_FORMAT, 0];
         for (n, field) in fields.iter().enumerate() {
-            out[0] |= u8::from(field.is_some()) << n;
+            out[1] |= u8::from(field.is_some()) << n;
             out.extend_from_slice(&field.unwrap_or_default());
         }
         out
@@ -173,10 +197,34 @@ mod tests {
             sweep_cursor: Some(7),
         };
         let bytes = history.encode();
-        assert_eq!(bytes.len(), 33);
+        assert_eq!(bytes.len(), 34);
         assert_eq!(History::decode(Some(&bytes)), Ok(history));
         assert_eq!(History::decode(None), Ok(History::default()));
-        assert!(History::decode(Some(b"{}")).is_err());
+        for cut in [&bytes[..1], &bytes[..33]] {
+            assert!(
+                matches!(History::decode(Some(cut)), Err(RuleError::State(m)) if m.contains("damaged"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_state_of_another_format_is_refused_with_what_to_do() {
+        let json = br#"{"history_start": 1, "watermark": 2}"#;
+        let mut newer = History::default().encode();
+        newer[0] = STATE_FORMAT + 1;
+        let mut earlier = History::default().encode();
+        earlier.remove(0);
+        for (bytes, written) in [
+            (&json[..], "format 1, by a rule before 0.3"),
+            (&newer, "format 3, by a newer rule"),
+            (&earlier, "an earlier development format"),
+        ] {
+            let Err(RuleError::State(message)) = History::decode(Some(bytes)) else {
+                panic!("{bytes:?} was read");
+            };
+            assert!(message.contains(written), "{message}");
+            assert!(message.contains("move the state aside"), "{message}");
+        }
     }
     use crate::MemoryKv;
     use crate::config::Period;

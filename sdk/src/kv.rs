@@ -29,16 +29,18 @@ pub trait KeyValue {
 }
 
 /// A key of fixed length for what `parts` name, under `prefix`: the prefix's segments
-/// joined by `/`, a `/`, and 16 hex digits of a 64-bit SipHash of the parts. Identities and
-/// values of any length then make short keys, which compare fast even when they share long
-/// beginnings (ARNs); a collision between two of a rule's keys is as likely as 2^-64 per
-/// pair.
+/// joined by `/`, a `/`, and 16 hex digits of a 64-bit SipHash of the parts (each after
+/// its length, so no two lists of parts hash the same bytes). Identities and values of any
+/// length then make short keys, which compare fast even when they share long beginnings
+/// (ARNs). Two distinct parts lists share a key with odds of 2^-64; the hash key is fixed
+/// and public, so colliding with a given identity takes about 2^64 tries, but two new
+/// names that collide with each other can be found with about 2^32.
 pub fn hashed_key(prefix: &[&str], parts: &[&str]) -> String {
     use std::hash::Hasher;
     let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
     for part in parts {
+        hasher.write(&(part.len() as u64).to_le_bytes());
         hasher.write(part.as_bytes());
-        hasher.write_u8(0x1f);
     }
     let hash = hasher.finish();
     let mut key = String::with_capacity(prefix.iter().map(|p| p.len() + 1).sum::<usize>() + 16);
@@ -328,8 +330,8 @@ mod tests {
         let split = |a, b| hashed_key(&["s"], &[a, b]);
         assert_ne!(split("ab", "c"), split("a", "bc"));
         assert!(hashed_key(&["seen", "target"], &["a"]).starts_with("seen/target/"));
-        // What the state files hold depends on it: it never changes.
-        assert_eq!(hashed_key(&["k"], &["a"]), "k/f662e38036607dc3");
+        // What the state files hold depends on it: a change is a new state format.
+        assert_eq!(hashed_key(&["k"], &["a"]), "k/beb9a6bbf61b58b4");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! of a string as a `\u` escape (`"Start\u0053ession"`), so a record with a `\u` in it is
 //! always a candidate. The other escapes spell only `"`, `\`, `/` and control characters,
 //! so a string may not contain `\`, `/` or a control character: its spelling in a record
-//! would not be certain. Quotes are allowed, to match whole JSON strings
-//! (`"\"StartSession\""`).
+//! would not be certain. A quote may open and close the string, to match a whole JSON
+//! string (`"\"StartSession\""`), but not stand inside it: a string spanning JSON tokens
+//! (`"\"eventName\":\"StartSession\""`) would miss the same record written with a
+//! space after the colon. Strings without quotes must be string content too: a number
+//! has many spellings (`403`, `4.03e2`).
 //!
 //! A prefilter must be sound: it never rules out a record the rule finds relevant. The
 //! test kit checks this on every case a rule ships ([`testkit::cases`](crate::testkit)).
@@ -68,10 +71,20 @@ impl Prefilter {
     }
 }
 
-/// A string whose spelling in a JSON record is certain.
+/// A string whose spelling in a JSON record is certain: the content of one JSON string,
+/// optionally with its opening and closing quotes. A quote inside would span tokens, and
+/// JSON allows any whitespace between tokens.
 fn check(needle: &str) -> Result<(), String> {
     if needle.is_empty() {
         return Err("a prefilter string is empty".into());
+    }
+    let inner = needle.strip_prefix('"').unwrap_or(needle);
+    let inner = inner.strip_suffix('"').unwrap_or(inner);
+    if inner.contains('"') {
+        return Err(format!(
+            "the prefilter string {needle:?} has a quote inside: JSON may put whitespace \
+             between the tokens it spans; quote one string's content only"
+        ));
     }
     match needle
         .chars()
@@ -125,7 +138,16 @@ mod tests {
 
     #[test]
     fn strings_json_may_escape_are_refused() {
-        for bad in [&["a/b"][..], &["a\\b"], &["tab\t"], &[""]] {
+        let bad: [&[&str]; 7] = [
+            &["a/b"],
+            &["a\\b"],
+            &["tab\t"],
+            &[""],
+            &["\"eventName\":\"StartSession\""],
+            &["a\"b"],
+            &["\"a\" \"b\""],
+        ];
+        for bad in bad {
             assert!(Prefilter::new(&[bad]).is_err(), "{bad:?}");
         }
         assert!(Prefilter::new::<[&str; 0], &str>(&[[]]).is_err());

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
 use std::ops::ControlFlow;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 use std::time::Duration;
@@ -158,7 +159,21 @@ impl Reading {
         thread::Builder::new()
             .name(format!("rule-input-{index}"))
             .spawn(move || {
-                let _ = self.source(index, &source, mark, &tx);
+                let read = panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.source(index, &source, mark, &tx)
+                }));
+                // A bug in reading must stop the run, not end the file early in silence.
+                if let Err(panic) = read {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let _ = tx.send(Message::Failed(format!(
+                        "reading {} failed unexpectedly ({what}); please report this",
+                        source.name()
+                    )));
+                }
             })
             .expect("a thread can be spawned");
         rx

@@ -95,6 +95,8 @@ struct Input {
     done: u64,
     /// Whether `done` moved since the last commit.
     moved: bool,
+    /// Whether the reader reached its end.
+    ended: bool,
 }
 
 pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -213,6 +215,7 @@ fn check_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
             identity: None,
             done: 0,
             moved: false,
+            ended: false,
         });
     }
     Ok(inputs)
@@ -368,9 +371,20 @@ impl Run<'_> {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The reader ends every source before it goes; if not, it failed.
+                    if let Some(input) = inputs.iter().find(|input| !input.ended) {
+                        let name = input.source.name();
+                        self.commit(inputs)?;
+                        bail!(
+                            "reading stopped unexpectedly before the end of {name}; what was \
+                             read is committed, and running again resumes there"
+                        );
+                    }
+                    break;
+                }
             }
-            if self.commit_due() {
+            if self.commit_due(inputs) {
                 self.commit(inputs)?;
             }
         }
@@ -420,6 +434,7 @@ impl Run<'_> {
                 let input = &mut inputs[source];
                 input.done = input.done.max(end.items);
                 input.moved = true;
+                input.ended = true;
                 let name = input.source.name();
                 if let Some(held) = end.held_back {
                     eprintln!("rule-harness: {name}: {held}");
@@ -436,7 +451,11 @@ impl Run<'_> {
                     self.dead_letters.write_line(&line)?;
                 }
             }
-            Message::Failed(error) => bail!(error),
+            Message::Failed(error) => {
+                // What was read before is kept: a run again resumes at the failure.
+                self.commit(inputs)?;
+                bail!(error)
+            }
         }
         Ok(std::ops::ControlFlow::Continue(()))
     }
@@ -482,7 +501,7 @@ impl Run<'_> {
             let input = &mut inputs[source];
             input.done = last.index;
             input.moved = true;
-            if self.commit_due() {
+            if self.commit_due(inputs) {
                 self.commit(inputs)?;
             }
         }
@@ -541,9 +560,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn commit_due(&self) -> bool {
+    fn commit_due(&self, inputs: &[Input]) -> bool {
+        // Records the prefilter ruled out move the inputs on too: their marks are worth
+        // keeping on time.
+        let pending = self.since_commit > 0 || inputs.iter().any(|input| input.moved);
         self.since_commit >= self.args.commit_every
-            || (self.since_commit > 0 && self.last_commit.elapsed() >= self.args.commit_interval)
+            || (pending && self.last_commit.elapsed() >= self.args.commit_interval)
     }
 
     /// Alerts and dead letters out, then the state that records them, with how far each

@@ -10,7 +10,7 @@ use detect_sdk::alert::{context, suppressed};
 use detect_sdk::catalog::{Detection, Mitre, Severity};
 use detect_sdk::cloudtrail::Record;
 use detect_sdk::config::{Period, check_positive};
-use detect_sdk::kv::{decode_time, encode_time};
+use detect_sdk::kv::{decode_time, encode_time, hashed_key};
 use detect_sdk::time::{Millis, parse_event_time};
 use detect_sdk::{Alert, Context, KeyValue, Outcome, Rule, RuleConfig, RuleError, RuleInfo};
 use std::borrow::Cow;
@@ -106,8 +106,9 @@ impl Rule for ConsoleLogin {
                 alerts: Vec::new(),
             });
         };
-        // One read, one write: the time of the identity's last alert.
-        let key = format!("dedup/{}", sign_in.arn);
+        // One read, one write: the time of the identity's last alert. One key per IAM
+        // user or root of the accounts watched, a bounded set: no sweep is needed.
+        let key = hashed_key(&["d"], &[&sign_in.arn]);
         let stored = kv
             .get_many(std::slice::from_ref(&key))
             .map_err(RuleError::State)?;

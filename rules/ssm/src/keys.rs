@@ -101,6 +101,34 @@ mod tests {
 
     use super::*;
 
+    /// State files hold these keys: a change here is a new state format.
+    #[test]
+    fn keys_never_change() {
+        let alice = "arn:aws:iam::111122223333:user/alice";
+        let keys = [
+            last_session_key(alice),
+            seen_key(Feature::Target, alice, "i-1"),
+            seen_key(Feature::SourceNetwork, alice, "203.0.113.0/24"),
+            seen_key(Feature::Document, alice, "SSM-SessionManagerRunShell"),
+            targets_key(alice),
+        ]
+        .into_iter()
+        .chain(catalog::ALL.map(|d| dedup_key(d, alice)));
+        let alice_hash = "0322f24c5769b071";
+        let expected = [
+            format!("l/{alice_hash}"),
+            "s/t/7a816902abed5471".into(),
+            "s/n/208e597c133ad6e6".into(),
+            "s/d/9014de53116b855b".into(),
+            format!("t/{alice_hash}"),
+            format!("d/0/{alice_hash}"),
+            format!("d/1/{alice_hash}"),
+            format!("d/2/{alice_hash}"),
+            format!("d/3/{alice_hash}"),
+        ];
+        assert_eq!(keys.collect::<Vec<_>>(), expected);
+    }
+
     #[test]
     fn the_sweep_deletes_exactly_what_expired() {
         let now = 100 * DAY;

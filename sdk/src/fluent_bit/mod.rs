@@ -644,7 +644,8 @@ mod tests {
         // Not JSON (Fluent Bit writes `nan` for a NaN float): the error quotes it.
         let out: Value = serde_json::from_str(&written(&reply, Mode::Enrich)).unwrap();
         assert_eq!(out["rule_error"]["record"], record);
-        let record = r#"{"rule_error": null, "original_rule_error": 2, "alerts": [], "z": "\u00e9"}"#;
+        let record =
+            r#"{"rule_error": null, "original_rule_error": 2, "alerts": [], "z": "\u00e9"}"#;
         let mut reply = Reply::new(record);
         reply.fail(Failure::new("state", "x".into()));
         assert_eq!(
