@@ -13,6 +13,10 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
+/// The generator's version: a change to what it writes from a spec changes it, so that a
+/// corpus kept by an earlier bench is made again.
+pub const VERSION: u32 = 1;
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct CorpusSpec {

@@ -22,7 +22,6 @@
 
 pub mod bindings;
 pub mod cache;
-pub mod cli;
 pub mod corpus;
 mod error;
 pub mod fixtures;
@@ -38,7 +37,9 @@ pub mod state;
 pub use bindings::{RuleError, RuleInfo, Severity};
 pub use error::HarnessError;
 pub use runner::{Outcome, RecordFailure, RuleRunner};
-pub use sandbox::{ALLOWED_IMPORTS, DETECTOR_EXPORT, Item, Limits, LoadedRule, Sandbox};
+pub use sandbox::{
+    ALLOWED_IMPORTS, DETECTOR_EXPORT, Item, Limits, LoadedRule, Sandbox, component_bytes,
+};
 
 /// The project's SSM session rule (`rules/ssm/`), as a component of the `detect:rule`
 /// world: the harness's default rule. Built by this crate's build script.

@@ -1,5 +1,8 @@
-//! `rule-harness`: see `rule-harness --help`, and the `cli` module of the library.
+//! `rule-harness`: see `rule-harness --help`. A thin command line over the
+//! `rule_harness` library, which is what others embed.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    rule_harness::cli::main()
+    cli::main()
 }

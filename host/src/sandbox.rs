@@ -244,7 +244,7 @@ fn check_interface(bytes: &[u8]) -> Result<(), HarnessError> {
 
 /// A rule as a binary component: WAT text compiled, the core module of a rule crate
 /// encoded as a component (from the component type that wit-bindgen embeds in it).
-pub(crate) fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, HarnessError> {
+pub fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, HarnessError> {
     if looks_like_wat(bytes) {
         wat::parse_bytes(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))
     } else if Parser::is_core_wasm(bytes) && has_component_type(bytes) {

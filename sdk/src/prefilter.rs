@@ -16,6 +16,7 @@
 //! A prefilter must be sound: it never rules out a record the rule finds relevant. The
 //! test kit checks this on every case a rule ships ([`testkit::cases`](crate::testkit)).
 
+use memchr::arch::all::packedpair::{HeuristicFrequencyRank, Pair};
 use memchr::memmem::Finder;
 
 /// A compiled prefilter.
@@ -23,6 +24,9 @@ use memchr::memmem::Finder;
 pub struct Prefilter {
     groups: Vec<Vec<Finder<'static>>>,
     escape: Finder<'static>,
+    /// Where in each string of the first group a rare byte is, when the group has at most
+    /// two strings: see [`Prefilter::in_one_pass`].
+    anchors: Option<Vec<usize>>,
 }
 
 impl Prefilter {
@@ -46,9 +50,19 @@ impl Prefilter {
             }
             compiled.push(finders);
         }
+        let anchors = compiled
+            .first()
+            .filter(|first| first.len() <= 2)
+            .map(|first| {
+                let rare = |needle: &[u8]| {
+                    Pair::with_ranker(needle, JsonRank).map_or(0, |pair| pair.index1().into())
+                };
+                first.iter().map(|f| rare(f.needle())).collect()
+            });
         Ok(Prefilter {
             groups: compiled,
             escape: Finder::new(b"\\u").into_owned(),
+            anchors,
         })
     }
 
@@ -59,15 +73,75 @@ impl Prefilter {
 
     /// Whether the rule may find `record` relevant: it must be handed to the rule.
     pub fn is_candidate(&self, record: &[u8]) -> bool {
+        // Without SIMD (WebAssembly, and interpreters such as Fluent Bit's above all)
+        // every pass over a record costs: one pass beats the finders' two.
+        if cfg!(target_arch = "wasm32") {
+            self.in_one_pass(record)
+        } else {
+            self.by_finders(record)
+        }
+    }
+
+    /// Every group and the escape looked for in turn, each with a SIMD substring search.
+    fn by_finders(&self, record: &[u8]) -> bool {
         self.groups
             .iter()
             .all(|group| group.iter().any(|f| f.find(record).is_some()))
             || self.escape.find(record).is_some()
     }
 
+    /// The same answer in one pass, for `\` and a rare byte of each string of the first
+    /// group (`memchr3`); the rest is looked for only once a first string is found, which
+    /// in a record the rule does not concern is rare.
+    fn in_one_pass(&self, record: &[u8]) -> bool {
+        let (Some(first), Some(anchors)) = (self.groups.first(), &self.anchors) else {
+            return self.by_finders(record);
+        };
+        let byte = |n: usize| first[n].needle()[anchors[n]];
+        // Each byte looked for costs in every word: a second string's only if there is one.
+        let hits: &mut dyn Iterator<Item = usize> = match first.len() {
+            1 => &mut memchr::memchr2_iter(b'\\', byte(0), record),
+            _ => &mut memchr::memchr3_iter(b'\\', byte(0), byte(1), record),
+        };
+        for at in hits {
+            if record[at] == b'\\' {
+                if record.get(at + 1) == Some(&b'u') {
+                    return true;
+                }
+                continue;
+            }
+            let found = first.iter().zip(anchors).any(|(finder, &anchor)| {
+                at >= anchor && record[at - anchor..].starts_with(finder.needle())
+            });
+            if found {
+                return self.groups[1..]
+                    .iter()
+                    .all(|group| group.iter().any(|f| f.find(record).is_some()))
+                    || self.escape.find(record).is_some();
+            }
+        }
+        false
+    }
+
     /// Whether this prefilter lets every record through.
     pub fn is_everything(&self) -> bool {
         self.groups.is_empty()
+    }
+}
+
+/// How common a byte is in JSON logs, roughly (higher: more common): to scan for a rare
+/// byte of a string. memchr's own ranking is for prose, where `"` is rare.
+struct JsonRank;
+
+impl HeuristicFrequencyRank for JsonRank {
+    fn rank(&self, byte: u8) -> u8 {
+        match byte {
+            b'"' | b':' | b',' | b' ' | b'{' | b'}' => 255,
+            b'e' | b't' | b'a' | b's' | b'n' | b'o' | b'i' | b'r' => 200,
+            b'a'..=b'z' | b'0'..=b'9' => 150,
+            b'A'..=b'Z' => 80,
+            _ => 100,
+        }
     }
 }
 
@@ -152,6 +226,61 @@ mod tests {
         }
         assert!(Prefilter::new::<[&str; 0], &str>(&[[]]).is_err());
         assert!(Prefilter::everything().is_candidate(b"anything"));
+    }
+
+    #[test]
+    fn anchors_are_rare_in_json() {
+        let anchor = |p: &Prefilter, n: usize| {
+            let first = &p.groups[0][n];
+            first.needle()[p.anchors.as_ref().unwrap()[n]]
+        };
+        assert_eq!(anchor(&ssm(), 0), b'S');
+        let login = Prefilter::new(&[["\"ConsoleLogin\""]]).unwrap();
+        assert_eq!(anchor(&login, 0), b'C');
+    }
+
+    /// The one-pass scan WebAssembly builds use answers as the finders do, on records
+    /// with the strings, parts of them, escapes and backslashes anywhere.
+    #[test]
+    fn one_pass_and_finders_agree() {
+        let prefilters = [
+            ssm(),
+            Prefilter::new(&[&["\"A\"", "zz"][..], &["\"ssm\""]]).unwrap(),
+            Prefilter::new(&[["a", "b", "c"]]).unwrap(),
+            Prefilter::everything(),
+        ];
+        let pieces: [&[u8]; 12] = [
+            b"{\"eventName\": ",
+            b"\"StartSession\"",
+            b"\"StartSessio",
+            b"\"ssm.amazonaws.com\"",
+            b"ssm.amazonaws.com",
+            b"\\u0053",
+            b"\\\\",
+            b"\\",
+            b"u",
+            b"\"A\"zz\"ssm\"",
+            b"abc",
+            b"}",
+        ];
+        // Every sequence of up to four pieces (12^4 records).
+        let mut record = Vec::new();
+        for n in 0..12usize.pow(4) {
+            record.clear();
+            let mut k = n;
+            for _ in 0..4 {
+                record.extend_from_slice(pieces[k % 12]);
+                k /= 12;
+            }
+            for p in &prefilters {
+                assert_eq!(
+                    p.in_one_pass(&record),
+                    p.by_finders(&record),
+                    "{}",
+                    String::from_utf8_lossy(&record)
+                );
+            }
+        }
     }
 
     #[test]

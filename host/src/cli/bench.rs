@@ -3,15 +3,18 @@
 //!
 //! Two corpora are generated, deterministically, and kept for the next run: a CloudTrail
 //! mix (many services, about 1 % SSM session starts) of a given size, and an SSM-heavy
-//! stream (many identities starting sessions). For each, the table gives the median of
-//! several runs of: a plain read of the file; a substring scan of it (what a `grep -F`
-//! for the rule's string costs); `rule-harness run` with the rule compiled in, outside the
-//! sandbox; and `rule-harness run` itself, with state in memory and in a redb file. Every
-//! run of the harness is a process of its own, pinned with the bench to one core, whose
-//! peak memory the kernel reports.
+//! stream (many identities starting sessions), both NDJSON; and the mix again as
+//! CloudTrail writes it to S3, gzip'd `{"Records": [...]}` files. For each, the table gives
+//! the median of several runs of: a plain read of the file and a substring scan of it
+//! (what a `grep -F` for the rule's string costs), or inflating the files;
+//! `rule-harness run` with the rule compiled in, outside the sandbox; and `rule-harness
+//! run` itself, with state in memory and in a redb file, or on every core (files read
+//! ahead). Every run of the harness is a process of its own, pinned with the bench to one
+//! core unless said, whose peak memory the kernel reports, and whose summary must show
+//! every session start judged and no error.
 
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -19,8 +22,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
 
-use crate::corpus::{Corpus, CorpusSpec, Tally, Until};
+use rule_harness::corpus::{Corpus, CorpusSpec, Tally, Until};
+use rule_harness::state::{RedbStore, StateStore};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -53,16 +60,27 @@ pub struct BenchArgs {
 /// A corpus on disk, and what it holds.
 struct Stream {
     name: &'static str,
-    path: PathBuf,
+    /// One NDJSON file, or gzip'd CloudTrail log files.
+    files: Vec<PathBuf>,
+    gzip: bool,
     tally: Tally,
 }
+
+/// Records per generated CloudTrail log file.
+const RECORDS_PER_FILE: usize = 1000;
 
 /// One measurement's median, and the largest peak memory of its runs.
 #[derive(Clone, Copy)]
 struct Measure {
     time: Duration,
     peak_kib: Option<u64>,
-    state_bytes: Option<u64>,
+    state_bytes: Option<StateSize>,
+}
+
+#[derive(Clone, Copy)]
+struct StateSize {
+    file: u64,
+    live: u64,
 }
 
 pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -73,17 +91,20 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let machine = machine();
     pin(args.core).context("cannot pin the bench to its core (--core)")?;
+    let mix = corpus(
+        &dir,
+        "mix",
+        CorpusSpec {
+            seed: args.seed,
+            ssm_share: args.mix_ssm_share,
+            ..CorpusSpec::default()
+        },
+        Until::Bytes(args.mix_mb * 1_000_000),
+    )?;
+    let files = cloudtrail_files(&mix)?;
     let corpora = [
-        corpus(
-            &dir,
-            "mix",
-            CorpusSpec {
-                seed: args.seed,
-                ssm_share: args.mix_ssm_share,
-                ..CorpusSpec::default()
-            },
-            Until::Bytes(args.mix_mb * 1_000_000),
-        )?,
+        mix,
+        files,
         corpus(
             &dir,
             "ssm-heavy",
@@ -97,13 +118,15 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             Until::Records(args.ssm_records),
         )?,
     ];
+    warm_up().context("the harness cannot run the built-in rule")?;
     println!("{machine}");
     println!(
-        "one core (#{}), median of {} runs; throughput in MB/s of the file, and records/s\n",
+        "one core (#{}) unless said, median of {} runs; throughput in MB/s of the records \
+         (uncompressed), and records/s\n",
         args.core, args.runs
     );
     println!(
-        "| corpus | what | time | MB/s | records/s | session starts/s | peak memory | vs. scan | sandboxed / native |"
+        "| corpus | what | time | MB/s | records/s | session starts/s | peak memory | vs. scan (or inflate) | native / sandboxed time |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for corpus in &corpora {
@@ -125,8 +148,11 @@ fn corpus(
         Until::Records(n) => format!("{n}r"),
     };
     let stem = format!(
-        "{name}-{size}-{}id-{}ssm-seed{}",
-        spec.identities, spec.ssm_share, spec.seed
+        "{name}-{size}-{}id-{}ssm-seed{}-v{}",
+        spec.identities,
+        spec.ssm_share,
+        spec.seed,
+        rule_harness::corpus::VERSION
     );
     let path = dir.join(format!("{stem}.ndjson"));
     let tally_path = dir.join(format!("{stem}.tally"));
@@ -135,7 +161,12 @@ fn corpus(
         .and_then(|t| parse_tally(&t))
         && path.metadata().is_ok_and(|m| m.len() == tally.bytes)
     {
-        return Ok(Stream { name, path, tally });
+        return Ok(Stream {
+            name,
+            files: vec![path],
+            gzip: false,
+            tally,
+        });
     }
     eprintln!("rule-harness: generating {}", path.display());
     let mut out = BufWriter::new(File::create(&path)?);
@@ -151,7 +182,54 @@ fn corpus(
         &tally_path,
         format!("{records} {bytes} {sessions} {identities}"),
     )?;
-    Ok(Stream { name, path, tally })
+    Ok(Stream {
+        name,
+        files: vec![path],
+        gzip: false,
+        tally,
+    })
+}
+
+/// The records of `mix` as CloudTrail writes them to S3: gzip'd `{"Records": [...]}` log
+/// files, generated unless an earlier run left them.
+fn cloudtrail_files(mix: &Stream) -> anyhow::Result<Stream> {
+    let ndjson = &mix.files[0];
+    let dir = ndjson.with_extension("cloudtrail");
+    let complete = dir.join("complete");
+    if !complete.exists() {
+        eprintln!("rule-harness: generating {}", dir.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut lines = BufReader::new(File::open(ndjson)?).lines();
+        for n in 0.. {
+            let records = lines
+                .by_ref()
+                .take(RECORDS_PER_FILE)
+                .collect::<std::io::Result<Vec<_>>>()?;
+            if records.is_empty() {
+                break;
+            }
+            let file = BufWriter::new(File::create(dir.join(format!("{n:06}.json.gz")))?);
+            let mut out = GzEncoder::new(file, Compression::default());
+            writeln!(out, "{{\"Records\":[{}]}}", records.join(","))?;
+            out.finish()?.into_inner().map_err(|e| e.into_error())?;
+        }
+        File::create(&complete)?;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .map(|entry| entry.map(|e| e.path()))
+        .filter(|path| {
+            path.as_ref()
+                .map_or(true, |p| p.extension() == Some("gz".as_ref()))
+        })
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    Ok(Stream {
+        name: "mix as CloudTrail files (.json.gz)",
+        files,
+        gzip: true,
+        tally: mix.tally,
+    })
 }
 
 fn parse_tally(text: &str) -> Option<Tally> {
@@ -170,18 +248,8 @@ fn measure(
     args: &BenchArgs,
     dir: &Path,
 ) -> anyhow::Result<Vec<(&'static str, Measure)>> {
-    let file = corpus
-        .path
-        .to_str()
-        .context("the corpus path is not text")?;
     let state = dir.join("bench-state.redb");
-    let state_arg = state
-        .to_str()
-        .context("the state path is not text")?
-        .to_owned();
-    let harness = |extra: &'static [&'static str], state: Option<&Path>| {
-        let file = file.to_owned();
-        let state_arg = state_arg.clone();
+    let harness = |extra: &'static [&'static str], state: Option<&Path>, core: Option<usize>| {
         let state = state.map(Path::to_owned);
         move || {
             let mut command = Command::new(std::env::current_exe()?);
@@ -190,50 +258,110 @@ fn measure(
             match &state {
                 Some(path) => {
                     let _ = std::fs::remove_file(path);
-                    command.args(["--state", &state_arg]);
+                    command.arg("--state").arg(path);
                 }
                 None => {
                     command.args(["--state", "memory"]);
                 }
             }
-            command.arg(&file);
-            run_pinned(command, args.core).map(|(time, peak)| {
-                let state_bytes = state
-                    .as_ref()
-                    .and_then(|p| p.metadata().ok())
-                    .map(|m| m.len());
-                (time, Some(peak), state_bytes)
-            })
+            command.args(&corpus.files);
+            let (time, peak, summary) = run_pinned(command, core)?;
+            check_summary(&summary, &corpus.tally)?;
+            let state_bytes = match &state {
+                Some(path) => Some(state_size(path)?),
+                None => None,
+            };
+            Ok((time, Some(peak), state_bytes))
         }
     };
+    let one = Some(args.core);
     let mut rows = Vec::new();
-    rows.push((
-        "plain read",
-        median(args.runs, || timed(|| read(&corpus.path, |_, _| ())))?,
-    ));
-    rows.push((
-        "substring scan",
-        median(args.runs, || {
-            timed(|| {
-                std::hint::black_box(count(&corpus.path, b"\"StartSession\"")?);
-                Ok(())
-            })
-        })?,
-    ));
+    if corpus.gzip {
+        rows.push((
+            "inflate",
+            median(args.runs, || timed(|| inflate(&corpus.files)))?,
+        ));
+    } else {
+        let file = &corpus.files[0];
+        rows.push((
+            "plain read",
+            median(args.runs, || timed(|| read(file, |_, _| ())))?,
+        ));
+        rows.push((
+            "substring scan",
+            median(args.runs, || {
+                timed(|| {
+                    std::hint::black_box(count(file, b"\"StartSession\"")?);
+                    Ok(())
+                })
+            })?,
+        ));
+    }
     rows.push((
         "native rule, memory",
-        median(args.runs, harness(&["--unsandboxed"], None))?,
+        median(args.runs, harness(&["--unsandboxed"], None, one))?,
     ));
-    rows.push(("sandboxed, memory", median(args.runs, harness(&[], None))?));
     rows.push((
-        "sandboxed, redb",
-        median(args.runs, harness(&[], Some(&state)))?,
+        "sandboxed, memory",
+        median(args.runs, harness(&[], None, one))?,
     ));
+    if corpus.gzip {
+        rows.push((
+            "sandboxed, memory, every core",
+            median(args.runs, harness(&[], None, None))?,
+        ));
+    } else {
+        rows.push((
+            "sandboxed, redb",
+            median(args.runs, harness(&[], Some(&state), one))?,
+        ));
+    }
     let _ = std::fs::remove_file(&state);
     Ok(rows)
 }
 
-type Run = anyhow::Result<(Duration, Option<u64>, Option<u64>)>;
+/// Runs the harness once on nothing, so that the rule is compiled and cached before any
+/// run is measured.
+fn warm_up() -> anyhow::Result<()> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["run", "--no-progress", "--state", "memory"])
+        .stdin(Stdio::null());
+    run_pinned(command, None).map(drop)
+}
+
+/// A bench that judged less than it should measures nothing: the summary must count
+/// every record and session start, and no error.
+fn check_summary(summary: &str, tally: &Tally) -> anyhow::Result<()> {
+    let expected = format!("{} records ({} relevant,", tally.records, tally.sessions);
+    if !summary.contains(&expected) || !summary.contains("errors: 0,") {
+        bail!("the harness did not judge the whole corpus (expected \"{expected}\"):\n{summary}");
+    }
+    Ok(())
+}
+
+/// The state file's size, and the bytes of the keys and values it holds (the rest is
+/// the store's free pages and structure).
+fn state_size(path: &Path) -> anyhow::Result<StateSize> {
+    let file = path.metadata()?.len();
+    let entries = RedbStore::open(path)?.entries()?;
+    let live = entries
+        .iter()
+        .map(|(table, key, value)| (table.len() + key.len() + value.len()) as u64)
+        .sum();
+    Ok(StateSize { file, live })
+}
+
+/// Inflates `files` into nothing.
+fn inflate(files: &[PathBuf]) -> anyhow::Result<()> {
+    for path in files {
+        let mut gz = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, File::open(path)?));
+        std::io::copy(&mut gz, &mut std::io::sink())?;
+    }
+    Ok(())
+}
+
+type Run = anyhow::Result<(Duration, Option<u64>, Option<StateSize>)>;
 
 fn timed(work: impl FnOnce() -> anyhow::Result<()>) -> Run {
     let started = Instant::now();
@@ -293,12 +421,19 @@ fn count(path: &Path, needle: &[u8]) -> anyhow::Result<usize> {
     Ok(found)
 }
 
-/// Runs `command` on `core`; its wall time and peak memory, or why it failed.
-fn run_pinned(mut command: Command, core: usize) -> anyhow::Result<(Duration, u64)> {
+/// Runs `command` on `core`, or on every core; its wall time, peak memory and summary,
+/// or why it failed.
+fn run_pinned(
+    mut command: Command,
+    core: Option<usize>,
+) -> anyhow::Result<(Duration, u64, String)> {
     command.stdout(Stdio::null()).stderr(Stdio::piped());
     // SAFETY: sched_setaffinity is async-signal-safe.
     unsafe {
-        command.pre_exec(move || pin(core));
+        command.pre_exec(move || match core {
+            Some(core) => pin(core),
+            None => unpin(),
+        });
     }
     let started = Instant::now();
     let mut child = command.spawn().context("cannot start the harness")?;
@@ -317,15 +452,28 @@ fn run_pinned(mut command: Command, core: usize) -> anyhow::Result<(Duration, u6
     if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("the harness failed:\n{stderr}");
     }
-    Ok((elapsed, usage.ru_maxrss as u64))
+    Ok((elapsed, usage.ru_maxrss as u64, stderr))
 }
 
 /// Pins the calling thread (and what it starts) to `core`.
 fn pin(core: usize) -> std::io::Result<()> {
+    set_affinity(core..core + 1)
+}
+
+/// Lets the calling thread (and what it starts) run on every core.
+fn unpin() -> std::io::Result<()> {
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    set_affinity(0..usize::try_from(cores).unwrap_or(1).max(1))
+}
+
+fn set_affinity(cores: std::ops::Range<usize>) -> std::io::Result<()> {
     // SAFETY: an all-zero cpu_set_t is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes within the set.
-    unsafe { libc::CPU_SET(core, &mut set) };
+    for core in cores {
+        // SAFETY: CPU_SET writes within the set.
+        unsafe { libc::CPU_SET(core, &mut set) };
+    }
     // SAFETY: the set is valid and sized as given.
     match unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) } {
         0 => Ok(()),
@@ -335,7 +483,7 @@ fn pin(core: usize) -> std::io::Result<()> {
 
 fn print_rows(corpus: &Stream, rows: &[(&str, Measure)]) {
     let find = |what: &str| rows.iter().find(|(w, _)| *w == what).map(|(_, m)| m.time);
-    let scan = find("substring scan");
+    let scan = find("substring scan").or(find("inflate"));
     let native = find("native rule, memory");
     let tally = corpus.tally;
     for (what, measure) in rows {
@@ -347,7 +495,7 @@ fn print_rows(corpus: &Stream, rows: &[(&str, Measure)]) {
             _ => String::new(),
         };
         let vs_scan = match scan {
-            Some(scan) if *what != "plain read" && *what != "substring scan" => {
+            Some(scan) if !matches!(*what, "plain read" | "substring scan" | "inflate") => {
                 format!("{:.1}x the time", secs / scan.as_secs_f64())
             }
             _ => String::new(),
@@ -355,11 +503,11 @@ fn print_rows(corpus: &Stream, rows: &[(&str, Measure)]) {
         let mut memory = measure.peak_kib.map_or(String::new(), |kib| {
             format!("{:.0} MiB", kib as f64 / 1024.0)
         });
-        if let Some(bytes) = measure.state_bytes {
+        if let Some(StateSize { file, live }) = measure.state_bytes {
             memory += &format!(
-                " (state {:.1} MB, {:.0} B per identity)",
-                bytes as f64 / 1e6,
-                bytes as f64 / tally.identities.max(1) as f64
+                " (state file {:.1} MB; keys and values {:.0} B per identity)",
+                file as f64 / 1e6,
+                live as f64 / tally.identities.max(1) as f64
             );
         }
         println!(

@@ -9,7 +9,7 @@ use clap::Args;
 use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
 
 use super::RuleArgs;
-use crate::hosts::stack::reset_stack_on_entry;
+use rule_harness::hosts::stack::reset_stack_on_entry;
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -44,9 +44,9 @@ pub fn export(rule_args: &RuleArgs, args: &ExportArgs) -> anyhow::Result<ExitCod
     );
     let bytes = match &args.from {
         None => match args.artifact {
-            Artifact::Component => crate::DEFAULT_RULE.to_vec(),
-            Artifact::FluentBit => crate::FLUENT_BIT_FILTER.to_vec(),
-            Artifact::Fluvio => crate::FLUVIO_SMARTMODULE.to_vec(),
+            Artifact::Component => rule_harness::DEFAULT_RULE.to_vec(),
+            Artifact::FluentBit => rule_harness::FLUENT_BIT_FILTER.to_vec(),
+            Artifact::Fluvio => rule_harness::FLUVIO_SMARTMODULE.to_vec(),
         },
         Some(path) => prepare(rule_args, args.artifact, path)
             .with_context(|| format!("{} is not ready for its host", path.display()))?,
@@ -61,8 +61,8 @@ fn prepare(rule_args: &RuleArgs, artifact: Artifact, path: &Path) -> anyhow::Res
     let module = std::fs::read(path).context("cannot read it")?;
     if artifact == Artifact::Component {
         // Loading checks it all: its world, its imports, that it compiles.
-        crate::Sandbox::new(rule_args.limits()?)?.load(&module)?;
-        return Ok(crate::sandbox::component_bytes(&module)?.into_owned());
+        rule_harness::Sandbox::new(rule_args.limits()?)?.load(&module)?;
+        return Ok(rule_harness::component_bytes(&module)?.into_owned());
     }
     let shape = Shape::read(&module)?;
     let (allowed, needed): (&[&str], &[&str]) = match artifact {

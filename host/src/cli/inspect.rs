@@ -6,8 +6,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::RuleArgs;
-use crate::output::{mitre_line, severity_name};
-use crate::state::MemoryStore;
+use rule_harness::output::{mitre_line, severity_name};
+use rule_harness::state::MemoryStore;
 
 #[derive(Args)]
 pub struct InspectArgs {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{Limits, LoadedRule, Sandbox, cache};
+use rule_harness::{Limits, LoadedRule, Sandbox, cache};
 
 #[derive(Parser)]
 #[command(
@@ -111,7 +111,7 @@ impl RuleArgs {
         };
         let sandbox = Sandbox::new(self.limits()?)?.with_cache_dir(cache_dir);
         let rule = match &self.rule {
-            None => sandbox.load(crate::DEFAULT_RULE)?,
+            None => sandbox.load(rule_harness::DEFAULT_RULE)?,
             Some(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("cannot read the rule {}", path.display()))?;

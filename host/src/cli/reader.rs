@@ -16,7 +16,7 @@ use std::time::Duration;
 use detect_sdk::prefilter::{Prefilter, framed_as_object};
 use indicatif::ProgressBar;
 
-use crate::input::{
+use rule_harness::input::{
     self, Ending, FileIdentity, FrameLimits, InputMark, Item, Position, ReadEnd, Source, Visit,
 };
 

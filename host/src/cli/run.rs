@@ -32,11 +32,11 @@ use super::RuleArgs;
 use super::reader::{self, Message, Owned};
 use super::sink::{Interrupted, Sink};
 use super::summary::Summary;
-use crate::HarnessError;
-use crate::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
-use crate::judge::{Judge, Native};
-use crate::output::DeadLetter;
-use crate::state::{self, Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
+use rule_harness::HarnessError;
+use rule_harness::input::{FileIdentity, FrameLimits, InputMark, Position, Source};
+use rule_harness::judge::{Judge, Native};
+use rule_harness::output::DeadLetter;
+use rule_harness::state::{self, Changes, INPUTS_TABLE, MemoryStore, RedbStore, StateStore};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -268,7 +268,7 @@ fn input_key(canonical: &Path) -> String {
         Some(text) => text.to_owned(),
         None => format!(
             "bytes:{}",
-            crate::input::hex(canonical.as_os_str().as_bytes())
+            rule_harness::input::hex(canonical.as_os_str().as_bytes())
         ),
     }
 }

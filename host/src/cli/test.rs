@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RuleArgs;
-use crate::fixtures::{self, FileReport};
-use crate::state::MemoryStore;
+use rule_harness::fixtures::{self, FileReport};
+use rule_harness::state::MemoryStore;
 
 #[derive(Args)]
 pub struct TestArgs {

@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 use flate2::bufread::MultiGzDecoder;
 
 pub use framer::{EXCERPT_BYTES, Ending, Frame, FrameLimits, Framer, Position};
-pub(crate) use source::hex;
+pub use source::hex;
 pub use source::{FileIdentity, InputMark, Source};
 
 /// Bytes read from the input at a time.

@@ -443,10 +443,15 @@ impl<'r> Reply<'r> {
     /// A record the rule did not judge: one the prefilter ruled out, or any record when
     /// the rule could not start.
     fn unjudged(record: Option<&'r [u8]>, failure: Option<Failure>) -> Self {
+        // The text is needed only to add the failure to it: most records pass unread.
+        let text = failure
+            .is_some()
+            .then(|| record.and_then(|r| std::str::from_utf8(r).ok()))
+            .flatten();
         Reply {
             alerts: Vec::new(),
             failures: failure.into_iter().collect(),
-            record: record.and_then(|r| std::str::from_utf8(r).ok()),
+            record: text,
             unjudged: record,
         }
     }
