@@ -109,7 +109,12 @@ pub fn spawn(
     progress: ProgressBar,
 ) -> Receiver<Message> {
     let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT);
-    let ahead = thread::available_parallelism().map_or(1, |n| n.get().min(MAX_AHEAD));
+    // Each file in flight holds its buffers and up to three records (one being framed,
+    // one in the batch being built, one in the batch waiting).
+    let per_file = 4 * BATCH_BYTES + 3 * limits.max_record_bytes;
+    let ahead = thread::available_parallelism()
+        .map_or(1, |n| n.get().min(MAX_AHEAD))
+        .min((AHEAD_BYTES / per_file).max(1));
     thread::Builder::new()
         .name("rule-input".into())
         .spawn(move || {
@@ -142,8 +147,10 @@ pub fn spawn(
     rx
 }
 
-/// Files read ahead of the one the rule is on, at most (and no more than the cores).
+/// Files read at once, at most (and no more than the cores), and what they may hold in
+/// all: fewer files for larger records.
 const MAX_AHEAD: usize = 4;
+const AHEAD_BYTES: usize = 64 << 20;
 
 /// What reading every source shares.
 struct Reading {
@@ -331,30 +338,24 @@ impl Batcher<'_> {
 /// A record that is not framed as a JSON object: the dead letter reading it whole, and
 /// then the rule, would give it.
 fn not_an_object(bytes: &[u8]) -> Owned {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Owned::Unusable {
-            kind: "invalid-utf8",
-            reason: format!(
-                "the record is not UTF-8: invalid byte at offset {}",
-                e.valid_up_to()
-            ),
-            bytes: bytes.to_vec(),
-            digest: None,
-        };
-    }
-    let (kind, reason) = match serde_json::from_slice::<serde_json::Value>(bytes) {
-        Ok(value) => (
-            "not-an-object",
-            format!(
-                "not a JSON object: the record is {}",
-                detect_sdk::cloudtrail::kind_of(&value)
-            ),
-        ),
-        Err(e) => ("invalid-json", format!("not JSON: {e}")),
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            return Owned::Unusable {
+                kind: "invalid-utf8",
+                reason: format!(
+                    "the record is not UTF-8: invalid byte at offset {}",
+                    e.valid_up_to()
+                ),
+                bytes: bytes.to_vec(),
+                digest: None,
+            };
+        }
     };
+    let error = detect_sdk::cloudtrail::not_an_object(text);
     Owned::Unusable {
-        kind,
-        reason,
+        kind: error.kind(),
+        reason: error.to_string(),
         bytes: bytes.to_vec(),
         digest: None,
     }

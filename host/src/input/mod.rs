@@ -9,7 +9,8 @@
 //! Records are handed on as their raw text, never re-serialized. What cannot be a record
 //! (bytes that are not UTF-8, a record over the size limit, text where a record should be)
 //! is handed on as [`Unusable`], with what is needed to fix it and feed it again; it costs
-//! only itself. Reading never holds more than one record (up to the limit) and a buffer.
+//! only itself. Reading one input never holds more than one record (up to the limit)
+//! and its buffers.
 
 pub mod framer;
 mod source;
@@ -168,7 +169,9 @@ pub fn read_into(
             framer.items()
         )
     });
-    let held_back = if feed.stopped {
+    // After a read error the last item is cut by it, not by its writer: it is not handed
+    // on, so that the file, once whole (an unfinished copy), resumes at it.
+    let held_back = if feed.stopped || error.is_some() {
         None
     } else {
         framer.finish(ending, &mut |at, frame| feed.frame(at, frame))

@@ -151,6 +151,18 @@ fn gzip_is_detected_by_content_including_concatenated_members() {
             .starts_with("ERROR reading the input failed after item"),
         "{bad_gzip:?}"
     );
+    // A stream cut in the middle: whole records, then the error, which counts them; the
+    // record the cut went through is not handed on.
+    let many: String = (0..20_000).map(|n| format!("{{\"n\": {n}}}\n")).collect();
+    let compressed = gzip(many.as_bytes());
+    let mut cut = texts(&compressed[..compressed.len() / 2]);
+    let error = cut.pop().unwrap();
+    assert!(cut.len() > 100, "{} records", cut.len());
+    for (n, text) in cut.iter().enumerate() {
+        assert_eq!(*text, format!("R {{\"n\": {n}}}"));
+    }
+    let counted = format!("ERROR reading the input failed after item {}:", cut.len());
+    assert!(error.starts_with(&counted), "{error}");
 }
 
 #[test]

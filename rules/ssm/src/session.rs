@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use detect_sdk::cloudtrail::{Record, actor, aws_rule_context, source_network};
+use detect_sdk::cloudtrail::{self, Record, actor, aws_rule_context, source_network};
 use detect_sdk::time::parse_event_time;
 use detect_sdk::{Millis, RuleError};
 use serde_json::Value;
@@ -17,7 +17,7 @@ pub const EVENT_NAME: &str = "StartSession";
 /// Whether `text` is an SSM `StartSession` record. Errors for text that is not a JSON
 /// object, or whose `eventSource`/`eventName` is not a string.
 pub fn is_start_session(text: &str) -> Result<bool, RuleError> {
-    Record::parse(text)?.is(EVENT_SOURCE, EVENT_NAME)
+    cloudtrail::is_event(text, EVENT_SOURCE, EVENT_NAME)
 }
 
 /// Placeholder for a value the record does not carry.

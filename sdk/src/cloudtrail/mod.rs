@@ -24,7 +24,7 @@ use crate::error::RuleError;
 
 /// The fields of one JSON object, as raw JSON, in order.
 #[derive(Debug, Default)]
-struct Object<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct Object<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Object<'a> {
     /// The value of `key` (the last, if the object repeats it).
@@ -176,8 +176,10 @@ pub fn is_event(text: &str, event_source: &str, event_name: &str) -> Result<bool
     Record::parse(text)?.is(event_source, event_name)
 }
 
-/// The error for text that does not start like an object: JSON of another kind, or not JSON.
-fn not_an_object(text: &str) -> RuleError {
+/// The error for text that does not start like an object: JSON of another kind, or not
+/// JSON. Hosts that skip a record unread give it when the record is not even framed as an
+/// object, as the rule would.
+pub fn not_an_object(text: &str) -> RuleError {
     match serde_json::from_str::<Value>(text) {
         Ok(value) => RuleError::NotAnObject(kind_of(&value).into()),
         Err(e) => RuleError::InvalidJson(e.to_string()),
@@ -196,7 +198,7 @@ fn kind_of_raw(json: &str) -> &'static str {
 }
 
 /// What kind of JSON value `value` is, as error messages name it.
-pub fn kind_of(value: &Value) -> &'static str {
+fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -43,16 +43,13 @@ pub mod heap;
 pub mod journal;
 mod preopens;
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::binding::{Resident, Slot, pipeline_context};
-use crate::cloudtrail;
+use crate::cloudtrail::{self, Object};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
 use crate::{AlertLine, Outcome, Rule, RuleConfig};
@@ -532,7 +529,7 @@ fn enrich(
     added: &serde_json::Map<String, Value>,
     out: &mut Vec<u8>,
 ) -> serde_json::Result<()> {
-    let Entries(entries) = serde_json::from_str(record)?;
+    let Object(entries) = serde_json::from_str(record)?;
     let taken = |name: &str| added.contains_key(name) || entries.iter().any(|(k, _)| k == name);
     out.push(b'{');
     for (key, value) in &entries {
@@ -555,29 +552,6 @@ fn enrich(
     }
     *out.last_mut().expect("an added key") = b'}';
     Ok(())
-}
-
-/// A JSON object's members in their order, values as written.
-struct Entries<'r>(Vec<(Cow<'r, str>, &'r RawValue)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-        deserializer.deserialize_map(Members)
-    }
 }
 
 #[cfg(test)]

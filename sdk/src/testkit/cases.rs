@@ -93,15 +93,22 @@ pub fn native<'a, R: Rule>(config: Option<String>) -> Result<Box<dyn Run + 'a>, 
     Ok(Box::new(Resident::<R>::new(config, MemoryKv::new())))
 }
 
-/// Runs natively, and checks the rule's prefilter against each record it finds relevant.
+/// Runs natively, and checks that the rule's prefilter rules out no record that matters:
+/// one the rule finds relevant, raises alerts for or keeps state about.
 impl<R: Rule> Run for Resident<R> {
     fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
+        let ruled_out = !prefilter::<R>()?.is_candidate(record.as_bytes());
+        let before = ruled_out.then(|| self.kv.entries.clone());
         Ok(match Resident::process(self, record, &pipeline_context()) {
             Ok(outcome)
-                if outcome.relevant && !prefilter::<R>()?.is_candidate(record.as_bytes()) =>
+                if ruled_out
+                    && (outcome.relevant
+                        || !outcome.alerts.is_empty()
+                        || before.as_ref() != Some(&self.kv.entries)) =>
             {
                 return Err(format!(
-                    "the rule's prefilter rules out a record the rule finds relevant: {record}"
+                    "the rule's prefilter rules out a record that matters to the rule \
+                     (relevant, alerting or changing state): {record}"
                 ));
             }
             Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
@@ -359,7 +366,64 @@ fn diff(expected: &[Value], actual: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Context, KeyValue, Outcome, RuleConfig, RuleError, RuleInfo};
     use serde_json::json;
+
+    /// A rule whose prefilter (`"Start"`) misses records it acts on.
+    struct Sloppy;
+
+    #[derive(Default)]
+    struct NoConfig;
+
+    impl RuleConfig for NoConfig {
+        fn from_json(_: &str) -> Result<Self, String> {
+            Ok(NoConfig)
+        }
+        fn to_json(&self) -> String {
+            "{}".into()
+        }
+        fn dedup_period_seconds(&self, _: &str) -> u64 {
+            0
+        }
+    }
+
+    impl Rule for Sloppy {
+        type Config = NoConfig;
+        fn info() -> RuleInfo {
+            RuleInfo {
+                name: "sloppy",
+                version: "0",
+                description: "misses records",
+                detections: &[],
+                prefilter: &[&["\"Start\""]],
+            }
+        }
+        fn process(
+            record: &str,
+            _: &NoConfig,
+            kv: &mut impl KeyValue,
+            _: &Context,
+        ) -> Result<Outcome, RuleError> {
+            if record.contains("Stop") {
+                kv.set_many(vec![("stopped".into(), vec![1])]).unwrap();
+            }
+            Ok(Outcome {
+                relevant: record.contains("Start") || record.contains("Begin"),
+                alerts: Vec::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_native_run_catches_a_prefilter_that_misses_what_matters() {
+        let mut run = native::<Sloppy>(None).unwrap();
+        assert!(run.process(r#"{"e": "Start"}"#).unwrap().is_ok());
+        assert!(run.process(r#"{"e": "quiet"}"#).unwrap().is_ok());
+        for missed in [r#"{"e": "Begin"}"#, r#"{"e": "Stop"}"#] {
+            let error = run.process(missed).unwrap_err();
+            assert!(error.contains("prefilter rules out"), "{error}");
+        }
+    }
 
     #[test]
     fn expectations_match_as_subsets() {
