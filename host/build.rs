@@ -1,6 +1,7 @@
 //! Builds the project's SSM rule into its three artifacts and embeds them, so that the
 //! harness has a default rule, `rule-harness export` can write each artifact, and
-//! `cargo build` is the only step a user runs:
+//! `cargo build` is the only step a user runs; and the worked example of a second rule
+//! (`rules/console-login`) into its three, for the tests to run in every host:
 //!
 //! * `component`: wasm32-unknown-unknown, encoded as a component with `wit-component`
 //!   (from the WIT world that `wit-bindgen` embedded in the module);
@@ -20,7 +21,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const RULE_PACKAGE: &str = "ssm-rule";
+/// The rules built, and the prefix of their artifacts' names: the built-in one first.
+const RULES: [(&str, &str); 2] = [("ssm-rule", ""), ("console-login-rule", "console-login.")];
 
 /// Each artifact: its name, target and feature.
 const ARTIFACTS: [(&str, &str, &str); 3] = [
@@ -39,22 +41,31 @@ fn main() {
     let target_dir = guest_target_dir(&out_dir);
     for (name, target, feature) in ARTIFACTS {
         ensure_target(target);
-        let module = build_module(root, &target_dir, target, feature);
-        // The module as cargo builds it, for the tests of what a rule author does with it.
-        std::fs::write(out_dir.join(format!("{name}.core.wasm")), &module)
-            .expect("OUT_DIR is writable");
-        let bytes = if name == "fluent-bit" {
-            stack::reset_stack_on_entry(&module)
-                .unwrap_or_else(|e| panic!("making the filter survive traps failed: {e}"))
-        } else if name == "component" {
-            wit_component::ComponentEncoder::default()
-                .module(&module)
-                .and_then(|encoder| encoder.validate(true).encode())
-                .unwrap_or_else(|e| panic!("turning the rule into a component failed: {e:?}"))
-        } else {
-            module
-        };
-        std::fs::write(out_dir.join(format!("{name}.wasm")), bytes).expect("OUT_DIR is writable");
+        let modules = build_modules(root, &target_dir, target, feature);
+        for ((_, prefix), module) in RULES.iter().zip(modules) {
+            // The module as cargo builds it, for the tests of what a rule author does
+            // with it.
+            let core = out_dir.join(format!("{prefix}{name}.core.wasm"));
+            std::fs::write(core, &module).expect("OUT_DIR is writable");
+            let bytes = ready(name, module);
+            std::fs::write(out_dir.join(format!("{prefix}{name}.wasm")), bytes)
+                .expect("OUT_DIR is writable");
+        }
+    }
+}
+
+/// An artifact as its host loads it.
+fn ready(name: &str, module: Vec<u8>) -> Vec<u8> {
+    if name == "fluent-bit" {
+        stack::reset_stack_on_entry(&module)
+            .unwrap_or_else(|e| panic!("making the filter survive traps failed: {e}"))
+    } else if name == "component" {
+        wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|encoder| encoder.validate(true).encode())
+            .unwrap_or_else(|e| panic!("turning the rule into a component failed: {e:?}"))
+    } else {
+        module
     }
 }
 
@@ -96,11 +107,17 @@ fn ensure_target(target: &str) {
     );
 }
 
-/// Builds the rule for `target` with `feature`; returns the module's bytes.
-fn build_module(root: &Path, target_dir: &Path, target: &str, feature: &str) -> Vec<u8> {
+/// Builds the rules for `target` with `feature`, in one cargo run; returns their modules'
+/// bytes, in the order of [`RULES`].
+fn build_modules(root: &Path, target_dir: &Path, target: &str, feature: &str) -> Vec<Vec<u8>> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["build", "--package", RULE_PACKAGE, "--target", target])
+    let mut command = Command::new(cargo);
+    command.arg("build");
+    for (package, _) in RULES {
+        command.args(["--package", package]);
+    }
+    let output = command
+        .args(["--target", target])
         .args(["--features", feature, "--profile", "guest"])
         .args([
             "--message-format",
@@ -122,17 +139,22 @@ fn build_module(root: &Path, target_dir: &Path, target: &str, feature: &str) -> 
         .expect("cargo can be started");
     assert!(
         output.status.success(),
-        "building the rule for {target} with `{feature}` failed (see above)"
+        "building the rules for {target} with `{feature}` failed (see above)"
     );
-    let module = artifact(&output.stdout)
-        .unwrap_or_else(|| panic!("cargo reported no {RULE_PACKAGE} module for {target}"));
-    rerun_if_sources_change(&module);
-    std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()))
+    RULES
+        .iter()
+        .map(|(package, _)| {
+            let module = artifact(&output.stdout, package)
+                .unwrap_or_else(|| panic!("cargo reported no {package} module for {target}"));
+            rerun_if_sources_change(&module);
+            std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()))
+        })
+        .collect()
 }
 
-/// The `.wasm` file of the rule crate among cargo's JSON messages.
-fn artifact(messages: &[u8]) -> Option<PathBuf> {
-    let crate_name = RULE_PACKAGE.replace('-', "_");
+/// The `.wasm` file of a rule crate among cargo's JSON messages.
+fn artifact(messages: &[u8], package: &str) -> Option<PathBuf> {
+    let crate_name = package.replace('-', "_");
     String::from_utf8_lossy(messages)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())

@@ -213,16 +213,22 @@ fn the_exported_component_is_the_rule_and_loads_again() {
 #[test]
 fn a_rule_crate_built_by_cargo_runs_its_cases() {
     let module = concat!(env!("OUT_DIR"), "/component.core.wasm");
-    let out = harness(&["--rule", module, "test", "rules/ssm/cases"], b"");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .unwrap()
-            .ends_with(" passed, 0 failed")
-    );
+    let second = concat!(env!("OUT_DIR"), "/console-login.component.core.wasm");
+    for (module, cases) in [
+        (module, "rules/ssm/cases"),
+        (second, "rules/console-login/cases"),
+    ] {
+        let out = harness(&["--rule", module, "test", cases], b"");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .last()
+                .unwrap()
+                .ends_with(" passed, 0 failed")
+        );
+    }
     let log = fixture("logs/ssm_sessions.json");
     let log = log.to_str().unwrap();
     assert_eq!(
@@ -238,24 +244,24 @@ fn export_prepares_the_modules_of_a_rule_crate() {
     let dir = tempfile::tempdir().unwrap();
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let module = |name: &str| format!("{}/{name}.core.wasm", env!("OUT_DIR"));
-    for (artifact, built, expected) in [
-        ("fluent-bit", "fluent-bit", rule_harness::FLUENT_BIT_FILTER),
-        ("fluvio", "fluvio", rule_harness::FLUVIO_SMARTMODULE),
-    ] {
-        let args = [
-            "export",
-            "--for",
-            artifact,
-            "--from",
-            &module(built),
-            &out(artifact),
-        ];
-        assert!(harness(&args, b"").status.success(), "{artifact}");
-        assert_eq!(
-            std::fs::read(out(artifact)).unwrap(),
-            expected,
-            "{artifact}"
-        );
+    // The built-in rule's, and the second rule's (`rules/console-login`).
+    for rule in ["", "console-login."] {
+        for artifact in ["fluent-bit", "fluvio"] {
+            let args = [
+                "export",
+                "--for",
+                artifact,
+                "--from",
+                &module(&format!("{rule}{artifact}")),
+                &out(artifact),
+            ];
+            assert!(harness(&args, b"").status.success(), "{rule}{artifact}");
+            let expected = format!("{}/{rule}{artifact}.wasm", env!("OUT_DIR"));
+            assert!(
+                std::fs::read(out(artifact)).unwrap() == std::fs::read(expected).unwrap(),
+                "{rule}{artifact}"
+            );
+        }
     }
     let args = [
         "export",

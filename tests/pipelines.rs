@@ -1,7 +1,7 @@
-//! The rule's three artifacts, in replays of the hosts that load them: the component in
+//! The rules' three artifacts, in replays of the hosts that load them: the component in
 //! this harness, the Fluent Bit filter in `filter_wasm`'s calls, the Fluvio SmartModule in
 //! the engine's. One logic: the same alerts from all three, and the SDK's contract kept
-//! by each.
+//! by each; for the built-in rule and for the worked example of a second one.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,31 @@ fn corpus_records(n: usize) -> Vec<String> {
     (0..n).map(|_| corpus.next_record().to_string()).collect()
 }
 
+/// A rule's artifacts, as the build script made them.
+struct Artifacts {
+    component: &'static [u8],
+    fluent_bit: &'static [u8],
+    /// The filter's alerts-stream function.
+    alerts: &'static str,
+    fluvio: &'static [u8],
+}
+
+const SSM: Artifacts = Artifacts {
+    component: rule_harness::DEFAULT_RULE,
+    fluent_bit: FLUENT_BIT_FILTER,
+    alerts: "ssm_alerts",
+    fluvio: FLUVIO_SMARTMODULE,
+};
+
+/// `rules/console-login`: a second rule, built like the first with nothing but its own
+/// directory.
+const CONSOLE_LOGIN: Artifacts = Artifacts {
+    component: include_bytes!(concat!(env!("OUT_DIR"), "/console-login.component.wasm")),
+    fluent_bit: include_bytes!(concat!(env!("OUT_DIR"), "/console-login.fluent-bit.wasm")),
+    alerts: "login_alerts",
+    fluvio: include_bytes!(concat!(env!("OUT_DIR"), "/console-login.fluvio.wasm")),
+};
+
 fn key_of(line: &Value) -> AlertKey {
     AlertKey {
         rule_id: line["rule_id"].as_str().unwrap().into(),
@@ -55,6 +80,10 @@ struct Component(RuleRunner);
 
 impl Component {
     fn new() -> Self {
+        Component::of(&SSM)
+    }
+
+    fn of(rule: &Artifacts) -> Self {
         let limits = Limits {
             fuel: Some(u64::MAX / 4),
             ..Limits::default()
@@ -62,7 +91,7 @@ impl Component {
         let sandbox = Sandbox::new(limits)
             .unwrap()
             .with_cache_dir(Some(shared_cache().to_owned()));
-        let rule = sandbox.load(rule_harness::DEFAULT_RULE).unwrap();
+        let rule = sandbox.load(rule.component).unwrap();
         Component(rule.start(Box::new(MemoryStore::new()), None).unwrap())
     }
 
@@ -113,19 +142,23 @@ struct FluentBit(FluentBitFilter, #[allow(dead_code)] tempfile::TempDir);
 
 impl FluentBit {
     fn new() -> Self {
-        FluentBit::granted(tempfile::tempdir().unwrap())
+        FluentBit::of(&SSM)
+    }
+
+    fn of(rule: &Artifacts) -> Self {
+        FluentBit::granted(rule, tempfile::tempdir().unwrap())
     }
 
     /// Keeping its state on disk, in `rule-state/` of a granted directory.
-    fn persistent() -> Self {
+    fn persistent(rule: &Artifacts) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rule-state")).unwrap();
-        FluentBit::granted(dir)
+        FluentBit::granted(rule, dir)
     }
 
-    fn granted(dir: tempfile::TempDir) -> Self {
+    fn granted(rule: &Artifacts, dir: tempfile::TempDir) -> Self {
         let granted = [dir.path().to_path_buf()];
-        let filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+        let filter = FluentBitFilter::load(rule.fluent_bit, rule.alerts, &granted).unwrap();
         FluentBit(filter, dir)
     }
 
@@ -163,6 +196,7 @@ impl Binding for FluentBit {
 /// instance: a new one looks back over the records that went before, and the consumer
 /// goes on after the one that trapped.
 struct Fluvio {
+    rule: &'static Artifacts,
     module: FluvioSmartModule,
     offset: i64,
     /// The records the topic holds, but the one that trapped.
@@ -170,22 +204,27 @@ struct Fluvio {
 }
 
 impl Fluvio {
-    fn new() -> Self {
+    fn of(rule: &'static Artifacts) -> Self {
         Fluvio {
-            module: Fluvio::instance(),
+            rule,
+            module: Fluvio::instance_of(rule),
             offset: 0,
             topic: Vec::new(),
         }
     }
 
     fn instance() -> FluvioSmartModule {
-        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap()
+        Fluvio::instance_of(&SSM)
+    }
+
+    fn instance_of(rule: &Artifacts) -> FluvioSmartModule {
+        FluvioSmartModule::load(rule.fluvio, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap()
     }
 
     /// What the consumer's stream does with the record the call returned for.
     fn after(&mut self, record: &str, output: wasmtime::Result<fluvio::Output>) -> Step {
         if output.is_err() {
-            self.module = Fluvio::instance();
+            self.module = Fluvio::instance_of(self.rule);
             self.module.look_back(&self.topic).unwrap();
         } else {
             self.topic.extend(Fluvio::batch(record));
@@ -261,17 +300,21 @@ impl Binding for Fluvio {
 }
 
 /// Makes a fresh instance of one binding.
-type NewBinding = fn() -> Box<dyn Binding>;
+type NewBinding = Box<dyn FnMut() -> Box<dyn Binding>>;
 
-/// Every binding, by name.
-fn bindings() -> [(&'static str, NewBinding); 4] {
+/// Every binding of `rule`, by name.
+fn bindings(rule: &'static Artifacts) -> [(&'static str, NewBinding); 4] {
     [
-        ("component", || Box::new(Component::new())),
-        ("fluent-bit", || Box::new(FluentBit::new())),
-        ("fluent-bit with rule-state/", || {
-            Box::new(FluentBit::persistent())
-        }),
-        ("fluvio", || Box::new(Fluvio::new())),
+        ("component", Box::new(move || Box::new(Component::of(rule)))),
+        (
+            "fluent-bit",
+            Box::new(move || Box::new(FluentBit::of(rule))),
+        ),
+        (
+            "fluent-bit with rule-state/",
+            Box::new(move || Box::new(FluentBit::persistent(rule))),
+        ),
+        ("fluvio", Box::new(move || Box::new(Fluvio::of(rule)))),
     ]
 }
 
@@ -282,7 +325,7 @@ fn the_three_artifacts_raise_the_same_alerts() {
         ("corpus", corpus_records(1500)),
     ] {
         let mut raised = Vec::new();
-        for (name, new) in bindings() {
+        for (name, mut new) in bindings(&SSM) {
             raised.push((name, contract::alerts(new().as_mut(), &records)));
         }
         assert!(raised[0].1.len() > 10, "{stream}: {}", raised[0].1.len());
@@ -331,7 +374,7 @@ fn every_binding_keeps_the_contract() {
         .filter(|r| !r.contains("\"StartSession\""))
         .collect();
     let batched: Vec<String> = stream.iter().cloned().chain(corpus_records(400)).collect();
-    for (name, mut new) in bindings() {
+    for (name, mut new) in bindings(&SSM) {
         eprintln!("contract: {name}");
         contract::a_rejected_record_changes_no_state(&mut new, &stream, &rejected);
         contract::an_irrelevant_record_touches_nothing(&mut new, &stream, &irrelevant);
@@ -343,6 +386,54 @@ fn every_binding_keeps_the_contract() {
         if name != "fluent-bit" {
             contract::a_trap_loses_only_its_record(&mut new, &stream, 2, 150);
         }
+    }
+}
+
+/// Console sign-ins by a few users over a week, with and without MFA, some failed.
+fn console_login_records() -> Vec<String> {
+    let sample =
+        std::fs::read_to_string(root().join("rules/console-login/fixtures/console_login.json"))
+            .expect("the console-login rule's sample");
+    (0..60)
+        .map(|n| {
+            let user = format!("arn:aws:iam::111122223333:user/u{}", n % 4);
+            let time = format!("2025-03-{:02}T{:02}:00:00Z", 1 + n / 10, 8 + n % 10);
+            let mfa = if n % 7 == 3 { "Yes" } else { "No" };
+            let result = if n % 11 == 5 { "Failure" } else { "Success" };
+            detect_sdk::testkit::derive(
+                &sample,
+                json!({"userIdentity": {"arn": user}, "eventTime": time,
+                       "additionalEventData": {"MFAUsed": mfa},
+                       "responseElements": {"ConsoleLogin": result}}),
+            )
+        })
+        .collect()
+}
+
+/// A second rule, added with nothing but its directory, runs in every host as the first
+/// does: its three artifacts raise the same alerts, and each keeps the contract.
+#[test]
+fn a_second_rule_runs_in_every_host() {
+    let stream = console_login_records();
+    let rejected: Vec<String> = [
+        json!({"eventTime": "soon"}),
+        json!({"additionalEventData": {"MFAUsed": false}}),
+    ]
+    .into_iter()
+    .map(|overrides| detect_sdk::testkit::derive(&stream[0], overrides))
+    .collect();
+    let irrelevant: Vec<String> = corpus_records(100);
+    let mut raised = Vec::new();
+    for (name, mut new) in bindings(&CONSOLE_LOGIN) {
+        raised.push((name, contract::alerts(new().as_mut(), &stream)));
+        contract::a_rejected_record_changes_no_state(&mut new, &stream, &rejected);
+        contract::an_irrelevant_record_touches_nothing(&mut new, &stream, &irrelevant);
+        contract::batch_equals_single(&mut new, &stream, &[7]);
+    }
+    // Four users over six days, at most one alert a day each.
+    assert!((10..=24).contains(&raised[0].1.len()), "{}", raised[0].1.len());
+    for (name, alerts) in &raised[1..] {
+        assert_eq!(alerts, &raised[0].1, "{name} differs from the component");
     }
 }
 
