@@ -431,7 +431,11 @@ fn a_second_rule_runs_in_every_host() {
         contract::batch_equals_single(&mut new, &stream, &[7]);
     }
     // Four users over six days, at most one alert a day each.
-    assert!((10..=24).contains(&raised[0].1.len()), "{}", raised[0].1.len());
+    assert!(
+        (10..=24).contains(&raised[0].1.len()),
+        "{}",
+        raised[0].1.len()
+    );
     for (name, alerts) in &raised[1..] {
         assert_eq!(alerts, &raised[0].1, "{name} differs from the component");
     }

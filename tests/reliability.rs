@@ -232,6 +232,23 @@ fn read_lines_then_leave(pipe: std::process::ChildStdout, lines: usize) -> Vec<V
     taken
 }
 
+/// A closed standard output (which the runtime turns into /dev/null) or /dev/null
+/// discards the alerts while the state records them: the harness says so.
+#[test]
+fn discarded_alerts_are_said_to_be() {
+    let log = fixture("logs/ssm_sessions.json");
+    let out = command(&["run", "--state", "memory", log.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alerts are discarded"), "{stderr}");
+    let piped = harness(&["run", "--state", "memory", log.to_str().unwrap()], b"");
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("discarded"));
+}
+
 #[test]
 fn alerts_left_unread_in_a_pipe_are_not_delivered() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@
 use std::fs;
 use std::io::{self, IsTerminal};
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -237,12 +237,18 @@ fn check_outputs(args: &RunArgs, inputs: &[Input]) -> anyhow::Result<()> {
     if let Some(path) = &args.dead_letter {
         outputs.push(("--dead-letter", id(path)));
     }
-    let stdout = fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
-    let stdout_id = stdout
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| (m.dev(), m.ino()));
+    let stdout = fs::File::from(io::stdout().as_fd().try_clone_to_owned()?).metadata()?;
+    // A closed standard output is /dev/null by the time the harness runs (the runtime
+    // puts it there so that no file takes its place): the alerts are then thrown away
+    // while the state records them as raised. It may be meant; it is said.
+    let null = fs::metadata("/dev/null").ok().map(|m| m.rdev());
+    if stdout.file_type().is_char_device() && Some(stdout.rdev()) == null {
+        eprintln!(
+            "rule-harness: standard output is /dev/null (or was closed): this run's alerts are \
+             discarded, and the state records them as raised"
+        );
+    }
+    let stdout_id = stdout.is_file().then(|| (stdout.dev(), stdout.ino()));
     outputs.push(("standard output", stdout_id));
     for (name, output) in outputs.into_iter().filter_map(|(n, o)| Some((n, o?))) {
         if input_ids.contains(&output) {
