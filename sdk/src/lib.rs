@@ -45,6 +45,39 @@ pub mod testkit;
 
 mod binding;
 
+/// For the SDK's own tests.
+#[cfg(test)]
+mod test_rules {
+    use crate::{RuleConfig, RuleInfo};
+
+    /// What a test rule says of itself.
+    pub fn info(name: &'static str, prefilter: &'static [&'static [&'static str]]) -> RuleInfo {
+        RuleInfo {
+            name,
+            version: "0",
+            description: "a rule for a test",
+            detections: &[],
+            prefilter,
+        }
+    }
+
+    /// The configuration of a test rule that has none.
+    #[derive(Default)]
+    pub struct NoConfig;
+
+    impl RuleConfig for NoConfig {
+        fn from_json(_: &str) -> Result<Self, String> {
+            Ok(NoConfig)
+        }
+        fn to_json(&self) -> String {
+            "{}".into()
+        }
+        fn dedup_period_seconds(&self, _: &str) -> u64 {
+            0
+        }
+    }
+}
+
 pub use alert::{Alert, AlertLine};
 pub use catalog::{Detection, Mitre, Severity};
 pub use error::RuleError;

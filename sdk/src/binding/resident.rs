@@ -92,37 +92,18 @@ fn not_after(skew: std::time::Duration) -> crate::Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RuleInfo;
     use crate::kv::KeyValue;
-    use crate::{RuleConfig, RuleInfo};
 
     /// Counts records in the store; rejects `bad`.
     struct Counter;
 
-    #[derive(Default)]
-    struct NoConfig;
-
-    impl RuleConfig for NoConfig {
-        fn from_json(_: &str) -> Result<Self, String> {
-            Ok(NoConfig)
-        }
-        fn to_json(&self) -> String {
-            "{}".into()
-        }
-        fn dedup_period_seconds(&self, _: &str) -> u64 {
-            0
-        }
-    }
+    use crate::test_rules::NoConfig;
 
     impl Rule for Counter {
         type Config = NoConfig;
         fn info() -> RuleInfo {
-            RuleInfo {
-                name: "counter",
-                version: "0",
-                description: "counts",
-                detections: &[],
-                prefilter: &[],
-            }
+            crate::test_rules::info("counter", &[])
         }
         fn process(
             record: &str,

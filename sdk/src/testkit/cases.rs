@@ -366,37 +366,18 @@ fn diff(expected: &[Value], actual: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Context, KeyValue, Outcome, RuleConfig, RuleError, RuleInfo};
+    use crate::{Context, KeyValue, Outcome, RuleError, RuleInfo};
     use serde_json::json;
 
     /// A rule whose prefilter (`"Start"`) misses records it acts on.
     struct Sloppy;
 
-    #[derive(Default)]
-    struct NoConfig;
-
-    impl RuleConfig for NoConfig {
-        fn from_json(_: &str) -> Result<Self, String> {
-            Ok(NoConfig)
-        }
-        fn to_json(&self) -> String {
-            "{}".into()
-        }
-        fn dedup_period_seconds(&self, _: &str) -> u64 {
-            0
-        }
-    }
+    use crate::test_rules::NoConfig;
 
     impl Rule for Sloppy {
         type Config = NoConfig;
         fn info() -> RuleInfo {
-            RuleInfo {
-                name: "sloppy",
-                version: "0",
-                description: "misses records",
-                detections: &[],
-                prefilter: &[&["\"Start\""]],
-            }
+            crate::test_rules::info("sloppy", &[&["\"Start\""]])
         }
         fn process(
             record: &str,
