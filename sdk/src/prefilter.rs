@@ -99,10 +99,18 @@ impl Prefilter {
         };
         let byte = |n: usize| first[n].needle()[anchors[n]];
         // Each byte looked for costs in every word: a second string's only if there is one.
-        let hits: &mut dyn Iterator<Item = usize> = match first.len() {
-            1 => &mut memchr::memchr2_iter(b'\\', byte(0), record),
-            _ => &mut memchr::memchr3_iter(b'\\', byte(0), byte(1), record),
-        };
+        match first.len() {
+            1 => self.through_hits(record, memchr::memchr2_iter(b'\\', byte(0), record)),
+            _ => self.through_hits(
+                record,
+                memchr::memchr3_iter(b'\\', byte(0), byte(1), record),
+            ),
+        }
+    }
+
+    /// [`Prefilter::in_one_pass`] from the places of `\` and of the rare bytes.
+    fn through_hits(&self, record: &[u8], hits: impl Iterator<Item = usize>) -> bool {
+        let (first, anchors) = (&self.groups[0], self.anchors.as_deref().unwrap_or_default());
         for at in hits {
             if record[at] == b'\\' {
                 if record.get(at + 1) == Some(&b'u') {
