@@ -94,12 +94,11 @@ fn a_trap_in_a_batch_loses_only_its_record() {
     );
     assert_eq!(runner.traps(), 1, "the trap is counted once");
     assert_eq!(runner.rerun_batches(), 1);
-    // After a trap the next records go one at a time: a record that exhausts a batch's
-    // shared budget does not cost n deadlines again and again.
+    // A fault of the record's own costs no more in a batch: batching goes on.
     let again = ["d", "!boom"].map(str::to_owned);
     let results: Vec<_> = runner.process_batch(&again).unwrap();
     assert!(matches!(results[1], Err(RecordFailure::Trapped(_))));
-    assert_eq!(runner.rerun_batches(), 1, "no batch was tried");
+    assert_eq!(runner.rerun_batches(), 2, "the batch was tried");
     let stored: Vec<String> = keys(runner).into_iter().map(|(_, key, _)| key).collect();
     assert_eq!(stored, ["a", "b", "c", "d"]);
 }
@@ -125,4 +124,15 @@ fn the_write_budget_grows_with_the_batch() {
     // A single record over the per-record budget still traps.
     let over = runner.process(&"x".repeat(45)).unwrap();
     assert!(matches!(over, Err(RecordFailure::Trapped(_))), "{over:?}");
+    // A record that exhausts the batch's budget traps it; it is found alone, and the
+    // next records go one at a time rather than risk n records' budget again.
+    let mut exhausting: Vec<String> = (5..9).map(record).collect();
+    exhausting.push("y".repeat(300));
+    let results = runner.process_batch(&exhausting).unwrap();
+    assert!(results[..4].iter().all(Result::is_ok), "{results:?}");
+    assert!(matches!(results[4], Err(RecordFailure::Trapped(_))));
+    assert_eq!(runner.rerun_batches(), 1);
+    let results = runner.process_batch(&(9..14).map(record).collect::<Vec<_>>());
+    assert!(results.unwrap().iter().all(Result::is_ok));
+    assert_eq!(runner.rerun_batches(), 1, "no batch was tried");
 }

@@ -211,9 +211,11 @@ fn records_the_prefilter_rules_out_are_skipped_unread() {
     );
 }
 
-/// On a generated stream whose StartSession records are spelled in every way JSON allows
-/// (escapes in the needles, whitespace, a record split over lines), skipping what the
-/// prefilter rules out gives exactly the alerts and relevant records of reading them all.
+/// On a generated stream whose StartSession records are spelled in other ways JSON
+/// allows (escapes in the prefilter's strings, whitespace between tokens), skipping what
+/// the prefilter rules out gives exactly the alerts and relevant records of reading them
+/// all. (The one-pass scan the WebAssembly bindings use is checked against this one in
+/// `sdk/src/prefilter.rs`.)
 #[test]
 fn the_prefilter_never_skips_a_record_the_rule_finds_relevant() {
     let log = String::from_utf8(generated_log(3000, 5)).unwrap();

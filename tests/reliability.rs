@@ -232,19 +232,37 @@ fn read_lines_then_leave(pipe: std::process::ChildStdout, lines: usize) -> Vec<V
     taken
 }
 
-/// A closed standard output (which the runtime turns into /dev/null) or /dev/null
-/// discards the alerts while the state records them: the harness says so.
+/// A closed standard output (which the runtime turns into /dev/null) or /dev/null would
+/// discard the alerts: with a state file that records them as raised, the run is refused
+/// unless asked for; with state in memory, it is said.
 #[test]
-fn discarded_alerts_are_said_to_be() {
+fn alerts_are_not_discarded_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.redb");
     let log = fixture("logs/ssm_sessions.json");
-    let out = command(&["run", "--state", "memory", log.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("alerts are discarded"), "{stderr}");
+    let run = |args: &[&str]| {
+        let mut all = vec!["run"];
+        all.extend(args);
+        all.push(log.to_str().unwrap());
+        let out = command(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--state", state.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--discard-alerts"), "{stderr}");
+    assert!(!state.exists(), "nothing was committed");
+    let (code, stderr) = run(&["--state", "memory"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("alerts would be discarded"), "{stderr}");
+    let (code, stderr) = run(&["--state", state.to_str().unwrap(), "--discard-alerts"]);
+    assert_eq!(code, Some(0), "{stderr}");
     let piped = harness(&["run", "--state", "memory", log.to_str().unwrap()], b"");
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("discarded"));
 }

@@ -322,9 +322,11 @@ impl RuleRunner {
             // The records run again one by one, and the one that traps is reported then.
             // A batch shares n records' budget, so a record that exhausts it costs up to
             // n times a record's deadline: the next records go one at a time.
-            Err(_) => {
+            Err(trap) => {
+                if exhausted_budget(&trap) {
+                    self.single_for = SINGLE_AFTER_TRAP;
+                }
                 self.restart()?;
-                self.single_for = SINGLE_AFTER_TRAP;
                 return Ok(None);
             }
         };
@@ -474,10 +476,10 @@ fn instantiate(
     Ok(Live { store, rule })
 }
 
-/// Gives the next call, over `records` records, their deadline, fuel and write budget.
-/// Records run one at a time after a batch trapped.
+/// Records run one at a time after a batch ran out of its budget.
 const SINGLE_AFTER_TRAP: usize = 1024;
 
+/// Gives the next call, over `records` records, their deadline, fuel and write budget.
 fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
     let records = records.max(1) as u64;
     store.set_epoch_deadline(limits.deadline_ticks().saturating_mul(records));
@@ -487,6 +489,16 @@ fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
             .expect("fuel is enabled with the limit");
     }
     store.data_mut().kv.begin_call(records as usize);
+}
+
+/// Whether a call trapped for running out of time, fuel or write budget (rather than
+/// for a fault of its own, which costs no more in a batch than alone).
+fn exhausted_budget(trap: &wasmtime::Error) -> bool {
+    trap.is::<KvLimitExceeded>()
+        || matches!(
+            trap.downcast_ref::<Trap>(),
+            Some(Trap::Interrupt | Trap::OutOfFuel)
+        )
 }
 
 fn wall_clock_millis() -> i64 {

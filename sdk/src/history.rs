@@ -19,7 +19,8 @@ pub const HISTORY_KEY: &str = "meta";
 
 /// The format of the state the SDK's rules write: [`History`], [`hashed_key`]s and the
 /// values under them. Stored first in the history, so that a state of another format is
-/// refused before anything of it is read. 1 was the JSON state of the rules before 0.3.
+/// refused before anything of it is read. 1 was the JSON state of the rules built for
+/// `detect:rule` before 0.3.0.
 ///
 /// [`hashed_key`]: crate::kv::hashed_key
 pub const STATE_FORMAT: u8 = 2;
@@ -27,7 +28,7 @@ pub const STATE_FORMAT: u8 = 2;
 /// Why a stored history cannot be read by this version.
 fn other_format(bytes: &[u8]) -> String {
     let written = match bytes.first() {
-        Some(b'{') => "format 1, by a rule before 0.3,".to_owned(),
+        Some(b'{') => "format 1, by a rule built for detect:rule before 0.3.0,".to_owned(),
         Some(&n) if n > STATE_FORMAT => format!("format {n}, by a newer rule,"),
         _ => "an earlier development format".to_owned(),
     };
@@ -67,7 +68,8 @@ impl History {
         let Some((&[format, present], fields)) = bytes.split_first_chunk::<2>() else {
             return Err(RuleError::damaged(HISTORY_KEY, "too short"));
         };
-        if format != STATE_FORMAT {
+        // The earlier binary history had no format byte and 33 bytes.
+        if format != STATE_FORMAT || bytes.len() == 33 {
             return Err(RuleError::State(other_format(bytes)));
         }
         if fields.len() != 32 || present > 0b1111 {
@@ -200,7 +202,7 @@ mod tests {
         assert_eq!(bytes.len(), 34);
         assert_eq!(History::decode(Some(&bytes)), Ok(history));
         assert_eq!(History::decode(None), Ok(History::default()));
-        for cut in [&bytes[..1], &bytes[..33]] {
+        for cut in [&bytes[..1], &bytes[..20]] {
             assert!(
                 matches!(History::decode(Some(cut)), Err(RuleError::State(m)) if m.contains("damaged"))
             );
@@ -212,10 +214,19 @@ mod tests {
         let json = br#"{"history_start": 1, "watermark": 2}"#;
         let mut newer = History::default().encode();
         newer[0] = STATE_FORMAT + 1;
-        let mut earlier = History::default().encode();
+        // Of the earlier binary format, one whose first byte looks like the format's.
+        let mut earlier = History {
+            watermark: Some(7),
+            ..History::default()
+        }
+        .encode();
         earlier.remove(0);
+        assert_eq!(earlier[0], STATE_FORMAT);
         for (bytes, written) in [
-            (&json[..], "format 1, by a rule before 0.3"),
+            (
+                &json[..],
+                "format 1, by a rule built for detect:rule before 0.3.0",
+            ),
             (&newer, "format 3, by a newer rule"),
             (&earlier, "an earlier development format"),
         ] {

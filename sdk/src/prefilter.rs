@@ -24,9 +24,44 @@ use memchr::memmem::Finder;
 pub struct Prefilter {
     groups: Vec<Vec<Finder<'static>>>,
     escape: Finder<'static>,
-    /// Where in each string of the first group a rare byte is, when the group has at most
-    /// two strings: see [`Prefilter::in_one_pass`].
-    anchors: Option<Vec<usize>>,
+    /// The group whose strings' rare bytes the one-pass scan looks for: see
+    /// [`Prefilter::in_one_pass`].
+    anchored: Option<Anchored>,
+}
+
+/// A group of at most two strings, and where in each a byte rare in JSON is.
+#[derive(Clone, Debug)]
+struct Anchored {
+    group: usize,
+    offsets: Vec<usize>,
+}
+
+impl Anchored {
+    /// The group of at most two strings whose rare bytes are the rarest.
+    fn choose(groups: &[Vec<Finder<'static>>]) -> Option<Anchored> {
+        let offset = |needle: &[u8]| {
+            Pair::with_ranker(needle, JsonRank).map_or(0, |pair| usize::from(pair.index1()))
+        };
+        groups
+            .iter()
+            .enumerate()
+            .filter(|(_, group)| group.len() <= 2)
+            .map(|(group, strings)| Anchored {
+                group,
+                offsets: strings.iter().map(|f| offset(f.needle())).collect(),
+            })
+            .min_by_key(|anchored| anchored.rarity(groups))
+    }
+
+    /// How common the commonest of its bytes is.
+    fn rarity(&self, groups: &[Vec<Finder<'static>>]) -> u8 {
+        let strings = &groups[self.group];
+        let ranks = strings.iter().zip(&self.offsets);
+        ranks
+            .map(|(f, &at)| JsonRank.rank(f.needle()[at]))
+            .max()
+            .unwrap_or(u8::MAX)
+    }
 }
 
 impl Prefilter {
@@ -50,19 +85,10 @@ impl Prefilter {
             }
             compiled.push(finders);
         }
-        let anchors = compiled
-            .first()
-            .filter(|first| first.len() <= 2)
-            .map(|first| {
-                let rare = |needle: &[u8]| {
-                    Pair::with_ranker(needle, JsonRank).map_or(0, |pair| pair.index1().into())
-                };
-                first.iter().map(|f| rare(f.needle())).collect()
-            });
         Ok(Prefilter {
+            anchored: Anchored::choose(&compiled),
             groups: compiled,
             escape: Finder::new(b"\\u").into_owned(),
-            anchors,
         })
     }
 
@@ -90,27 +116,38 @@ impl Prefilter {
             || self.escape.find(record).is_some()
     }
 
-    /// The same answer in one pass, for `\` and a rare byte of each string of the first
-    /// group (`memchr3`); the rest is looked for only once a first string is found, which
-    /// in a record the rule does not concern is rare.
+    /// The same answer in one pass, for `\` and a rare byte of each string of one group
+    /// (`memchr2`/`memchr3`); the other groups are looked for only once one of its strings
+    /// is found, which in a record the rule does not concern is rare.
     fn in_one_pass(&self, record: &[u8]) -> bool {
-        let (Some(first), Some(anchors)) = (self.groups.first(), &self.anchors) else {
+        let Some(anchored) = &self.anchored else {
             return self.by_finders(record);
         };
-        let byte = |n: usize| first[n].needle()[anchors[n]];
+        let strings = &self.groups[anchored.group];
+        let byte = |n: usize| strings[n].needle()[anchored.offsets[n]];
         // Each byte looked for costs in every word: a second string's only if there is one.
-        match first.len() {
-            1 => self.through_hits(record, memchr::memchr2_iter(b'\\', byte(0), record)),
+        match strings.len() {
+            1 => self.through_hits(
+                record,
+                anchored,
+                memchr::memchr2_iter(b'\\', byte(0), record),
+            ),
             _ => self.through_hits(
                 record,
+                anchored,
                 memchr::memchr3_iter(b'\\', byte(0), byte(1), record),
             ),
         }
     }
 
     /// [`Prefilter::in_one_pass`] from the places of `\` and of the rare bytes.
-    fn through_hits(&self, record: &[u8], hits: impl Iterator<Item = usize>) -> bool {
-        let (first, anchors) = (&self.groups[0], self.anchors.as_deref().unwrap_or_default());
+    fn through_hits(
+        &self,
+        record: &[u8],
+        anchored: &Anchored,
+        hits: impl Iterator<Item = usize>,
+    ) -> bool {
+        let strings = self.groups[anchored.group].iter().zip(&anchored.offsets);
         for at in hits {
             if record[at] == b'\\' {
                 if record.get(at + 1) == Some(&b'u') {
@@ -118,13 +155,14 @@ impl Prefilter {
                 }
                 continue;
             }
-            let found = first.iter().zip(anchors).any(|(finder, &anchor)| {
-                at >= anchor && record[at - anchor..].starts_with(finder.needle())
+            let found = strings.clone().any(|(finder, &offset)| {
+                at >= offset && record[at - offset..].starts_with(finder.needle())
             });
             if found {
-                return self.groups[1..]
-                    .iter()
-                    .all(|group| group.iter().any(|f| f.find(record).is_some()))
+                let others = self.groups.iter().enumerate();
+                return others
+                    .filter(|(n, _)| *n != anchored.group)
+                    .all(|(_, group)| group.iter().any(|f| f.find(record).is_some()))
                     || self.escape.find(record).is_some();
             }
         }
@@ -238,13 +276,17 @@ mod tests {
 
     #[test]
     fn anchors_are_rare_in_json() {
-        let anchor = |p: &Prefilter, n: usize| {
-            let first = &p.groups[0][n];
-            first.needle()[p.anchors.as_ref().unwrap()[n]]
+        let anchor = |p: &Prefilter| {
+            let anchored = p.anchored.as_ref().unwrap();
+            let string = &p.groups[anchored.group][0];
+            string.needle()[anchored.offsets[0]]
         };
-        assert_eq!(anchor(&ssm(), 0), b'S');
+        assert_eq!(anchor(&ssm()), b'S');
+        // The group with the rarer bytes, wherever it is.
+        let swapped = Prefilter::new(&[["\"ssm.amazonaws.com\""], ["\"StartSession\""]]);
+        assert_eq!(anchor(&swapped.unwrap()), b'S');
         let login = Prefilter::new(&[["\"ConsoleLogin\""]]).unwrap();
-        assert_eq!(anchor(&login, 0), b'C');
+        assert_eq!(anchor(&login), b'C');
     }
 
     /// The one-pass scan WebAssembly builds use answers as the finders do, on records
@@ -253,23 +295,26 @@ mod tests {
     fn one_pass_and_finders_agree() {
         let prefilters = [
             ssm(),
+            Prefilter::new(&[["\"ssm.amazonaws.com\""], ["\"StartSession\""]]).unwrap(),
             Prefilter::new(&[&["\"A\"", "zz"][..], &["\"ssm\""]]).unwrap(),
-            Prefilter::new(&[["a", "b", "c"]]).unwrap(),
-            Prefilter::everything(),
+            Prefilter::new(&[&["a", "S"][..], &["zq", "A"]]).unwrap(),
         ];
+        for p in &prefilters {
+            assert!(p.anchored.is_some(), "the one-pass scan is what is tested");
+        }
         let pieces: [&[u8]; 12] = [
             b"{\"eventName\": ",
             b"\"StartSession\"",
-            b"\"StartSessio",
+            b"StartSessio",
             b"\"ssm.amazonaws.com\"",
-            b"ssm.amazonaws.com",
+            b"Sssm.amazonaws.com",
             b"\\u0053",
             b"\\\\",
             b"\\",
             b"u",
             b"\"A\"zz\"ssm\"",
-            b"abc",
-            b"}",
+            b"Azq",
+            b"S",
         ];
         // Every sequence of up to four pieces (12^4 records).
         let mut record = Vec::new();

@@ -66,6 +66,17 @@ struct Stream {
     tally: Tally,
 }
 
+impl Stream {
+    fn ndjson(name: &'static str, path: PathBuf, tally: Tally) -> Self {
+        Stream {
+            name,
+            files: vec![path],
+            gzip: false,
+            tally,
+        }
+    }
+}
+
 /// Records per generated CloudTrail log file.
 const RECORDS_PER_FILE: usize = 1000;
 
@@ -90,6 +101,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| std::env::temp_dir().join("rule-harness-bench"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let machine = machine();
+    // The cores the bench may use, for the runs on every core.
+    CORES
+        .set(affinity().context("cannot read the cores the bench may use")?)
+        .expect("set once");
     pin(args.core).context("cannot pin the bench to its core (--core)")?;
     let mix = corpus(
         &dir,
@@ -161,12 +176,7 @@ fn corpus(
         .and_then(|t| parse_tally(&t))
         && path.metadata().is_ok_and(|m| m.len() == tally.bytes)
     {
-        return Ok(Stream {
-            name,
-            files: vec![path],
-            gzip: false,
-            tally,
-        });
+        return Ok(Stream::ndjson(name, path, tally));
     }
     eprintln!("rule-harness: generating {}", path.display());
     let mut out = BufWriter::new(File::create(&path)?);
@@ -182,12 +192,7 @@ fn corpus(
         &tally_path,
         format!("{records} {bytes} {sessions} {identities}"),
     )?;
-    Ok(Stream {
-        name,
-        files: vec![path],
-        gzip: false,
-        tally,
-    })
+    Ok(Stream::ndjson(name, path, tally))
 }
 
 /// The records of `mix` as CloudTrail writes them to S3: gzip'd `{"Records": [...]}` log
@@ -253,7 +258,8 @@ fn measure(
         let state = state.map(Path::to_owned);
         move || {
             let mut command = Command::new(std::env::current_exe()?);
-            command.args(["run", "--no-progress", "--dead-letter", "/dev/null"]);
+            command.args(["run", "--no-progress", "--discard-alerts"]);
+            command.args(["--dead-letter", "/dev/null"]);
             command.args(extra);
             match &state {
                 Some(path) => {
@@ -333,7 +339,10 @@ fn warm_up() -> anyhow::Result<()> {
 /// A bench that judged less than it should measures nothing: the summary must count
 /// every record and session start, and no error.
 fn check_summary(summary: &str, tally: &Tally) -> anyhow::Result<()> {
-    let expected = format!("{} records ({} relevant,", tally.records, tally.sessions);
+    let expected = format!(
+        "rule-harness: {} records ({} relevant,",
+        tally.records, tally.sessions
+    );
     if !summary.contains(&expected) || !summary.contains("errors: 0,") {
         bail!("the harness did not judge the whole corpus (expected \"{expected}\"):\n{summary}");
     }
@@ -455,27 +464,40 @@ fn run_pinned(
     Ok((elapsed, usage.ru_maxrss as u64, stderr))
 }
 
-/// Pins the calling thread (and what it starts) to `core`.
-fn pin(core: usize) -> std::io::Result<()> {
-    set_affinity(core..core + 1)
-}
+/// The cores the bench was allowed when it started.
+static CORES: std::sync::OnceLock<libc::cpu_set_t> = std::sync::OnceLock::new();
 
-/// Lets the calling thread (and what it starts) run on every core.
-fn unpin() -> std::io::Result<()> {
-    // SAFETY: sysconf has no preconditions.
-    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    set_affinity(0..usize::try_from(cores).unwrap_or(1).max(1))
-}
-
-fn set_affinity(cores: std::ops::Range<usize>) -> std::io::Result<()> {
+/// The cores the calling thread may run on.
+fn affinity() -> std::io::Result<libc::cpu_set_t> {
     // SAFETY: an all-zero cpu_set_t is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for core in cores {
-        // SAFETY: CPU_SET writes within the set.
-        unsafe { libc::CPU_SET(core, &mut set) };
-    }
     // SAFETY: the set is valid and sized as given.
-    match unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) } {
+    match unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } {
+        0 => Ok(set),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Pins the calling thread (and what it starts) to `core`.
+fn pin(core: usize) -> std::io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if core >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: CPU_SET writes within the set, the core being below its size.
+    unsafe { libc::CPU_SET(core, &mut set) };
+    set_affinity(&set)
+}
+
+/// Lets the calling thread (and what it starts) run on every core the bench may use.
+fn unpin() -> std::io::Result<()> {
+    set_affinity(CORES.get().expect("read when the bench started"))
+}
+
+fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
+    // SAFETY: the set is valid and sized as given.
+    match unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(set), set) } {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
@@ -489,7 +511,8 @@ fn print_rows(corpus: &Stream, rows: &[(&str, Measure)]) {
     for (what, measure) in rows {
         let secs = measure.time.as_secs_f64();
         let ratio = |base: Option<Duration>, label: &str| match base {
-            Some(base) if what.starts_with(label) => {
+            // Like for like: the native rule runs on one core.
+            Some(base) if what.starts_with(label) && !what.ends_with("every core") => {
                 format!("{:.2}x", base.as_secs_f64() / secs)
             }
             _ => String::new(),

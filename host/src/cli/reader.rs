@@ -40,6 +40,17 @@ pub enum Owned {
     },
 }
 
+impl From<input::Unusable<'_>> for Owned {
+    fn from(unusable: input::Unusable<'_>) -> Self {
+        Owned::Unusable {
+            kind: unusable.kind,
+            reason: unusable.reason,
+            bytes: unusable.bytes.to_vec(),
+            digest: unusable.digest,
+        }
+    }
+}
+
 impl Owned {
     fn size(&self) -> usize {
         match self {
@@ -88,7 +99,7 @@ pub enum Message {
         source: usize,
         end: ReadEnd,
     },
-    /// A source could not be opened: the run stops.
+    /// A source could not be opened, or reading it failed unexpectedly: the run stops.
     Failed(String),
 }
 
@@ -109,9 +120,9 @@ pub fn spawn(
     progress: ProgressBar,
 ) -> Receiver<Message> {
     let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT);
-    // Each file in flight holds its buffers and up to three records (one being framed,
-    // one in the batch being built, one in the batch waiting).
-    let per_file = 4 * BATCH_BYTES + 3 * limits.max_record_bytes;
+    // Each file read ahead holds its buffers and up to four records: one being framed,
+    // its copy, one in the batch being built and one in the batch waiting.
+    let per_file = 4 * BATCH_BYTES + 4 * limits.max_record_bytes;
     let ahead = thread::available_parallelism()
         .map_or(1, |n| n.get().min(MAX_AHEAD))
         .min((AHEAD_BYTES / per_file).max(1));
@@ -299,12 +310,7 @@ impl Visit for Batcher<'_> {
             }
             Item::RuledOut(bytes) => not_an_object(bytes),
             Item::Record(text) => Owned::Record(text.to_owned()),
-            Item::Unusable(u) => Owned::Unusable {
-                kind: u.kind,
-                reason: u.reason,
-                bytes: u.bytes.to_vec(),
-                digest: u.digest,
-            },
+            Item::Unusable(unusable) => Owned::from(unusable),
         };
         self.reserve(owned.size() + ITEM_OVERHEAD)?;
         self.items.push((at, owned));
@@ -338,19 +344,9 @@ impl Batcher<'_> {
 /// A record that is not framed as a JSON object: the dead letter reading it whole, and
 /// then the rule, would give it.
 fn not_an_object(bytes: &[u8]) -> Owned {
-    let text = match std::str::from_utf8(bytes) {
+    let text = match input::record_text(bytes) {
         Ok(text) => text,
-        Err(e) => {
-            return Owned::Unusable {
-                kind: "invalid-utf8",
-                reason: format!(
-                    "the record is not UTF-8: invalid byte at offset {}",
-                    e.valid_up_to()
-                ),
-                bytes: bytes.to_vec(),
-                digest: None,
-            };
-        }
+        Err(unusable) => return Owned::from(unusable),
     };
     let error = detect_sdk::cloudtrail::not_an_object(text);
     Owned::Unusable {

@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// framed as a JSON object are dead-lettered
     #[arg(long)]
     validate_all: bool,
+    /// Let the alerts go to a standard output that is /dev/null (or was closed) while a
+    /// state file records them as raised; refused otherwise, as they would be lost
+    #[arg(long)]
+    discard_alerts: bool,
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
@@ -243,10 +247,15 @@ fn check_outputs(args: &RunArgs, inputs: &[Input]) -> anyhow::Result<()> {
     // while the state records them as raised. It may be meant; it is said.
     let null = fs::metadata("/dev/null").ok().map(|m| m.rdev());
     if stdout.file_type().is_char_device() && Some(stdout.rdev()) == null {
-        eprintln!(
-            "rule-harness: standard output is /dev/null (or was closed): this run's alerts are \
-             discarded, and the state records them as raised"
-        );
+        let what = "standard output is /dev/null (or was closed): this run's alerts would be \
+                    discarded";
+        if state.is_some() && !args.discard_alerts {
+            bail!(
+                "{what}, and the state file would record them as raised, so that no later run \
+                 raises them again; send the alerts somewhere, or pass --discard-alerts"
+            );
+        }
+        eprintln!("rule-harness: {what}");
     }
     let stdout_id = stdout.is_file().then(|| (stdout.dev(), stdout.ino()));
     outputs.push(("standard output", stdout_id));
@@ -569,7 +578,10 @@ impl Run<'_> {
     fn commit_due(&self, inputs: &[Input]) -> bool {
         // Records the prefilter ruled out move the inputs on too: their marks are worth
         // keeping on time.
-        let pending = self.since_commit > 0 || inputs.iter().any(|input| input.moved);
+        let pending = self.since_commit > 0
+            || inputs
+                .iter()
+                .any(|input| input.moved && input.key.is_some());
         self.since_commit >= self.args.commit_every
             || (pending && self.last_commit.elapsed() >= self.args.commit_interval)
     }

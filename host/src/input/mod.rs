@@ -51,20 +51,25 @@ pub struct Unusable<'a> {
     pub digest: Option<(u64, [u8; 32])>,
 }
 
+/// A record's text, or why it cannot be one: its bytes are not UTF-8.
+pub fn record_text(bytes: &[u8]) -> Result<&str, Unusable<'_>> {
+    std::str::from_utf8(bytes).map_err(|e| Unusable {
+        kind: "invalid-utf8",
+        reason: format!(
+            "the record is not UTF-8: invalid byte at offset {}",
+            e.valid_up_to()
+        ),
+        bytes,
+        digest: None,
+    })
+}
+
 impl<'a> Item<'a> {
     fn from_frame(frame: Frame<'a>, limits: &FrameLimits) -> Self {
         match frame {
-            Frame::Record(bytes) => match std::str::from_utf8(bytes) {
+            Frame::Record(bytes) => match record_text(bytes) {
                 Ok(text) => Item::Record(text),
-                Err(e) => Item::Unusable(Unusable {
-                    kind: "invalid-utf8",
-                    reason: format!(
-                        "the record is not UTF-8: invalid byte at offset {}",
-                        e.valid_up_to()
-                    ),
-                    bytes,
-                    digest: None,
-                }),
+                Err(unusable) => Item::Unusable(unusable),
             },
             Frame::Oversized {
                 excerpt,

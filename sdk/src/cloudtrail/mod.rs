@@ -198,7 +198,7 @@ fn kind_of_raw(json: &str) -> &'static str {
 }
 
 /// What kind of JSON value `value` is, as error messages name it.
-fn kind_of(value: &Value) -> &'static str {
+pub fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
