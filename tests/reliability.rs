@@ -97,6 +97,41 @@ fn a_run_killed_at_any_point_then_rerun_raises_every_alert_of_one_run() {
     );
 }
 
+/// A failure in reading a file (a bug, here provoked) ends the run with an error, after
+/// committing what was read before it; the rerun resumes there and raises the rest, so
+/// the two give the alerts of one run.
+#[test]
+fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.ndjson");
+    std::fs::write(&log, generated_log(3000, 9)).unwrap();
+    let log = log.to_str().unwrap();
+    let expected = alerts(&["run", "--state", "memory", log], b"");
+    let state = dir.path().join("state.redb");
+    let args = ["run", "--state", state.to_str().unwrap(), log];
+    let failed = command(&args)
+        .env("RULE_HARNESS_TEST_FAIL_READING_AT", "1800")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed unexpectedly"), "{stderr}");
+    let rerun = harness(&args, b"");
+    let said = String::from_utf8_lossy(&rerun.stderr);
+    assert!(said.contains("handled by earlier runs"), "{said}");
+    let all: Vec<Value> = lines(&failed.stdout)
+        .into_iter()
+        .chain(lines(&rerun.stdout))
+        .collect();
+    assert!(
+        all.len() == expected.len(),
+        "{} alerts, {} in one run",
+        all.len(),
+        expected.len()
+    );
+    assert_same_alerts_but_repeats(&all, &expected, "a failed reader");
+}
+
 #[test]
 fn alerts_that_cannot_be_written_are_raised_by_the_rerun() {
     let dir = tempfile::tempdir().unwrap();

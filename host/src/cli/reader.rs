@@ -299,6 +299,7 @@ impl Visit for Batcher<'_> {
         if at.index <= self.skipped {
             return ControlFlow::Continue(());
         }
+        fail_for_tests(at.index);
         let owned = match item {
             Item::RuledOut(bytes) if framed_as_object(bytes) => {
                 // Counted against the batch by its size, so progress goes on being sent.
@@ -354,6 +355,23 @@ fn not_an_object(bytes: &[u8]) -> Owned {
         reason: error.to_string(),
         bytes: bytes.to_vec(),
         digest: None,
+    }
+}
+
+/// In debug builds, reading fails at the item that `RULE_HARNESS_TEST_FAIL_READING_AT`
+/// names: how the tests make sure a failure in reading ends the run, after committing
+/// what was read before it.
+fn fail_for_tests(index: u64) {
+    if cfg!(debug_assertions) {
+        static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let at = AT.get_or_init(|| {
+            let at = std::env::var("RULE_HARNESS_TEST_FAIL_READING_AT").ok()?;
+            at.parse().ok()
+        });
+        assert!(
+            *at != Some(index),
+            "failing at item {index}, as the test asked"
+        );
     }
 }
 
