@@ -32,13 +32,35 @@ fn assert_same_alerts_but_repeats(got: &[Value], expected: &[Value], what: &str)
     }
 }
 
+/// A generated log in a temporary directory (removed when `dir` is dropped: keep it), a
+/// state file's path beside it, and the alerts one uninterrupted run over the log raises.
+struct Setup {
+    dir: tempfile::TempDir,
+    log: String,
+    state: String,
+    expected: Vec<Value>,
+}
+
+fn setup(records: usize, seed: u64) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (log, state) = (path("log.ndjson"), path("state.redb"));
+    std::fs::write(&log, generated_log(records, seed)).unwrap();
+    let expected = alerts(&["run", "--state", "memory", &log], b"");
+    Setup {
+        dir,
+        log,
+        state,
+        expected,
+    }
+}
+
 #[test]
 fn a_run_killed_at_any_point_then_rerun_raises_every_alert_of_one_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("log.ndjson");
-    std::fs::write(&log, generated_log(3000, 7)).unwrap();
-    let log = log.to_str().unwrap();
-    let expected = alerts(&["run", "--state", "memory", log], b"");
+    let Setup {
+        dir, log, expected, ..
+    } = setup(3000, 7);
+    let log = log.as_str();
     assert!(expected.len() > 100, "{}", expected.len());
 
     // Kill after some alerts were read, or after some time: early, midway, late.
@@ -102,13 +124,13 @@ fn a_run_killed_at_any_point_then_rerun_raises_every_alert_of_one_run() {
 /// the two give the alerts of one run.
 #[test]
 fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("log.ndjson");
-    std::fs::write(&log, generated_log(3000, 9)).unwrap();
-    let log = log.to_str().unwrap();
-    let expected = alerts(&["run", "--state", "memory", log], b"");
-    let state = dir.path().join("state.redb");
-    let args = ["run", "--state", state.to_str().unwrap(), log];
+    let Setup {
+        log,
+        state,
+        expected,
+        dir: _dir,
+    } = setup(3000, 9);
+    let args = ["run", "--state", &state, &log];
     let failed = command(&args)
         .env("RULE_HARNESS_TEST_FAIL_READING_AT", "1800")
         .output()
@@ -134,13 +156,13 @@ fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
 
 #[test]
 fn alerts_that_cannot_be_written_are_raised_by_the_rerun() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("log.ndjson");
-    std::fs::write(&log, generated_log(500, 8)).unwrap();
-    let log = log.to_str().unwrap();
-    let state = dir.path().join("state.redb");
-    let state = state.to_str().unwrap();
-    let expected = alerts(&["run", "--state", "memory", log], b"");
+    let Setup {
+        log,
+        state,
+        expected,
+        dir: _dir,
+    } = setup(500, 8);
+    let (log, state) = (log.as_str(), state.as_str());
 
     let full = std::fs::OpenOptions::new()
         .write(true)
@@ -304,13 +326,13 @@ fn alerts_are_not_discarded_unless_asked() {
 
 #[test]
 fn alerts_left_unread_in_a_pipe_are_not_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("log.ndjson");
-    std::fs::write(&log, generated_log(2000, 9)).unwrap();
-    let log = log.to_str().unwrap();
-    let state = dir.path().join("state.redb");
-    let state = state.to_str().unwrap();
-    let expected = alerts(&["run", "--state", "memory", log], b"");
+    let Setup {
+        log,
+        state,
+        expected,
+        dir: _dir,
+    } = setup(2000, 9);
+    let (log, state) = (log.as_str(), state.as_str());
     for lines in [1, 30] {
         let _ = std::fs::remove_file(state);
         let args = ["run", "--state", state, "--commit-every", "5", log];
@@ -334,13 +356,13 @@ fn alerts_left_unread_in_a_pipe_are_not_delivered() {
 
 #[test]
 fn a_signal_stops_a_run_whose_reader_stalls() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("log.ndjson");
-    std::fs::write(&log, generated_log(3000, 10)).unwrap();
-    let log = log.to_str().unwrap();
-    let state = dir.path().join("state.redb");
-    let state = state.to_str().unwrap();
-    let expected = alerts(&["run", "--state", "memory", log], b"");
+    let Setup {
+        log,
+        state,
+        expected,
+        dir: _dir,
+    } = setup(3000, 10);
+    let (log, state) = (log.as_str(), state.as_str());
     let args = ["run", "--state", state, "--commit-every", "5", log];
     // Nobody reads standard output: the pipe fills and stays full.
     let mut child = command(&args)
