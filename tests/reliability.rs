@@ -41,6 +41,17 @@ struct Setup {
     expected: Vec<Value>,
 }
 
+/// Sends SIGTERM to `child` and waits for it: how it ended, and what it wrote to stderr.
+fn terminate(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().unwrap();
+    pipe.read_to_string(&mut stderr).unwrap();
+    (status, stderr)
+}
+
 fn setup(records: usize, seed: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
@@ -226,21 +237,12 @@ fn a_signal_commits_what_was_read_and_a_slow_stream_is_not_kept_waiting() {
         "the first alert comes while the stream is open: {line:?}"
     );
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    let (status, stderr) = terminate(&mut child);
     drop(stdin);
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let mut got = lines(line.as_bytes());
     got.extend(lines(rest.as_bytes()));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
     assert_eq!(status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
 
@@ -372,21 +374,12 @@ fn a_signal_stops_a_run_whose_reader_stalls() {
         .unwrap();
     let stalled = child.stdout.take().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let started = Instant::now();
-    let status = child.wait().unwrap();
+    let (status, stderr) = terminate(&mut child);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "the signal was not seen"
     );
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
     assert_eq!(status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("had not taken everything"), "{stderr}");
     let mut unread = Vec::new();
