@@ -173,9 +173,18 @@ impl RedbStore {
     /// happens to read it. Entries are checked one at a time: memory does not grow with
     /// the state.
     fn verify_entries(&mut self) -> Result<(), StoreError> {
+        self.for_each_entry(|_, _, _| ())
+    }
+
+    /// Hands `each` every entry, checked, as the run's transaction sees them: its table,
+    /// its key and its value.
+    fn for_each_entry(
+        &mut self,
+        mut each: impl FnMut(&str, String, &[u8]),
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
-        self.with_db(|db, _| {
-            let txn = db.begin_read().map_err(|e| damaged(&path, e))?;
+        self.with_db(|db, txn| {
+            let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
             let names: Vec<String> = txn
                 .list_tables()
                 .map_err(|e| damaged(&path, e))?
@@ -187,8 +196,8 @@ impl RedbStore {
                     .map_err(|e| damaged(&path, e))?;
                 for entry in table.iter().map_err(|e| damaged(&path, e))? {
                     let (key, value) = entry.map_err(|e| damaged(&path, e))?;
-                    unseal(&path, &name, key.value(), value.value())?;
-                    key_text(&path, &name, key.value())?;
+                    let value = unseal(&path, &name, key.value(), value.value())?;
+                    each(&name, key_text(&path, &name, key.value())?, value);
                 }
             }
             Ok(())
@@ -431,27 +440,9 @@ impl StateStore for RedbStore {
     }
 
     fn entries(&mut self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
-        let path = self.path.clone();
-        self.with_db(|db, txn| {
-            let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
-            let mut all = Vec::new();
-            let names: Vec<String> = txn
-                .list_tables()
-                .map_err(|e| damaged(&path, e))?
-                .map(|t| t.name().to_owned())
-                .collect();
-            for name in names {
-                let table = txn
-                    .open_table(table(&name))
-                    .map_err(|e| damaged(&path, e))?;
-                for entry in table.iter().map_err(|e| damaged(&path, e))? {
-                    let (key, value) = entry.map_err(|e| damaged(&path, e))?;
-                    let value = unseal(&path, &name, key.value(), value.value())?.to_vec();
-                    all.push((name.clone(), key_text(&path, &name, key.value())?, value));
-                }
-            }
-            Ok(all)
-        })
+        let mut all = Vec::new();
+        self.for_each_entry(|table, key, value| all.push((table.to_owned(), key, value.to_vec())))?;
+        Ok(all)
     }
 }
 
