@@ -1,0 +1,452 @@
+//! Test cases as data: streams of records with the alerts they must raise, each case in
+//! a fresh, empty state. A rule keeps its cases beside it (`cases/`), and they run
+//! natively in the rule's own tests ([`check_dir`]) and through each host that runs the
+//! rule (`rule-harness test` runs them against the component).
+//!
+//! A case file (`*.case.json`) holds cases that share a base record:
+//!
+//! ```json
+//! {
+//!   "rule": "aws-ssm-sessions",
+//!   "base": "../../../../fixtures/records/panther_sample.json",
+//!   "cases": [{
+//!     "name": "a new identity after activation is unusual",
+//!     "config": {"baseline": {"activation_period": "1d"}},
+//!     "steps": [
+//!       {"record": {"eventTime": "2025-01-01T00:00:00Z"}, "expect": [{"rule_id": "AWS.SSM.SessionStarted"}]},
+//!       {"raw": "not json", "error": "invalid-json"}
+//!     ]
+//!   }]
+//! }
+//! ```
+//!
+//! `rule` names the rule the cases are for (other rules skip the file). A step's `record`
+//! is merged into the base (objects key by key, `null` removes a key); `raw` is sent as
+//! is. `expect` lists the alerts in order, each with only the fields that matter (objects
+//! match as subsets); a step without `expect` must raise nothing. `error` names the
+//! failure kind the step must produce instead.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use similar::TextDiff;
+
+use crate::binding::{Resident, pipeline_context};
+use crate::kv::MemoryKv;
+use crate::prefilter::Prefilter;
+use crate::{AlertLine, Rule, RuleConfig};
+
+/// A record the rule refused: the failure's kind (`invalid-json`, ...) and message.
+pub type Rejection = (String, String);
+
+/// One run of a rule, from empty state, as some host runs it.
+pub trait Run {
+    /// Processes one record: its alerts, or why the rule refused it. `Err` when the run
+    /// cannot go on (the host stopped).
+    fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String>;
+}
+
+/// Starts a run with a configuration (JSON), or says why it cannot.
+pub type Start<'a> = &'a dyn Fn(Option<String>) -> Result<Box<dyn Run + 'a>, String>;
+
+/// The rule's prefilter, or why it is invalid.
+fn prefilter<R: Rule>() -> Result<Prefilter, String> {
+    Prefilter::new(R::info().prefilter).map_err(|e| format!("the rule's prefilter: {e}"))
+}
+
+/// Runs every case under `dir` against rule `R`, natively; panics with each failure. Also
+/// checks that the rule's prefilter passes every record the rule finds relevant.
+pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
+    if let Err(e) = prefilter::<R>() {
+        panic!("{e}");
+    }
+    let files = discover(&[dir.as_ref().to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+    let (mut ran, mut failures) = (0, Vec::new());
+    for file in files {
+        if let FileReport::Ran(reports) = run_file(&native::<R>, R::info().name, &file) {
+            ran += reports.len();
+            failures.extend(reports.into_iter().filter(|r| !r.passed()).map(|r| {
+                format!(
+                    "{}: {}\n  {}",
+                    r.file.display(),
+                    r.name,
+                    r.failures.join("\n  ")
+                )
+            }));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        ran > 0,
+        "no cases for {} under {}",
+        R::info().name,
+        dir.as_ref().display()
+    );
+}
+
+/// A native run of rule `R`, each record's writes applied only when it succeeds, as
+/// every binding applies them.
+pub fn native<'a, R: Rule>(config: Option<String>) -> Result<Box<dyn Run + 'a>, String> {
+    let config = config.map_or(Ok(R::Config::default()), |c| R::Config::from_json(&c))?;
+    Ok(Box::new(Resident::<R>::new(config, MemoryKv::new())))
+}
+
+/// Runs natively, and checks that the rule's prefilter rules out no record that matters:
+/// one the rule finds relevant, raises alerts for or keeps state about.
+impl<R: Rule> Run for Resident<R> {
+    fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
+        let ruled_out = !prefilter::<R>()?.is_candidate(record.as_bytes());
+        let before = ruled_out.then(|| self.kv.entries.clone());
+        Ok(match Resident::process(self, record, &pipeline_context()) {
+            Ok(outcome)
+                if ruled_out
+                    && (outcome.relevant
+                        || !outcome.alerts.is_empty()
+                        || before.as_ref() != Some(&self.kv.entries)) =>
+            {
+                return Err(format!(
+                    "the rule's prefilter rules out a record that matters to the rule \
+                     (relevant, alerting or changing state): {record}"
+                ));
+            }
+            Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
+            Err(e) => Err((e.kind().to_owned(), e.to_string())),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    /// What the file covers, for the reader.
+    #[serde(default, rename = "description")]
+    _description: serde::de::IgnoredAny,
+    /// The name of the rule the cases are for; other rules skip the file.
+    rule: Option<String>,
+    /// A record file, relative to the case file, that steps' `record`s are merged into.
+    base: Option<PathBuf>,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    config: Option<Value>,
+    steps: Vec<Step>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Step {
+    /// What the step shows, for the reader.
+    #[serde(default, rename = "note")]
+    _note: serde::de::IgnoredAny,
+    record: Option<Value>,
+    raw: Option<String>,
+    #[serde(default)]
+    expect: Vec<Value>,
+    error: Option<String>,
+}
+
+/// The result of one case.
+#[derive(Debug)]
+pub struct CaseReport {
+    /// The case file.
+    pub file: PathBuf,
+    /// The case's name.
+    pub name: String,
+    /// Empty when the case passed; otherwise each failure, readable by a person.
+    pub failures: Vec<String>,
+}
+
+impl CaseReport {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// The case files under `paths` (files are taken as given), sorted.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut found).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        } else if path.is_file() {
+            found.push(path.clone());
+        } else {
+            return Err(format!("{} does not exist", path.display()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else if path.to_string_lossy().ends_with(".case.json") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// What running one case file gave.
+#[derive(Debug)]
+pub enum FileReport {
+    /// The file's cases are for another rule, named here.
+    Skipped(String),
+    /// One report per case. A file that cannot be read is one failed case.
+    Ran(Vec<CaseReport>),
+}
+
+/// Runs every case of one file against the rule named `rule_name`, each in a run that
+/// `start` begins.
+pub fn run_file(start: Start, rule_name: &str, path: &Path) -> FileReport {
+    match load(path) {
+        Ok((file, _)) if file.rule.as_deref().is_some_and(|r| r != rule_name) => {
+            FileReport::Skipped(file.rule.unwrap_or_default())
+        }
+        Ok((file, base)) => FileReport::Ran(
+            file.cases
+                .iter()
+                .map(|case| run_case(start, path, base.as_ref(), case))
+                .collect(),
+        ),
+        Err(e) => FileReport::Ran(vec![CaseReport {
+            file: path.to_owned(),
+            name: "(file)".into(),
+            failures: vec![e],
+        }]),
+    }
+}
+
+fn load(path: &Path) -> Result<(CaseFile, Option<Value>), String> {
+    let read =
+        |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    let file: CaseFile = serde_json::from_str(&read(path)?)
+        .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
+    let base = match &file.base {
+        None => None,
+        Some(base) => {
+            let base = path.parent().unwrap_or(Path::new(".")).join(base);
+            let text = read(&base)?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{} is not JSON: {e}", base.display()))?,
+            )
+        }
+    };
+    Ok((file, base))
+}
+
+fn run_case(start: Start, path: &Path, base: Option<&Value>, case: &Case) -> CaseReport {
+    let mut report = CaseReport {
+        file: path.to_owned(),
+        name: case.name.clone(),
+        failures: Vec::new(),
+    };
+    let config = case.config.as_ref().map(Value::to_string);
+    let mut run = match start(config) {
+        Ok(run) => run,
+        Err(e) => {
+            report.failures.push(format!("the rule did not start: {e}"));
+            return report;
+        }
+    };
+    for (number, step) in case.steps.iter().enumerate().map(|(i, s)| (i + 1, s)) {
+        let text = match (&step.raw, &step.record) {
+            (Some(raw), None) => raw.clone(),
+            (None, Some(overrides)) => {
+                let mut record = base.cloned().unwrap_or(Value::Object(Default::default()));
+                super::merge(&mut record, overrides.clone());
+                record.to_string()
+            }
+            _ => {
+                report.failures.push(format!(
+                    "step {number}: give exactly one of `record` and `raw`"
+                ));
+                continue;
+            }
+        };
+        if step.error.is_some() && !step.expect.is_empty() {
+            report
+                .failures
+                .push(format!("step {number}: give `expect` or `error`, not both"));
+            continue;
+        }
+        let actual = match run.process(&text) {
+            Err(fatal) => {
+                report
+                    .failures
+                    .push(format!("step {number}: the run stopped: {fatal}"));
+                return report;
+            }
+            Ok(outcome) => outcome.map(|alerts| alerts.iter().map(to_value).collect()),
+        };
+        if let Some(failure) = check_step(step, actual) {
+            report.failures.push(format!("step {number}: {failure}"));
+        }
+    }
+    report
+}
+
+fn to_value(line: &AlertLine) -> Value {
+    serde_json::to_value(line).expect("alert lines serialize")
+}
+
+/// Compares a step's outcome with its expectation; `None` when they agree.
+fn check_step(step: &Step, actual: Result<Vec<Value>, Rejection>) -> Option<String> {
+    match (&step.error, actual) {
+        (Some(kind), Err((actual_kind, _))) if *kind == actual_kind => None,
+        (Some(kind), Err((actual_kind, message))) => Some(format!(
+            "expected error `{kind}`, got `{actual_kind}`: {message}"
+        )),
+        (Some(kind), Ok(alerts)) => Some(format!(
+            "expected error `{kind}`, got {} alert(s)",
+            alerts.len()
+        )),
+        (None, Err((kind, message))) => Some(format!("unexpected error `{kind}`: {message}")),
+        (None, Ok(alerts)) => {
+            let agree = alerts.len() == step.expect.len()
+                && step.expect.iter().zip(&alerts).all(|(e, a)| contains(a, e));
+            (!agree).then(|| diff(&step.expect, &alerts))
+        }
+    }
+}
+
+/// Whether `actual` has every field of `expected`, recursively for objects.
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e
+            .iter()
+            .all(|(k, ev)| a.get(k).is_some_and(|av| contains(av, ev))),
+        (a, e) => a == e,
+    }
+}
+
+/// Restricts `actual` to the fields `expected` names, so the diff shows only what matters.
+fn project(actual: &Value, expected: &Value) -> Value {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => Value::Object(
+            e.iter()
+                .filter_map(|(k, ev)| a.get(k).map(|av| (k.clone(), project(av, ev))))
+                .collect(),
+        ),
+        (a, _) => a.clone(),
+    }
+}
+
+fn diff(expected: &[Value], actual: &[Value]) -> String {
+    let shown: Vec<Value> = actual
+        .iter()
+        .enumerate()
+        .map(|(i, a)| expected.get(i).map_or_else(|| a.clone(), |e| project(a, e)))
+        .collect();
+    let pretty = |v: &[Value]| serde_json::to_string_pretty(v).expect("JSON serializes") + "\n";
+    let (expected, actual) = (pretty(expected), pretty(&shown));
+    let mut out = String::from("alerts differ (- expected, + actual)\n");
+    for change in TextDiff::from_lines(&expected, &actual).iter_all_changes() {
+        let sign = match change.tag() {
+            similar::ChangeTag::Delete => '-',
+            similar::ChangeTag::Insert => '+',
+            similar::ChangeTag::Equal => ' ',
+        };
+        let _ = write!(out, "    {sign} {change}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Context, KeyValue, Outcome, RuleError, RuleInfo};
+    use serde_json::json;
+
+    /// A rule whose prefilter (`"Start"`) misses records it acts on.
+    struct Sloppy;
+
+    use crate::test_rules::NoConfig;
+
+    impl Rule for Sloppy {
+        type Config = NoConfig;
+        fn info() -> RuleInfo {
+            crate::test_rules::info("sloppy", &[&["\"Start\""]])
+        }
+        fn process(
+            record: &str,
+            _: &NoConfig,
+            kv: &mut impl KeyValue,
+            _: &Context,
+        ) -> Result<Outcome, RuleError> {
+            if record.contains("Stop") {
+                kv.set_many(vec![("stopped".into(), vec![1])]).unwrap();
+            }
+            Ok(Outcome {
+                relevant: record.contains("Start") || record.contains("Begin"),
+                alerts: Vec::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_native_run_catches_a_prefilter_that_misses_what_matters() {
+        let mut run = native::<Sloppy>(None).unwrap();
+        assert!(run.process(r#"{"e": "Start"}"#).unwrap().is_ok());
+        assert!(run.process(r#"{"e": "quiet"}"#).unwrap().is_ok());
+        for missed in [r#"{"e": "Begin"}"#, r#"{"e": "Stop"}"#] {
+            let error = run.process(missed).unwrap_err();
+            assert!(error.contains("prefilter rules out"), "{error}");
+        }
+    }
+
+    #[test]
+    fn expectations_match_as_subsets() {
+        let actual = json!({"rule_id": "X", "context": {"a": 1, "b": [1, 2]}, "title": "t"});
+        assert!(contains(&actual, &json!({"rule_id": "X"})));
+        assert!(contains(&actual, &json!({"context": {"b": [1, 2]}})));
+        assert!(!contains(&actual, &json!({"context": {"b": [1]}})));
+        assert!(!contains(&actual, &json!({"missing": null})));
+    }
+
+    #[test]
+    fn a_mismatch_shows_a_readable_diff() {
+        let step = Step {
+            _note: Default::default(),
+            record: None,
+            raw: None,
+            expect: vec![json!({"rule_id": "A"})],
+            error: None,
+        };
+        let diff = check_step(&step, Ok(vec![json!({"rule_id": "B", "title": "t"})])).unwrap();
+        assert!(
+            diff.contains("-     \"rule_id\": \"A\"") && diff.contains("+     \"rule_id\": \"B\""),
+            "{diff}"
+        );
+        assert!(
+            !diff.contains("title"),
+            "only the expected fields are shown: {diff}"
+        );
+        let none = Step {
+            expect: vec![],
+            ..step
+        };
+        assert!(check_step(&none, Ok(vec![])).is_none());
+        let error = Step {
+            error: Some("invalid-json".into()),
+            ..none
+        };
+        assert!(check_step(&error, Err(("invalid-json".into(), String::new()))).is_none());
+        assert!(
+            check_step(&error, Err(("invalid-time".into(), String::new())))
+                .unwrap()
+                .contains("invalid-time")
+        );
+    }
+}

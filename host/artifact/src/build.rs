@@ -1,0 +1,253 @@
+//! For build scripts: the rules of a workspace, found by `cargo metadata` (every package
+//! under `guest/rules/`), built into their artifacts by nested `cargo build`s.
+//!
+//! The nested builds share one target directory (`target/rule-guest`, beside the
+//! profiles), so that every build script and profile reuses what another built. Cargo
+//! says where each module is (`--message-format=json`), and the dep-info file beside it
+//! lists every source that went into it: the build script is rerun when one changes.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::{Family, ready};
+
+/// Where the rules live in a workspace: one directory each.
+pub const RULES_DIR: &str = "guest/rules";
+
+/// A rule crate of the workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleCrate {
+    /// Its package name, as cargo knows it.
+    pub package: String,
+    /// Its directory's name: what its artifacts are named after.
+    pub dir_name: String,
+}
+
+/// The rules among a workspace's packages, from `cargo metadata --no-deps` output: every
+/// package whose manifest is in a directory of [`RULES_DIR`], in name order.
+pub fn rules_in(metadata: &Value) -> Vec<RuleCrate> {
+    let root = Path::new(metadata["workspace_root"].as_str().unwrap_or_default());
+    let rules_dir = root.join(RULES_DIR);
+    let mut rules: Vec<RuleCrate> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|package| {
+            let manifest = Path::new(package["manifest_path"].as_str()?);
+            let dir = manifest.parent()?;
+            if dir.parent()? != rules_dir {
+                return None;
+            }
+            Some(RuleCrate {
+                package: package["name"].as_str()?.to_owned(),
+                dir_name: dir.file_name()?.to_str()?.to_owned(),
+            })
+        })
+        .collect();
+    rules.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
+    rules
+}
+
+/// The rules of the workspace at `root`, as cargo lists its members.
+pub fn discover(root: &Path) -> Vec<RuleCrate> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo can be started");
+    assert!(output.status.success(), "`cargo metadata` failed (see above)");
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo prints JSON");
+    // A rule directory added or removed changes what is built.
+    println!("cargo:rerun-if-changed={}", root.join(RULES_DIR).display());
+    rules_in(&metadata)
+}
+
+/// Builds `rules` for every family and writes each artifact, ready for its host, into
+/// `out_dir` as `<dir name>.<family>.wasm` (and the module cargo built as
+/// `<dir name>.<family>.core.wasm`, for the tests of what a rule author does with it).
+pub fn build_all(root: &Path, out_dir: &Path, rules: &[RuleCrate]) {
+    for input in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
+    }
+    let target_dir = guest_target_dir(out_dir);
+    for family in Family::ALL {
+        ensure_target(family.target());
+        for (rule, module) in rules.iter().zip(build(root, &target_dir, family, rules)) {
+            let name = format!("{}.{}", rule.dir_name, family.name());
+            write(&out_dir.join(format!("{name}.core.wasm")), &module);
+            let bytes = ready(family, &module)
+                .unwrap_or_else(|e| panic!("{} is not ready for {}: {e}", rule.package, family.name()));
+            write(&out_dir.join(format!("{name}.wasm")), &bytes);
+        }
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// `target/rule-guest`, beside the host's own profile directories.
+fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    // OUT_DIR is <target>/[<triple>/]<profile>/build/<package>-<hash>/out.
+    let target = out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").exists())
+        .unwrap_or_else(|| out_dir.ancestors().nth(4).expect("OUT_DIR is deep enough"));
+    target.join("rule-guest")
+}
+
+/// Installs a wasm target with rustup when the toolchain lacks it. rustup installs the
+/// targets of `rust-toolchain.toml` only with the toolchain itself, so a machine whose
+/// toolchain was installed earlier may have none of them.
+fn ensure_target(target: &str) {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if libdir.is_some_and(|dir| dir.exists()) {
+        return;
+    }
+    println!("cargo:warning=installing the {target} target with rustup (rust-toolchain.toml names it)");
+    // RUSTUP_TOOLCHAIN, set by rustup's cargo proxy, makes this the toolchain of this build.
+    let installed = Command::new("rustup")
+        .args(["target", "add", target])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        installed,
+        "the {target} target is missing and `rustup target add {target}` failed; \
+         install it by hand, or use a toolchain that has it"
+    );
+}
+
+/// Builds `rules` for `family` in one cargo run; their modules' bytes, in order.
+fn build(root: &Path, target_dir: &Path, family: Family, rules: &[RuleCrate]) -> Vec<Vec<u8>> {
+    let mut command = cargo();
+    command.arg("build");
+    for rule in rules {
+        command.args(["--package", &rule.package]);
+    }
+    let output = command
+        .args(["--target", family.target(), "--features", family.feature()])
+        .args(["--profile", "guest", "--message-format", "json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        // Flags meant for the host (say `-C target-cpu=native`) are not for wasm32; the
+        // wasm targets' own flags come from the workspace's .cargo/config.toml.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo can be started");
+    assert!(
+        output.status.success(),
+        "building the rules for {} failed (see above)",
+        family.name()
+    );
+    rules
+        .iter()
+        .map(|rule| {
+            let module = artifact(&output.stdout, &rule.package).unwrap_or_else(|| {
+                panic!("cargo reported no {} module for {}", rule.package, family.target())
+            });
+            rerun_if_sources_change(&module);
+            std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()))
+        })
+        .collect()
+}
+
+/// The `.wasm` file of a rule crate among cargo's JSON messages.
+fn artifact(messages: &[u8], package: &str) -> Option<PathBuf> {
+    let crate_name = package.replace('-', "_");
+    String::from_utf8_lossy(messages)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == crate_name)
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+}
+
+/// Reruns the build script when any source file the module was built from changes, as
+/// the dep-info file beside it lists them.
+fn rerun_if_sources_change(module: &Path) {
+    let Ok(deps) = std::fs::read_to_string(module.with_extension("d")) else {
+        return;
+    };
+    // `<output>: <input> <input> ...`, spaces in paths escaped with `\`.
+    let Some((_, inputs)) = deps.lines().next().and_then(|line| line.split_once(": ")) else {
+        return;
+    };
+    for path in dep_info_paths(inputs) {
+        println!("cargo:rerun-if-changed={path}");
+    }
+}
+
+/// The paths of a dep-info line's inputs.
+fn dep_info_paths(inputs: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut path = String::new();
+    let mut chars = inputs.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => path.push(chars.next().expect("peeked")),
+            ' ' => paths.extend((!path.is_empty()).then(|| std::mem::take(&mut path))),
+            c => path.push(c),
+        }
+    }
+    paths.extend((!path.is_empty()).then_some(path));
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workspace as `cargo metadata --no-deps` describes it: the SDK, two rules and a
+    /// host crate; a rule directory copied under a new name is found with no other change.
+    #[test]
+    fn every_directory_under_guest_rules_is_a_rule() {
+        let package = |name: &str, dir: &str| {
+            serde_json::json!({"name": name, "manifest_path": format!("/ws/{dir}/Cargo.toml")})
+        };
+        let mut metadata = serde_json::json!({
+            "workspace_root": "/ws",
+            "packages": [
+                package("detect-sdk", "guest/sdk"),
+                package("ssm-rule", "guest/rules/ssm"),
+                package("console-login-rule", "guest/rules/console-login"),
+                package("detect-host", "host/detect-host"),
+            ],
+        });
+        let names = |m: &Value| -> Vec<(String, String)> {
+            rules_in(m).into_iter().map(|r| (r.package, r.dir_name)).collect()
+        };
+        assert_eq!(
+            names(&metadata),
+            [("console-login-rule".into(), "console-login".into()), ("ssm-rule".into(), "ssm".into())]
+        );
+        metadata["packages"].as_array_mut().unwrap().push(package("copy-rule", "guest/rules/copy"));
+        assert_eq!(names(&metadata).len(), 3);
+        assert!(names(&metadata).contains(&("copy-rule".into(), "copy".into())));
+    }
+
+    #[test]
+    fn dep_info_paths_keep_escaped_spaces() {
+        assert_eq!(dep_info_paths("/a/b.rs /c\\ d/e.rs  /f.rs"), ["/a/b.rs", "/c d/e.rs", "/f.rs"]);
+    }
+}
