@@ -2,9 +2,9 @@
 //! the same alerts and the same state, a failure costs only its record, and the limits
 //! grow with the batch.
 
-use rule_harness::kv::KvLimits;
-use rule_harness::state::MemoryStore;
-use rule_harness::{Limits, Outcome, RecordFailure, RuleRunner, Sandbox};
+use detect_host::kv::KvLimits;
+use detect_host::state::MemoryStore;
+use detect_host::{Limits, Outcome, RecordFailure, RuleRunner, Sandbox};
 
 use crate::support::*;
 
@@ -46,15 +46,15 @@ fn batches_give_the_same_alerts_and_state_as_single_records() {
         let bad = r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession", "eventTime": "soon"}"#;
         records.insert(at, bad.to_owned());
     }
-    let mut single = start(rule_harness::DEFAULT_RULE, Limits::default());
+    let mut single = start(default_rule(), Limits::default());
     let expected: Vec<_> = records
         .iter()
-        .map(|r| summary(single.process(r).unwrap()))
+        .map(|r| summary(record(single.process(r))))
         .collect();
     assert!(expected.iter().filter(|r| r.is_err()).count() == 4);
     let expected_state = keys(single);
     for size in [2, 7, 64, 500] {
-        let mut batched = start(rule_harness::DEFAULT_RULE, Limits::default());
+        let mut batched = start(default_rule(), Limits::default());
         let got: Vec<_> = records
             .chunks(size)
             .flat_map(|batch| batched.process_batch(batch).unwrap())
@@ -122,7 +122,7 @@ fn the_write_budget_grows_with_the_batch() {
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(runner.rerun_batches(), 0, "the batch ran as one call");
     // A single record over the per-record budget still traps.
-    let over = runner.process(&"x".repeat(45)).unwrap();
+    let over = crate::support::record(runner.process(&"x".repeat(45)));
     assert!(matches!(over, Err(RecordFailure::Trapped(_))), "{over:?}");
     // A record that exhausts the batch's budget traps it; it is found alone, and the
     // next records go one at a time rather than risk n records' budget again.

@@ -199,7 +199,7 @@ fn the_exported_component_is_the_rule_and_loads_again() {
             .status
             .success()
     );
-    assert_eq!(std::fs::read(&file).unwrap(), rule_harness::DEFAULT_RULE);
+    assert_eq!(std::fs::read(&file).unwrap(), default_rule());
     let out = harness(
         &["--rule", file.to_str().unwrap(), "inspect", "--json"],
         b"",
@@ -212,13 +212,10 @@ fn the_exported_component_is_the_rule_and_loads_again() {
 /// `component` feature and hand the module cargo wrote to `--rule`.
 #[test]
 fn a_rule_crate_built_by_cargo_runs_its_cases() {
-    let module = concat!(env!("OUT_DIR"), "/component.core.wasm");
-    let second = concat!(env!("OUT_DIR"), "/console-login.component.core.wasm");
-    for (module, cases) in [
-        (module, "rules/ssm/cases"),
-        (second, "rules/console-login/cases"),
-    ] {
-        let out = harness(&["--rule", module, "test", cases], b"");
+    let module = |rule| detect_testing::path(rule, "component", true);
+    for rule in detect_testing::rules() {
+        let (module, cases) = (module(rule), format!("guest/rules/{rule}/cases"));
+        let out = harness(&["--rule", module.to_str().unwrap(), "test", &cases], b"");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}");
         assert!(
@@ -231,8 +228,9 @@ fn a_rule_crate_built_by_cargo_runs_its_cases() {
     }
     let log = fixture("logs/ssm_sessions.json");
     let log = log.to_str().unwrap();
+    let module = module("ssm");
     assert_eq!(
-        alerts(&["--rule", module, "run", "--state", "memory", log], b""),
+        alerts(&["--rule", module.to_str().unwrap(), "run", "--state", "memory", log], b""),
         alerts(&["run", "--state", "memory", log], b"")
     );
 }
@@ -243,23 +241,15 @@ fn a_rule_crate_built_by_cargo_runs_its_cases() {
 fn export_prepares_the_modules_of_a_rule_crate() {
     let dir = tempfile::tempdir().unwrap();
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let module = |name: &str| format!("{}/{name}.core.wasm", env!("OUT_DIR"));
-    // The built-in rule's, and the second rule's (`rules/console-login`).
-    for rule in ["", "console-login."] {
+    let module = |rule, family| detect_testing::path(rule, family, true).to_str().unwrap().to_owned();
+    // Every rule's, as the test build made them.
+    for rule in detect_testing::rules() {
         for artifact in ["fluent-bit", "fluvio"] {
-            let args = [
-                "export",
-                "--for",
-                artifact,
-                "--from",
-                &module(&format!("{rule}{artifact}")),
-                &out(artifact),
-            ];
-            assert!(harness(&args, b"").status.success(), "{rule}{artifact}");
-            let expected = format!("{}/{rule}{artifact}.wasm", env!("OUT_DIR"));
+            let args = ["export", "--for", artifact, "--from", &module(rule, artifact), &out(artifact)];
+            assert!(harness(&args, b"").status.success(), "{rule} {artifact}");
             assert!(
-                std::fs::read(out(artifact)).unwrap() == std::fs::read(expected).unwrap(),
-                "{rule}{artifact}"
+                std::fs::read(out(artifact)).unwrap() == detect_testing::artifact(rule, artifact),
+                "{rule} {artifact}"
             );
         }
     }
@@ -268,25 +258,21 @@ fn export_prepares_the_modules_of_a_rule_crate() {
         "--for",
         "component",
         "--from",
-        &module("component"),
+        &module("ssm", "component"),
         &out("c"),
     ];
     assert!(harness(&args, b"").status.success());
-    // A module of the wrong family is refused, with what it lacks.
-    let wrong = [
-        "export",
-        "--for",
-        "fluvio",
-        "--from",
-        &module("fluent-bit"),
-        &out("x"),
-    ];
-    let refused = harness(&wrong, b"");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && stderr.contains("does not export"),
-        "{stderr}"
-    );
+    // A module of the wrong family is refused: it imports what that family's host does
+    // not provide (named), or lacks what the host calls.
+    let refused = |family, from: &str| {
+        let out = harness(&["export", "--for", family, "--from", from, &out("x")], b"");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refused("fluvio", &module("ssm", "fluent-bit"));
+    assert!(stderr.contains("imports `wasi_snapshot_preview1."), "{stderr}");
+    let stderr = refused("fluent-bit", &module("ssm", "fluvio"));
+    assert!(stderr.contains("imports `env.copy_records`"), "{stderr}");
     let rule = ["--rule", "x.wasm", "export", &out("y")];
     let stderr = String::from_utf8_lossy(&harness(&rule, b"").stderr).into_owned();
     assert!(stderr.contains("--from"), "{stderr}");
@@ -347,15 +333,15 @@ fn outputs_may_not_be_inputs_nor_the_state() {
     for (args, needle) in [
         (
             vec!["run", "--dead-letter", input, "--state", "memory", input],
-            "--dead-letter is also an input",
+            "log.json is also an input",
         ),
         (
             vec!["run", "--state", input, input],
-            "--state is also an input",
+            "is also an input: committing would destroy",
         ),
         (
             vec!["run", "--state", state, "--dead-letter", state, input],
-            "--dead-letter is the state file",
+            "state.redb is the state file",
         ),
         (
             vec!["run", "--state", "memory", input, input],

@@ -7,6 +7,7 @@ mod cli;
 mod formats;
 mod memory;
 mod pipelines;
+mod platform;
 mod reliability;
 mod sandbox;
 mod state;

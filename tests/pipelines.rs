@@ -3,16 +3,15 @@
 //! the engine's. One logic: the same alerts from all three, and the SDK's contract kept
 //! by each; for the built-in rule and for the worked example of a second one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 use detect_sdk::testkit::contract::{self, AlertKey, Binding, Step};
-use rule_harness::corpus::{Corpus, CorpusSpec};
-use rule_harness::hosts::fluent_bit::{Filtered, FluentBitFilter};
-use rule_harness::hosts::fluvio::{self, FluvioSmartModule, Record};
-use rule_harness::state::MemoryStore;
-use rule_harness::{
-    FLUENT_BIT_FILTER, FLUVIO_SMARTMODULE, Limits, RecordFailure, RuleRunner, Sandbox,
-};
+use cloudtrail_corpus::{Corpus, CorpusSpec};
+use detect_testing::fluent_bit::{Filtered, FluentBitFilter};
+use detect_testing::fluvio::{self, FluvioSmartModule, Record};
+use detect_host::state::MemoryStore;
+use detect_host::{Limits, RecordFailure, RuleRunner, Sandbox};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -41,7 +40,7 @@ fn corpus_records(n: usize) -> Vec<String> {
     (0..n).map(|_| corpus.next_record().to_string()).collect()
 }
 
-/// A rule's artifacts, as the build script made them.
+/// A rule's artifacts, as the test build made them.
 struct Artifacts {
     component: &'static [u8],
     fluent_bit: &'static [u8],
@@ -50,21 +49,27 @@ struct Artifacts {
     fluvio: &'static [u8],
 }
 
-const SSM: Artifacts = Artifacts {
-    component: rule_harness::DEFAULT_RULE,
-    fluent_bit: FLUENT_BIT_FILTER,
-    alerts: "ssm_alerts",
-    fluvio: FLUVIO_SMARTMODULE,
-};
+/// The artifacts of the rule in `guest/rules/<rule>/`.
+fn artifacts_of(rule: &str) -> &'static Artifacts {
+    static ALL: OnceLock<Mutex<HashMap<String, &'static Artifacts>>> = OnceLock::new();
+    let mut all = ALL.get_or_init(Default::default).lock().unwrap();
+    all.entry(rule.to_owned()).or_insert_with(|| {
+        let fluent_bit = artifact(rule, "fluent-bit");
+        let exports = detect_artifact::exports(fluent_bit).unwrap();
+        let alerts = exports.into_iter().find(|e| e.ends_with("_alerts")).expect("an alerts function");
+        Box::leak(Box::new(Artifacts {
+            component: artifact(rule, "component"),
+            fluent_bit,
+            alerts: alerts.leak(),
+            fluvio: artifact(rule, "fluvio"),
+        }))
+    })
+}
 
-/// `rules/console-login`: a second rule, built like the first with nothing but its own
-/// directory.
-const CONSOLE_LOGIN: Artifacts = Artifacts {
-    component: include_bytes!(concat!(env!("OUT_DIR"), "/console-login.component.wasm")),
-    fluent_bit: include_bytes!(concat!(env!("OUT_DIR"), "/console-login.fluent-bit.wasm")),
-    alerts: "login_alerts",
-    fluvio: include_bytes!(concat!(env!("OUT_DIR"), "/console-login.fluvio.wasm")),
-};
+/// The built-in rule's.
+fn ssm() -> &'static Artifacts {
+    artifacts_of("ssm")
+}
 
 fn key_of(line: &Value) -> AlertKey {
     AlertKey {
@@ -80,7 +85,7 @@ struct Component(RuleRunner);
 
 impl Component {
     fn new() -> Self {
-        Component::of(&SSM)
+        Component::of(ssm())
     }
 
     fn of(rule: &Artifacts) -> Self {
@@ -95,7 +100,7 @@ impl Component {
         Component(rule.start(Box::new(MemoryStore::new()), None).unwrap())
     }
 
-    fn step(result: Result<rule_harness::Outcome, RecordFailure>) -> Step {
+    fn step(result: Result<detect_host::Outcome, RecordFailure>) -> Step {
         match result {
             Ok(outcome) => Step::Alerts(
                 outcome
@@ -112,11 +117,11 @@ impl Component {
 
 impl Binding for Component {
     fn process(&mut self, record: &str) -> Step {
-        Component::step(self.0.process(record).unwrap())
+        Component::step(crate::support::record(self.0.process(record)))
     }
 
     fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
-        Component::step(self.0.process_with_fuel(record, cut).unwrap())
+        Component::step(crate::support::record(self.0.process_with_fuel(record, cut)))
     }
 
     fn process_batch(&mut self, records: &[String]) -> Vec<AlertKey> {
@@ -142,7 +147,7 @@ struct FluentBit(FluentBitFilter, #[allow(dead_code)] tempfile::TempDir);
 
 impl FluentBit {
     fn new() -> Self {
-        FluentBit::of(&SSM)
+        FluentBit::of(ssm())
     }
 
     fn of(rule: &Artifacts) -> Self {
@@ -214,7 +219,7 @@ impl Fluvio {
     }
 
     fn instance() -> FluvioSmartModule {
-        Fluvio::instance_of(&SSM)
+        Fluvio::instance_of(ssm())
     }
 
     fn instance_of(rule: &Artifacts) -> FluvioSmartModule {
@@ -375,7 +380,7 @@ fn the_three_artifacts_raise_the_same_alerts() {
         ("fixture log", fixture_records()),
         ("corpus", corpus_records(1500)),
     ] {
-        let raised = the_same_alerts_from_every_binding(&SSM, &records);
+        let raised = the_same_alerts_from_every_binding(ssm(), &records);
         assert!(raised.len() > 10, "{stream}: {}", raised.len());
     }
     // The fixture log raises the alerts the harness prints for it.
@@ -424,56 +429,60 @@ fn every_binding_keeps_the_contract() {
         irrelevant,
         batched,
     };
-    every_binding_keeps_the_contract_for(&SSM, &streams);
+    every_binding_keeps_the_contract_for(ssm(), &streams);
 }
 
-/// Console sign-ins by a few users over a week, with and without MFA, some failed.
-fn console_login_records() -> Vec<String> {
-    let sample =
-        std::fs::read_to_string(root().join("rules/console-login/fixtures/console_login.json"))
-            .expect("the console-login rule's sample");
-    (0..60)
-        .map(|n| {
-            let user = format!("arn:aws:iam::111122223333:user/u{}", n % 4);
-            let time = format!("2025-03-{:02}T{:02}:00:00Z", 1 + n / 10, 8 + n % 10);
-            let mfa = if n % 7 == 3 { "Yes" } else { "No" };
-            let result = if n % 11 == 5 { "Failure" } else { "Success" };
-            detect_sdk::testkit::derive(
-                &sample,
-                json!({"userIdentity": {"arn": user}, "eventTime": time,
-                       "additionalEventData": {"MFAUsed": mfa},
-                       "responseElements": {"ConsoleLogin": result}}),
-            )
-        })
-        .collect()
+/// The records of a rule's own cases (`guest/rules/<rule>/cases/`), each step's record
+/// merged into its file's base: those it accepts, and those it must reject.
+fn case_records(rule: &str) -> (Vec<String>, Vec<String>) {
+    let dir = root().join("guest/rules").join(rule).join("cases");
+    let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
+    for file in detect_sdk::testkit::cases::discover(&[dir]).unwrap() {
+        let cases: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let base = cases["base"].as_str().map(|base| {
+            std::fs::read_to_string(file.parent().unwrap().join(base)).expect("the case base")
+        });
+        let steps = cases["cases"].as_array().unwrap().iter();
+        for step in steps.flat_map(|case| case["steps"].as_array().unwrap()) {
+            let record = match (&step["raw"], &base) {
+                (Value::String(raw), _) => raw.clone(),
+                (_, Some(base)) => detect_sdk::testkit::derive(base, step["record"].clone()),
+                (_, None) => step["record"].to_string(),
+            };
+            match step["error"] {
+                Value::Null => accepted.push(record),
+                _ => rejected.push(record),
+            }
+        }
+    }
+    (accepted, rejected)
 }
 
-/// A second rule, added with nothing but its directory, runs in every host as the first
-/// does: its three artifacts raise the same alerts, and each keeps the contract.
+/// Every rule of the workspace, found by the test build as the harness's build script
+/// finds its rule (each directory under `guest/rules/`), runs in every host: its three
+/// artifacts raise the same alerts over the records of its own cases and a generated
+/// stream, and each keeps the contract. A new rule is tested here with no line changed.
 #[test]
-fn a_second_rule_runs_in_every_host() {
-    let stream = console_login_records();
-    // Four users over six days, at most one alert a day each.
-    let raised = the_same_alerts_from_every_binding(&CONSOLE_LOGIN, &stream);
-    assert!((10..=24).contains(&raised.len()), "{}", raised.len());
-    let derived = |overrides: Value| detect_sdk::testkit::derive(&stream[0], overrides);
-    let rejected = vec![
-        derived(json!({"eventTime": "soon"})),
-        derived(json!({"additionalEventData": {"MFAUsed": false}})),
-    ];
-    let mut irrelevant = corpus_records(100);
-    // Let through by the prefilter: another sign-in event, naming ConsoleLogin.
-    irrelevant.push(derived(
-        json!({"eventName": "CheckMfa", "x": "ConsoleLogin"}),
-    ));
-    let batched = stream.iter().chain(&corpus_records(100)).cloned().collect();
-    let streams = Streams {
-        stream,
-        rejected,
-        irrelevant,
-        batched,
-    };
-    every_binding_keeps_the_contract_for(&CONSOLE_LOGIN, &streams);
+fn every_rule_runs_in_every_host() {
+    let rules = detect_testing::rules();
+    assert!(rules.contains(&"ssm") && rules.contains(&"console-login"), "{rules:?}");
+    for rule in rules {
+        let artifacts = artifacts_of(rule);
+        let (stream, rejected) = case_records(rule);
+        assert!(!stream.is_empty() && !rejected.is_empty(), "{rule}: its cases");
+        let with_corpus: Vec<String> = stream.iter().cloned().chain(corpus_records(300)).collect();
+        let raised = the_same_alerts_from_every_binding(artifacts, &with_corpus);
+        assert!(!raised.is_empty(), "{rule}: no alert from its cases");
+        // Generated records this rule does not find relevant.
+        let mut judge = Component::of(artifacts);
+        let irrelevant = corpus_records(200)
+            .into_iter()
+            .filter(|r| record(judge.0.process(r)).is_ok_and(|o| !o.relevant))
+            .take(100)
+            .collect();
+        let streams = Streams { stream, rejected, irrelevant, batched: with_corpus };
+        every_binding_keeps_the_contract_for(artifacts, &streams);
+    }
 }
 
 /// Without `rule-state/`, a trap anywhere in a call costs the record; where the state in
@@ -547,7 +556,7 @@ fn a_fluent_bit_filter_that_cannot_start_keeps_the_stream() {
     std::fs::write(dir.path().join("rule-config.json"), "{\"nope\": 1}").unwrap();
     let granted = [dir.path().to_path_buf()];
     let other = json!({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"});
-    let mut enrich = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_enrich", &granted).unwrap();
+    let mut enrich = FluentBitFilter::load(ssm().fluent_bit, "ssm_enrich", &granted).unwrap();
     for _ in 0..3 {
         let Filtered::Replaced(out) = enrich.filter("cloudtrail", (0, 0), &other) else {
             panic!("the record was dropped");
@@ -555,7 +564,7 @@ fn a_fluent_bit_filter_that_cannot_start_keeps_the_stream() {
         assert_eq!(out["eventName"], "RunInstances");
         assert_eq!(out["rule_error"]["kind"], "setup");
     }
-    let mut alerts = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+    let mut alerts = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap();
     let said: Vec<usize> = (1..=20)
         .filter(|_| alerts.filter("cloudtrail", (0, 0), &other) != Filtered::Dropped)
         .collect();
@@ -568,7 +577,7 @@ fn a_fluent_bit_filter_that_cannot_start_keeps_the_stream() {
 fn a_fluent_bit_filter_judges_each_record_of_a_log_file() {
     let log: Value =
         serde_json::from_slice(&std::fs::read(fixture("logs/ssm_sessions.json")).unwrap()).unwrap();
-    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap();
+    let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
     let Filtered::Replaced(out) = filter.filter("cloudtrail", (0, 0), &log) else {
         panic!("no alerts");
     };
@@ -586,7 +595,7 @@ fn a_fluent_bit_filter_judges_each_record_of_a_log_file() {
 
 #[test]
 fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
-    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap();
+    let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
     let mut big: Value = serde_json::from_str(&fixture_records()[0]).unwrap();
     big["requestParameters"]["padding"] = json!("x".repeat(100_000));
     match filter.filter("cloudtrail", (0, 0), &big) {
@@ -618,7 +627,7 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
         );
     }
     // Enrichment passes every record, with its alerts.
-    let mut enrich = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_enrich", &[]).unwrap();
+    let mut enrich = FluentBitFilter::load(ssm().fluent_bit, "ssm_enrich", &[]).unwrap();
     let other = json!({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"});
     assert_eq!(
         enrich.filter("cloudtrail", (0, 0), &other),
@@ -662,12 +671,12 @@ fn fluent_bit_keeps_its_state_across_restarts_in_a_granted_directory() {
     let granted = [dir.path().to_path_buf()];
     let (first, second) = records.split_at(700);
     let mut got = fluent_bit_alerts(
-        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap(),
+        &mut FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap(),
         first,
     );
     // Fluent Bit restarts: a new instance, the same directory.
     got.extend(fluent_bit_alerts(
-        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap(),
+        &mut FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap(),
         second,
     ));
     assert_eq!(got, expected);
@@ -678,11 +687,11 @@ fn fluent_bit_keeps_its_state_across_restarts_in_a_granted_directory() {
     assert!(files.contains(&"journal".to_owned()), "{files:?}");
     // Without the directory, a restart starts again with no history.
     let mut forgetful = fluent_bit_alerts(
-        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap(),
+        &mut FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap(),
         first,
     );
     forgetful.extend(fluent_bit_alerts(
-        &mut FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &[]).unwrap(),
+        &mut FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap(),
         second,
     ));
     assert_ne!(forgetful, expected);
@@ -697,7 +706,7 @@ fn fluent_bit_reads_its_configuration_from_a_granted_directory() {
         r#"{"disabled": ["AWS.SSM.SessionStarted"]}"#,
     )
     .unwrap();
-    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+    let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap();
     let alerts = fluent_bit_alerts(&mut filter, &fixture_records());
     assert!(!alerts.is_empty() && alerts.iter().all(|a| a.rule_id != "AWS.SSM.SessionStarted"));
     // A configuration it cannot use is said with every record, never ignored.
@@ -706,7 +715,7 @@ fn fluent_bit_reads_its_configuration_from_a_granted_directory() {
         r#"{"disabled": ["nope"]}"#,
     )
     .unwrap();
-    let mut filter = FluentBitFilter::load(FLUENT_BIT_FILTER, "ssm_alerts", &granted).unwrap();
+    let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap();
     let Filtered::Replaced(out) =
         filter.filter_json("cloudtrail", (0, 0), fixture_records()[0].as_bytes())
     else {
@@ -754,7 +763,7 @@ fn fluvio_gives_the_same_alerts_in_any_batches_and_after_a_restart() {
     for version in [fluvio::SPU_VERSION, fluvio::ENGINE_VERSION] {
         for size in [1, 7, records.len()] {
             let mut module =
-                FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), version).unwrap();
+                FluvioSmartModule::load(ssm().fluvio, &BTreeMap::new(), version).unwrap();
             assert_eq!(
                 fluvio_alerts(&mut module, &records, size),
                 expected,
@@ -765,10 +774,10 @@ fn fluvio_gives_the_same_alerts_in_any_batches_and_after_a_restart() {
     // A restart: a new instance looks back over the topic, then goes on.
     let (first, second) = records.split_at(600);
     let mut before =
-        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+        FluvioSmartModule::load(ssm().fluvio, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
     let mut got = fluvio_alerts(&mut before, first, 7);
     let mut after =
-        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+        FluvioSmartModule::load(ssm().fluvio, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
     let looked_back = Fluvio::records(first);
     after.look_back(&looked_back).unwrap();
     got.extend(fluvio_alerts(&mut after, second, 7));
@@ -777,10 +786,10 @@ fn fluvio_gives_the_same_alerts_in_any_batches_and_after_a_restart() {
     // A consumer that resumes before the end of the look-back: the records it reads again
     // give what they gave the first time, and nothing is judged twice.
     let mut before =
-        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+        FluvioSmartModule::load(ssm().fluvio, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
     let mut got = fluvio_alerts(&mut before, &records[..400], 7);
     let mut after =
-        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
+        FluvioSmartModule::load(ssm().fluvio, &BTreeMap::new(), fluvio::SPU_VERSION).unwrap();
     after.look_back(&looked_back).unwrap();
     got.extend(fluvio_alerts(&mut after, &records[400..], 7));
     assert_eq!(got, expected);
@@ -808,7 +817,7 @@ fn a_fluvio_smartmodule_does_not_grow_with_its_output() {
         r#"{"baseline": {"dedup_period": "1s"}, "multiple_sessions": {"dedup_period": "1s"}}"#;
     let params = BTreeMap::from([("config".to_owned(), config.to_owned())]);
     let mut module =
-        FluvioSmartModule::load(FLUVIO_SMARTMODULE, &params, fluvio::SPU_VERSION).unwrap();
+        FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION).unwrap();
     let (mut sizes, mut raised) = (Vec::new(), Vec::new());
     for part in records.chunks(3000) {
         raised.push(fluvio_alerts(&mut module, part, 50).len());

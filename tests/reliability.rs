@@ -130,38 +130,38 @@ fn a_run_killed_at_any_point_then_rerun_raises_every_alert_of_one_run() {
     );
 }
 
-/// A failure in reading a file (a bug, here provoked) ends the run with an error, after
-/// committing what was read before it; the rerun resumes there and raises the rest, so
-/// the two give the alerts of one run.
+/// A failure in reading a file (a bug: here a progress callback that panics in the
+/// reading thread) ends the run with an error, after committing what was read before it;
+/// the rerun resumes there and raises the rest, so the two give the alerts of one run.
 #[test]
 fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
-    let Setup {
-        log,
-        state,
-        expected,
-        dir: _dir,
-    } = setup(3000, 9);
-    let args = ["run", "--state", &state, &log];
-    let failed = command(&args)
-        .env("RULE_HARNESS_TEST_FAIL_READING_AT", "1800")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert_eq!(failed.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("failed unexpectedly"), "{stderr}");
-    let rerun = harness(&args, b"");
-    let said = String::from_utf8_lossy(&rerun.stderr);
-    assert!(said.contains("handled by earlier runs"), "{said}");
-    let all: Vec<Value> = lines(&failed.stdout)
-        .into_iter()
-        .chain(lines(&rerun.stdout))
-        .collect();
-    assert!(
-        all.len() == expected.len(),
-        "{} alerts, {} in one run",
-        all.len(),
-        expected.len()
-    );
+    use detect_host::pipeline::{Options, Pipeline, Sink, Stop};
+    let Setup { log, state, expected, dir } = setup(3000, 9);
+    let out = dir.path().join("alerts.ndjson");
+    let size = std::fs::metadata(&log).unwrap().len();
+    let run = |fail_at: Option<u64>| {
+        let rule = detect_host::Sandbox::new(Default::default()).unwrap().load(default_rule()).unwrap();
+        let store = detect_host::state::RedbStore::open(std::path::Path::new(&state)).unwrap();
+        let runner = rule.start(Box::new(store), None).unwrap();
+        let stop = Stop::new();
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let pipeline = Pipeline::new(Box::new(runner), &[log.clone().into()], Options::default())
+            .unwrap()
+            .alerts(Sink::append(&out, &stop).unwrap())
+            .progress(std::sync::Arc::new(move |bytes| {
+                let total = read.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
+                assert!(fail_at.is_none_or(|at| total < at), "failing, as the test asks");
+            }));
+        pipeline.run(&stop)
+    };
+    let failed = run(Some(size * 6 / 10)).err().expect("the run fails");
+    assert!(failed.to_string().contains("failed unexpectedly"), "{failed}");
+    let first = lines(&std::fs::read(&out).unwrap()).len();
+    assert!(first > 0 && first < expected.len(), "{first} of {}", expected.len());
+    let report = run(None).unwrap();
+    assert!(report.skipped > 0, "the rerun resumes");
+    let all = lines(&std::fs::read(&out).unwrap());
+    assert!(all.len() == expected.len(), "{} alerts, {} in one run", all.len(), expected.len());
     assert_same_alerts_but_repeats(&all, &expected, "a failed reader");
 }
 

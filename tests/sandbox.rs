@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use rule_harness::kv::KvLimits;
-use rule_harness::state::MemoryStore;
-use rule_harness::{HarnessError, Limits, RecordFailure, RuleRunner, Sandbox};
+use detect_host::kv::KvLimits;
+use detect_host::state::MemoryStore;
+use detect_host::{Error, Limits, RecordFailure, RuleRunner, Sandbox};
 
 use crate::support::*;
 
@@ -13,10 +13,8 @@ fn start(component: &[u8], limits: Limits) -> RuleRunner {
     rule.start(Box::new(MemoryStore::new()), None).unwrap()
 }
 
-fn trap_reason(
-    result: Result<Result<rule_harness::Outcome, RecordFailure>, HarnessError>,
-) -> String {
-    match result.expect("the harness goes on") {
+fn trap_reason(result: Result<detect_host::Outcome, Error>) -> String {
+    match record(result) {
         Err(RecordFailure::Trapped(reason)) => reason,
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -45,7 +43,7 @@ fn an_endless_loop_is_stopped_at_the_deadline_and_the_next_record_runs() {
         "the deadline bounds the call"
     );
     assert!(
-        runner.process("{}").unwrap().is_ok(),
+        record(runner.process("{}")).is_ok(),
         "a fresh instance serves the next record"
     );
     assert_eq!(runner.traps(), 1);
@@ -80,10 +78,10 @@ fn a_panic_on_one_record_loses_only_that_record() {
         &hostile(KV_IMPORTS, WRITE_THEN_MAYBE_TRAP),
         Limits::default(),
     );
-    assert!(runner.process("a").unwrap().is_ok());
+    assert!(record(runner.process("a")).is_ok());
     let reason = trap_reason(runner.process("!boom"));
     assert!(reason.contains("unreachable"), "{reason}");
-    assert!(runner.process("b").unwrap().is_ok());
+    assert!(record(runner.process("b")).is_ok());
     // The trapped call's write is gone; the writes before and after it are kept, across
     // the replaced instance.
     let mut store = runner.into_store();
@@ -103,10 +101,10 @@ fn a_rule_that_always_traps_is_stopped() {
         ..Limits::default()
     };
     let mut runner = start(&hostile("", ALWAYS_TRAP), limits);
-    assert!(runner.process("1").unwrap().is_err());
-    assert!(runner.process("2").unwrap().is_err());
+    assert!(record(runner.process("1")).is_err());
+    assert!(record(runner.process("2")).is_err());
     match runner.process("3") {
-        Err(HarnessError::TooManyTraps { count: 3, last }) => assert!(last.contains("unreachable")),
+        Err(Error::TooManyTraps { count: 3, last }) => assert!(last.contains("unreachable")),
         other => panic!("expected the harness to give up, got {other:?}"),
     }
 }
@@ -114,7 +112,7 @@ fn a_rule_that_always_traps_is_stopped() {
 #[test]
 fn output_beyond_the_cap_is_refused_and_its_writes_dropped() {
     let mut runner = start(&hostile("", HUGE_OUTPUT), Limits::default());
-    match runner.process("{}").unwrap() {
+    match record(runner.process("{}")) {
         Err(RecordFailure::OutputTooLarge { bytes, limit }) => assert!(bytes > limit),
         other => panic!("expected output-too-large, got {other:?}"),
     }
@@ -124,10 +122,10 @@ fn output_beyond_the_cap_is_refused_and_its_writes_dropped() {
         max_output_bytes: 100,
         ..Limits::default()
     };
-    let mut runner = start(rule_harness::DEFAULT_RULE, limits);
+    let mut runner = start(default_rule(), limits);
     let sample = std::fs::read_to_string(fixture("records/panther_sample.json")).unwrap();
     assert!(matches!(
-        runner.process(&sample).unwrap(),
+        record(runner.process(&sample)),
         Err(RecordFailure::OutputTooLarge { .. })
     ));
     assert!(runner.into_store().entries().unwrap().is_empty());
@@ -151,13 +149,13 @@ fn oversized_keys_and_values_trap_the_call() {
         },
     ] {
         let mut runner = start(
-            rule_harness::DEFAULT_RULE,
+            default_rule(),
             Limits {
                 kv: kv.clone(),
                 ..Limits::default()
             },
         );
-        match runner.process(&sample).unwrap() {
+        match record(runner.process(&sample)) {
             Err(failure) => {
                 assert_eq!(failure.kind(), "trap", "{kv:?}");
                 assert!(
@@ -180,7 +178,7 @@ fn oversized_records_are_not_handed_over() {
     };
     let mut runner = start(&hostile("", ALWAYS_TRAP), limits);
     assert!(matches!(
-        runner.process("01234567890").unwrap(),
+        record(runner.process("01234567890")),
         Err(RecordFailure::RecordTooLarge {
             bytes: 11,
             limit: 10
@@ -205,7 +203,7 @@ fn forbidden_imports_are_refused_before_instantiation_by_name() {
         .expect("refused");
     let message = err.to_string();
     assert!(
-        matches!(err, HarnessError::ForbiddenImports(ref names) if names.len() == 2),
+        matches!(err, Error::ForbiddenImports(ref names) if names.len() == 2),
         "{message}"
     );
     assert!(
@@ -221,15 +219,15 @@ fn what_is_not_a_rule_is_refused_with_a_reason() {
     let core = wat::parse_str("(module)").unwrap();
     assert!(matches!(
         sandbox.load(&core),
-        Err(HarnessError::NotAComponent)
+        Err(Error::NotAComponent)
     ));
     assert!(matches!(
         sandbox.load(b"PK\x03\x04 a zip file"),
-        Err(HarnessError::NotWasm)
+        Err(Error::NotWasm)
     ));
     let empty = wat::parse_str("(component)").unwrap();
     match sandbox.load(&empty) {
-        Err(HarnessError::WrongWorld(why)) => {
+        Err(Error::WrongWorld(why)) => {
             assert!(why.contains("detect:rule/detector"), "{why}")
         }
         other => panic!("expected wrong world, got {:?}", other.err()),

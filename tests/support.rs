@@ -3,21 +3,46 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
-use rule_harness::corpus::{Corpus, CorpusSpec};
+use cloudtrail_corpus::{Corpus, CorpusSpec};
 use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .unwrap()
         .to_owned()
 }
 
 pub fn fixture(path: &str) -> PathBuf {
-    root().join("rules/ssm/fixtures").join(path)
+    root().join("fixtures").join(path)
+}
+
+/// An artifact of a rule of the workspace, as the test build made it (`host/testing`).
+pub fn artifact(rule: &str, family: &str) -> &'static [u8] {
+    static ARTIFACTS: OnceLock<Mutex<HashMap<String, &'static [u8]>>> = OnceLock::new();
+    let mut all = ARTIFACTS.get_or_init(Default::default).lock().unwrap();
+    all.entry(format!("{rule}.{family}"))
+        .or_insert_with(|| detect_testing::artifact(rule, family).leak())
+}
+
+/// The built-in rule's component (the SSM rule), as `rule-harness` embeds it.
+pub fn default_rule() -> &'static [u8] {
+    artifact("ssm", "component")
+}
+
+/// One record's result: its outcome or its failure; an error that stops the run fails
+/// the test.
+pub fn record(result: Result<detect_host::Outcome, detect_host::Error>) -> Result<detect_host::Outcome, detect_host::RecordFailure> {
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(detect_host::Error::Record(failure)) => Err(failure),
+        Err(stop) => panic!("the run stopped: {stop}"),
+    }
 }
 
 /// A compilation cache shared by every test of this run: compiling the rule once is enough.

@@ -1,64 +1,38 @@
-//! Embedding a sandboxed rule in your own tool: load the built-in SSM rule, feed it the
-//! records of a CloudTrail log, and print each alert's title.
+//! Embedding a sandboxed rule in your own tool: any rule component, over CloudTrail logs,
+//! through the library's pipeline (resume, alerts delivered before the state is
+//! committed), one JSON alert line each on stdout.
 //!
 //! ```sh
-//! cargo run -p rule-harness --example embed -- rules/ssm/fixtures/logs/ssm_sessions.json
+//! cargo run --release -p detect-host --example embed -- RULE.wasm STATE.redb FILE...
 //! ```
+//!
+//! Run it twice over the same files: the second run resumes after the first and prints
+//! no alert again.
 
-use std::fs::File;
-use std::ops::ControlFlow;
+use std::path::PathBuf;
 
-use anyhow::Context;
-use rule_harness::input::{self, Ending, Item};
-use rule_harness::state::MemoryStore;
-use rule_harness::{Limits, Sandbox};
+use detect_host::pipeline::{Options, Pipeline, Sink, Stop};
+use detect_host::state::RedbStore;
+use detect_host::{Limits, Sandbox};
 
-fn main() -> anyhow::Result<()> {
-    let path = std::env::args()
-        .nth(1)
-        .context("usage: embed CLOUDTRAIL_LOG")?;
-
-    // A sandbox with the default limits: 300 ms per call, 64 MiB of memory.
-    let sandbox = Sandbox::new(Limits::default())?;
-    // Any component of the detect:rule world loads the same way.
-    let rule = sandbox.load(rule_harness::DEFAULT_RULE)?;
-    // State in memory; `rule_harness::state::RedbStore` keeps it across runs.
-    let mut runner = rule.start(Box::new(MemoryStore::new()), None)?;
-
-    let file = File::open(&path).with_context(|| format!("opening {path}"))?;
-    let mut failed = None;
-    input::read_records(
-        file,
-        &Default::default(),
-        Ending::Deliver,
-        |position, item| {
-            let record = match item {
-                Item::Record(record) => record,
-                // What a visitor rules out (`Visit::wants`); this closure wants every record.
-                Item::RuledOut(_) => return ControlFlow::Continue(()),
-                Item::Unusable(unusable) => {
-                    eprintln!("record {}: {}", position.index, unusable.reason);
-                    return ControlFlow::Continue(());
-                }
-            };
-            // An error of the outer result stops the rule; the inner one is this record's.
-            match runner.process(record) {
-                Ok(Ok(outcome)) => {
-                    for alert in &outcome.alerts {
-                        println!("{} [{}] {}", alert.event_time, alert.severity, alert.title);
-                    }
-                }
-                Ok(Err(failure)) => eprintln!("record {}: {}", position.index, failure.message()),
-                Err(stop) => {
-                    failed = Some(stop);
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        },
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [rule, state, files @ ..] = &args[..] else {
+        return Err("usage: embed RULE.wasm STATE.redb FILE...".into());
+    };
+    // 300 ms and 64 MiB per call; the rule may import only wasi:keyvalue.
+    let rule = Sandbox::new(Limits::default())?.load(&std::fs::read(rule)?)?;
+    let runner = rule.start(Box::new(RedbStore::open(state)?), None)?;
+    let stop = Stop::new();
+    let report = Pipeline::new(Box::new(runner), files, Options::default())?
+        .alerts(Sink::stdout(&stop)?)
+        .dead_letters(Sink::stderr(&stop)?)
+        .run(&stop)?;
+    eprintln!(
+        "{} records ({} handled by earlier runs), {} alerts",
+        report.records,
+        report.skipped,
+        report.alert_count()
     );
-    match failed {
-        Some(stop) => Err(stop.into()),
-        None => Ok(()),
-    }
+    Ok(())
 }

@@ -244,17 +244,16 @@ impl Pipeline {
     /// Outputs must not overwrite what the run reads (an input, or the state), and alerts
     /// thrown away must not be recorded as raised unless that is asked for.
     fn check_outputs(&mut self) -> Result<(), Error> {
-        let id = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         let input_ids: Vec<_> = self
             .inputs
             .iter()
             .filter_map(|i| match &i.source {
-                Source::File(path) => id(path),
+                Source::File(path) => file_id(path),
                 Source::Stdin => None,
             })
             .collect();
         let state = self.judge.state_path();
-        let state_id = state.as_deref().and_then(id);
+        let state_id = state.as_deref().and_then(file_id);
         if let Some(sink) = &self.alerts
             && sink.is_null()
             && !self.options.discard_alerts
@@ -268,13 +267,13 @@ impl Pipeline {
             )));
         }
         let sinks = [&self.alerts, &self.dead_letters];
-        let mut outputs: Vec<(String, (u64, u64))> = sinks
+        let outputs: Vec<(String, (u64, u64))> = sinks
             .into_iter()
             .flatten()
             .filter_map(|s| Some((s.name().to_owned(), s.file_id()?)))
             .collect();
-        if let Some(state_id) = state_id {
-            outputs.push(("the state file".into(), state_id));
+        if let Some(state) = &state {
+            check_state_path(state, self.inputs.iter().map(|i| &i.source))?;
         }
         for (name, output) in outputs {
             if input_ids.contains(&output) {
@@ -282,12 +281,39 @@ impl Pipeline {
                     "{name} is also an input: writing it would destroy what is being read"
                 )));
             }
-            if name != "the state file" && Some(output) == state_id {
+            if Some(output) == state_id {
                 return Err(Error::Output(format!(
                     "{name} is the state file: writing it would destroy the state"
                 )));
             }
         }
         Ok(())
+    }
+}
+
+/// Device and inode of the file at `path`, if there is one.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuses a state file that is also one of the inputs: committing would destroy what
+/// is read. For callers that open the state themselves, before they open it.
+pub fn check_state_path<'a>(
+    state: &Path,
+    inputs: impl IntoIterator<Item = &'a Source>,
+) -> Result<(), Error> {
+    let Some(state_id) = file_id(state) else {
+        return Ok(());
+    };
+    let aliased = inputs.into_iter().any(|input| match input {
+        Source::File(path) => file_id(path) == Some(state_id),
+        Source::Stdin => false,
+    });
+    match aliased {
+        true => Err(Error::Output(format!(
+            "the state file {} is also an input: committing would destroy what is being read",
+            state.display()
+        ))),
+        false => Ok(()),
     }
 }

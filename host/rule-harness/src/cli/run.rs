@@ -18,7 +18,8 @@ use super::summary::Summary;
 use crate::native::Native;
 use detect_host::Error;
 use detect_host::judge::Judge;
-use detect_host::pipeline::{Options, Pipeline, Sink, Stop};
+use detect_host::input::Source;
+use detect_host::pipeline::{self, Options, Pipeline, Sink, Stop};
 use detect_host::state::{MemoryStore, RedbStore, StateStore};
 
 #[derive(Args)]
@@ -77,7 +78,13 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(judge(rule_args, args)?, &args.files, options(rule_args, args))?;
     let alerts = Sink::stdout(&stop)?;
     if alerts.is_null() {
-        eprintln!("rule-harness: standard output is /dev/null (or was closed): this run's alerts are discarded");
+        let what = "standard output is /dev/null (or was closed): this run's alerts would be discarded";
+        anyhow::ensure!(
+            args.state == "memory" || args.discard_alerts,
+            "{what}, and the state file would record them as raised, so that no later run \
+             raises them again; send the alerts somewhere, or pass --discard-alerts"
+        );
+        eprintln!("rule-harness: {what}");
     }
     let dead_letters = match &args.dead_letter {
         Some(path) => Sink::append(path, &stop)?,
@@ -119,6 +126,8 @@ fn judge(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<Box<dyn Judge>>
     let store: Box<dyn StateStore> = if args.state == "memory" {
         Box::new(MemoryStore::new())
     } else {
+        let inputs: Vec<Source> = args.files.iter().map(|f| Source::from_arg(f)).collect();
+        pipeline::check_state_path(Path::new(&args.state), &inputs)?;
         Box::new(RedbStore::open(Path::new(&args.state))?)
     };
     if !args.unsandboxed {

@@ -1,0 +1,150 @@
+//! The platform others build on: the library an embedder links holds none of the command
+//! line, its example runs any rule through the pipeline with resume, and every artifact
+//! imports only what its host family provides.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The packages `detect-host` depends on to build as a library (no dev-dependencies, no
+/// build scripts), by `cargo metadata`.
+fn library_dependencies() -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .arg(root().join("Cargo.toml"))
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = metadata["resolve"]["nodes"].as_array().unwrap();
+    let name_of = |id: &str| id_name(&metadata, id);
+    let start = nodes.iter().find(|n| name_of(n["id"].as_str().unwrap()) == "detect-host").unwrap();
+    let (mut seen, mut todo) = (Vec::new(), vec![start["id"].as_str().unwrap().to_owned()]);
+    while let Some(id) = todo.pop() {
+        let node = nodes.iter().find(|n| n["id"] == id.as_str()).unwrap();
+        for dep in node["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            let dep_id = dep["pkg"].as_str().unwrap().to_owned();
+            if normal && !seen.contains(&dep_id) {
+                seen.push(dep_id.clone());
+                todo.push(dep_id);
+            }
+        }
+    }
+    let mut names: Vec<String> = seen.iter().map(|id| name_of(id)).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn id_name(metadata: &Value, id: &str) -> String {
+    let package = metadata["packages"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap();
+    package["name"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_library_holds_none_of_the_command_line() {
+    let deps = library_dependencies();
+    assert!(deps.iter().any(|d| d == "wasmtime") && deps.iter().any(|d| d == "redb"), "{deps:?}");
+    let cli_only = [
+        "clap", "indicatif", "signal-hook", "anyhow", "humantime", "similar", "ssm-rule",
+        "console-login-rule", "detect-testing", "cloudtrail-corpus", "wasmtime-wasi", "proptest",
+    ];
+    for crate_name in cli_only {
+        assert!(!deps.iter().any(|d| d == crate_name), "detect-host depends on {crate_name}: {deps:?}");
+    }
+    // No build script that builds wasm: the library has no build script at all.
+    let manifest = std::fs::read_to_string(root().join("host/detect-host/Cargo.toml")).unwrap();
+    assert!(!manifest.contains("build") && !root().join("host/detect-host/build.rs").exists());
+}
+
+/// `examples/embed.rs`, as cargo built it for the tests.
+fn embed_example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let example = deps.parent().unwrap().parent().unwrap().join("examples/embed");
+    assert!(example.exists(), "cargo builds the examples with the tests: {}", example.display());
+    example
+}
+
+#[test]
+fn the_embedding_example_runs_a_rule_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rule, state) = (dir.path().join("ssm.wasm"), dir.path().join("state.redb"));
+    std::fs::write(&rule, default_rule()).unwrap();
+    let log = fixture("logs/ssm_sessions.json");
+    let run = || {
+        let out = Command::new(embed_example()).arg(&rule).arg(&state).arg(&log).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        lines(&out.stdout)
+    };
+    let first = run();
+    assert_eq!(first.len(), 16);
+    assert!(first.iter().all(|a| a["rule_id"].as_str().is_some_and(|id| id.starts_with("AWS.SSM."))));
+    assert_eq!(run().len(), 0, "the second run resumes after the first");
+    let usage = Command::new(embed_example()).output().unwrap();
+    assert!(!usage.status.success());
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: embed RULE.wasm STATE.redb FILE"));
+}
+
+/// A module that exports what its host calls but imports one thing more.
+fn module_importing(family: &str, import: (&str, &str)) -> Vec<u8> {
+    let exports = match family {
+        "fluvio" => ["alloc", "init", "array_map", "look_back"].as_slice(),
+        _ => ["malloc", "free"].as_slice(),
+    };
+    let funcs: String = exports
+        .iter()
+        .map(|name| format!(r#"(func (export "{name}") (param i32) (result i32) (local.get 0))"#))
+        .collect();
+    wat::parse_str(format!(
+        r#"(module (import "{}" "{}" (func (param i32) (result i32)))
+            (memory (export "memory") 1)
+            (global $__stack_pointer (mut i32) (i32.const 1024))
+            {funcs})"#,
+        import.0, import.1
+    ))
+    .unwrap()
+}
+
+/// `export --from` refuses an artifact that imports more than its host family provides,
+/// naming the import, so that a rule author learns it before deploying.
+#[test]
+fn an_artifact_that_imports_more_than_its_host_provides_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (family, import) in [
+        ("fluvio", ("wasi_snapshot_preview1", "random_get")),
+        ("fluvio", ("env", "now")),
+        ("fluent-bit", ("wasi_snapshot_preview1", "clock_time_get")),
+        ("fluent-bit", ("wasi_snapshot_preview1", "environ_get")),
+        ("fluent-bit", ("wasi_snapshot_preview1", "sock_accept")),
+    ] {
+        let module = dir.path().join("module.wasm");
+        std::fs::write(&module, module_importing(family, import)).unwrap();
+        let args = ["export", "--for", family, "--from", module.to_str().unwrap(), "/dev/null"];
+        let out = harness(&args, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{family} {import:?}: {stderr}");
+        let named = format!("imports `{}.{}`", import.0, import.1);
+        assert!(stderr.contains(&named), "{family}: {stderr}");
+    }
+}
+
+/// Every artifact of every rule imports only what its family allows, checked by the same
+/// lists `export` and `inspect` use.
+#[test]
+fn every_artifact_imports_only_what_its_host_provides() {
+    for rule in detect_testing::rules() {
+        for family in detect_artifact::Family::ALL {
+            let bytes = artifact(rule, family.name());
+            detect_artifact::check(family, bytes).unwrap_or_else(|e| panic!("{rule} {}: {e}", family.name()));
+        }
+        let fluvio = detect_artifact::imports(artifact(rule, "fluvio")).unwrap();
+        assert_eq!(fluvio, [("env".to_owned(), "copy_records".to_owned())], "{rule}");
+    }
+    let out = harness(&["inspect", "--json"], b"");
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["artifacts"]["fluvio"], serde_json::json!(["env.copy_records"]));
+}
