@@ -136,31 +136,46 @@ struct Item {
 
 const RECORDS_KEY: &[u8] = b"Records";
 
+/// How the scan reads the bytes ahead: what it is inside of. Exactly one at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Outside strings: each byte is structure.
+    Structure,
+    /// Inside a string; `escaped` right after a backslash.
+    String { escaped: bool },
+    /// The line's value is done, or broken: copy (or skip) to the end of the line.
+    RestOfLine,
+    /// Documents: the open record is broken; skip lines to where the next one starts.
+    Resyncing,
+    /// Documents: a structural error left no way to find the next record, so the rest of
+    /// the input is ignored. Nothing leaves this mode.
+    Failed,
+}
+
 /// The framer: feed it chunks with [`Framer::push`], then call [`Framer::finish`].
 pub struct Framer {
     limits: FrameLimits,
     layout: Layout,
-    /// A structural error in documents: the rest of the input is ignored.
-    failed: bool,
+    mode: Mode,
+    // `started`, `bad_log` and `at_line_start` stay flags: each holds across changes of
+    // mode, so none of them could be part of one.
+    /// The byte-order mark is behind (or was not there): settled before any mode applies.
     started: bool,
     line: u64,
     index: u64,
     depth: u32,
     /// One bit per level, set for an object.
     stack: [u64; 4],
-    in_string: bool,
-    escaped: bool,
     /// The depth of the array whose elements are items, if any.
     element_depth: Option<u32>,
     top: Top,
     key: Key,
-    /// The top-level object has `Records` that is not an array.
+    /// The top-level object has `Records` that is not an array: a fact about that object,
+    /// learnt in one mode and read when its record ends, in another.
     bad_log: bool,
-    /// Lines: the structure of this line is done (or broken); copy to its end.
-    rest_of_line: bool,
-    /// Documents: the open record is broken; skip lines to where the next one starts.
-    resyncing: bool,
-    /// Nothing but blanks yet on the current line.
+    /// Nothing but blanks yet on the current line: where the scan is on its line, not how
+    /// it reads. A line break sets it in any mode (inside a string, in the rest of a line),
+    /// and the line's first byte is judged later, in structure or resyncing.
     at_line_start: bool,
     /// Offset in the input of the current chunk, and of the current line.
     consumed: u64,
@@ -180,20 +195,16 @@ impl Framer {
         Framer {
             limits,
             layout: Layout::Detect,
-            failed: false,
+            mode: Mode::Structure,
             started: false,
             line: 1,
             index: 0,
             depth: 0,
             stack: [0; 4],
-            in_string: false,
-            escaped: false,
             element_depth: None,
             top: Top::None,
             key: Key::Idle,
             bad_log: false,
-            rest_of_line: false,
-            resyncing: false,
             at_line_start: true,
             consumed: 0,
             line_start: 0,
@@ -207,7 +218,7 @@ impl Framer {
 
     /// Whether a structural error ended this input: no more items will come.
     pub fn failed(&self) -> bool {
-        self.failed
+        self.mode == Mode::Failed
     }
 
     /// Items so far.
@@ -264,7 +275,7 @@ impl Framer {
             self.started = true;
             self.push(&held, out);
         }
-        if self.failed {
+        if self.mode == Mode::Failed {
             return None;
         }
         let hold = ending == Ending::HoldIncomplete;
@@ -274,18 +285,19 @@ impl Framer {
                  the rest is written"
             ))
         };
+        let rest_of_line = self.mode == Mode::RestOfLine;
         let complete = match &self.item {
-            _ if self.rest_of_line => true,
+            _ if rest_of_line => true,
             Some(item) if item.ends == Ends::Element => {
-                Some(self.depth) == self.element_depth && !self.in_string
+                Some(self.depth) == self.element_depth && !self.in_string()
             }
-            _ => self.depth == 0 && !self.in_string,
+            _ => self.depth == 0 && !self.in_string(),
         };
         if self.item.is_some() && !complete && hold {
             return held("a record", self.line);
         }
         // A record cut short says enough about the array it was cut from.
-        let said = self.rest_of_line || (self.item.is_some() && !complete);
+        let said = rest_of_line || (self.item.is_some() && !complete);
         let mut scan = Scan {
             framer: self,
             chunk: &[],
@@ -305,16 +317,18 @@ impl Framer {
         None
     }
 
+    /// Back to the top level. Never reached once failed: the scan stops there.
     fn reset_structure(&mut self) {
+        self.mode = Mode::Structure;
         self.depth = 0;
-        self.in_string = false;
-        self.escaped = false;
         self.element_depth = None;
         self.top = Top::None;
         self.key = Key::Idle;
         self.bad_log = false;
-        self.rest_of_line = false;
-        self.resyncing = false;
+    }
+
+    fn in_string(&self) -> bool {
+        matches!(self.mode, Mode::String { .. })
     }
 
     fn is_object(&self, depth: u32) -> bool {
@@ -385,15 +399,13 @@ impl Scan<'_, '_> {
             self.from = Some(0);
         }
         let mut i = 0;
-        while i < self.chunk.len() && !self.framer.failed {
-            i = if self.framer.resyncing {
-                self.resync(i, out)
-            } else if self.framer.in_string {
-                self.string(i, out)
-            } else if self.framer.rest_of_line {
-                self.rest_of_line(i, out)
-            } else {
-                self.structure(i, out)
+        while i < self.chunk.len() {
+            i = match self.framer.mode {
+                Mode::Structure => self.structure(i, out),
+                Mode::String { escaped } => self.string(i, escaped, out),
+                Mode::RestOfLine => self.rest_of_line(i, out),
+                Mode::Resyncing => self.resync(i, out),
+                Mode::Failed => break,
             };
         }
         if let Some(from) = self.from.take() {
@@ -403,10 +415,14 @@ impl Scan<'_, '_> {
     }
 
     /// Inside a string: jump to its end, an escape or a line break.
-    fn string(&mut self, mut i: usize, out: &mut dyn FnMut(Position, Frame)) -> usize {
-        let f = &mut *self.framer;
-        if f.escaped {
-            f.escaped = false;
+    fn string(
+        &mut self,
+        mut i: usize,
+        escaped: bool,
+        out: &mut dyn FnMut(Position, Frame),
+    ) -> usize {
+        if escaped {
+            self.framer.mode = Mode::String { escaped: false };
             if self.chunk[i] != b'\n' {
                 self.key_bytes(i, i + 1);
                 return i + 1;
@@ -420,13 +436,13 @@ impl Scan<'_, '_> {
         self.key_bytes(i, j);
         match self.chunk[j] {
             b'"' => {
-                self.framer.in_string = false;
+                self.framer.mode = Mode::Structure;
                 self.end_string();
                 j + 1
             }
             b'\\' => {
                 self.key_bytes(j, j + 1);
-                self.framer.escaped = true;
+                self.framer.mode = Mode::String { escaped: true };
                 j + 1
             }
             _ => {
@@ -488,13 +504,7 @@ impl Scan<'_, '_> {
         if self.framer.at_line_start && !matches!(b, b' ' | b'\t' | b'\r') {
             self.framer.at_line_start = false;
             if b == b'{' && self.starts_like_the_open_record(i) {
-                // In documents, a record that starts where the open one started means the
-                // open one was cut short: a truncated record, or a cut first line of NDJSON.
-                let reason = format!(
-                    "cut short: another record starts at line {} before this one ends",
-                    self.framer.line
-                );
-                return self.cut(i, reason, out);
+                return self.cut_short(i, out);
             }
         }
         if self.framer.depth == 0 && !matches!(b, b'\n' | b' ' | b'\t' | b'\r' | b'{' | b'[') {
@@ -503,41 +513,60 @@ impl Scan<'_, '_> {
         match b {
             b'\n' => self.newline(i, out),
             b' ' | b'\t' | b'\r' => {}
-            b'"' => {
-                self.value_starts(i);
-                let f = &mut *self.framer;
-                f.in_string = true;
-                if f.depth == 1 && f.top == Top::Object && f.key == Key::Expect {
-                    f.key = Key::In {
-                        len: 0,
-                        matches: true,
-                    };
-                }
-            }
+            b'"' => self.string_starts(i),
             b'{' | b'[' => return self.open(i, b == b'{', out),
             b'}' | b']' => return self.close(i, b == b'}', out),
-            b',' => {
-                let f = &mut *self.framer;
-                if f.element_depth == Some(f.depth) && f.item.is_some() {
-                    self.end_item(i, out);
-                }
-                let f = &mut *self.framer;
-                if f.depth == 1 && f.top == Top::Object {
-                    f.key = Key::Expect;
-                }
-            }
-            b':' => {
-                let f = &mut *self.framer;
-                if f.depth == 1
-                    && f.top == Top::Object
-                    && let Key::After(records) = f.key
-                {
-                    f.key = Key::Value(records);
-                }
-            }
+            b',' => self.comma(i, out),
+            b':' => self.colon(),
             _ => self.value_starts(i),
         }
         i + 1
+    }
+
+    /// Documents: a record that starts where the open one started, at `i`, means the open
+    /// one was cut short: a truncated record, or a cut first line of NDJSON.
+    fn cut_short(&mut self, i: usize, out: &mut dyn FnMut(Position, Frame)) -> usize {
+        let reason = format!(
+            "cut short: another record starts at line {} before this one ends",
+            self.framer.line
+        );
+        self.cut(i, reason, out)
+    }
+
+    /// A `"` at `i`: a string value, or a key of the top-level object.
+    fn string_starts(&mut self, i: usize) {
+        self.value_starts(i);
+        let f = &mut *self.framer;
+        f.mode = Mode::String { escaped: false };
+        if f.depth == 1 && f.top == Top::Object && f.key == Key::Expect {
+            f.key = Key::In {
+                len: 0,
+                matches: true,
+            };
+        }
+    }
+
+    /// A `,` at `i`: ends an element of the array of records; the next key follows.
+    fn comma(&mut self, i: usize, out: &mut dyn FnMut(Position, Frame)) {
+        let f = &mut *self.framer;
+        if f.element_depth == Some(f.depth) && f.item.is_some() {
+            self.end_item(i, out);
+        }
+        let f = &mut *self.framer;
+        if f.depth == 1 && f.top == Top::Object {
+            f.key = Key::Expect;
+        }
+    }
+
+    /// A `:`: after a key of the top-level object, its value follows.
+    fn colon(&mut self) {
+        let f = &mut *self.framer;
+        if f.depth == 1
+            && f.top == Top::Object
+            && let Key::After(records) = f.key
+        {
+            f.key = Key::Value(records);
+        }
     }
 
     /// A value (not a container) starts at `i`, inside some container.
@@ -565,7 +594,7 @@ impl Scan<'_, '_> {
             f.layout = Layout::Lines;
         }
         self.open_item(i, Ends::Line);
-        self.framer.rest_of_line = true;
+        self.framer.mode = Mode::RestOfLine;
         i
     }
 
@@ -689,7 +718,7 @@ impl Scan<'_, '_> {
         }
         if f.layout == Layout::Lines && f.item.is_some() {
             // A record's line is the record, whatever follows its value.
-            f.rest_of_line = true;
+            f.mode = Mode::RestOfLine;
             return;
         }
         if f.item.is_some() {
@@ -716,13 +745,13 @@ impl Scan<'_, '_> {
             }
             // A value that goes on to the next line is pretty-printed, unless the break
             // is inside a string, where JSON allows none: then the line is broken.
-            Layout::Detect if f.in_string => {
+            Layout::Detect if f.in_string() => {
                 f.layout = Layout::Lines;
                 return self.newline(i, out);
             }
             Layout::Detect if f.depth > 0 => f.layout = Layout::Documents,
             // JSON has no line breaks inside strings: this string was never closed.
-            Layout::Documents if f.in_string && f.item.is_some() => {
+            Layout::Documents if f.in_string() && f.item.is_some() => {
                 let reason = format!("a string is not closed at the end of line {}", f.line);
                 self.break_record(reason);
             }
@@ -762,7 +791,7 @@ impl Scan<'_, '_> {
                     item.ends = Ends::Line;
                 }
             }
-            self.framer.rest_of_line = true;
+            self.framer.mode = Mode::RestOfLine;
             return i;
         }
         if f.item.is_some() {
@@ -775,7 +804,7 @@ impl Scan<'_, '_> {
             f.line
         );
         self.emit_unreadable(reason, out);
-        self.framer.failed = true;
+        self.framer.mode = Mode::Failed;
         self.chunk.len()
     }
 
@@ -785,9 +814,7 @@ impl Scan<'_, '_> {
         let f = &mut *self.framer;
         let item = f.item.as_mut().expect("a record is open");
         item.unreadable.get_or_insert(reason);
-        f.in_string = false;
-        f.escaped = false;
-        f.resyncing = true;
+        f.mode = Mode::Resyncing;
     }
 
     /// Whether a `{` at `i`, first on its line, is where the open record started: in its
@@ -813,9 +840,7 @@ impl Scan<'_, '_> {
         item.unreadable.get_or_insert(reason);
         self.end_item(i, out);
         let f = &mut *self.framer;
-        f.resyncing = false;
-        f.in_string = false;
-        f.escaped = false;
+        f.mode = Mode::Structure;
         f.at_line_start = false;
         if base == 0 {
             f.reset_structure();
