@@ -4,6 +4,7 @@
 //! by each; for the built-in rule and for the worked example of a second one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use detect_sdk::testkit::contract::{self, AlertKey, Binding, Step};
@@ -53,17 +54,23 @@ struct Artifacts {
 fn artifacts_of(rule: &str) -> &'static Artifacts {
     static ALL: OnceLock<Mutex<HashMap<String, &'static Artifacts>>> = OnceLock::new();
     let mut all = ALL.get_or_init(Default::default).lock().unwrap();
-    all.entry(rule.to_owned()).or_insert_with(|| {
-        let fluent_bit = artifact(rule, "fluent-bit");
+    all.entry(rule.to_owned())
+        .or_insert_with(|| Artifacts::new(|family| artifact(rule, family)))
+}
+
+impl Artifacts {
+    /// A rule's artifacts, from `artifact(family)`; the filter's functions found by name.
+    fn new(artifact: impl Fn(&str) -> &'static [u8]) -> &'static Artifacts {
+        let fluent_bit = artifact("fluent-bit");
         let exports = detect_artifact::exports(fluent_bit).unwrap();
         let alerts = exports.into_iter().find(|e| e.ends_with("_alerts")).expect("an alerts function");
         Box::leak(Box::new(Artifacts {
-            component: artifact(rule, "component"),
+            component: artifact("component"),
             fluent_bit,
             alerts: alerts.leak(),
-            fluvio: artifact(rule, "fluvio"),
+            fluvio: artifact("fluvio"),
         }))
-    })
+    }
 }
 
 /// The built-in rule's.
@@ -434,8 +441,7 @@ fn every_binding_keeps_the_contract() {
 
 /// The records of a rule's own cases (`guest/rules/<rule>/cases/`), each step's record
 /// merged into its file's base: those it accepts, and those it must reject.
-fn case_records(rule: &str) -> (Vec<String>, Vec<String>) {
-    let dir = root().join("guest/rules").join(rule).join("cases");
+fn case_records(dir: PathBuf) -> (Vec<String>, Vec<String>) {
     let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
     for file in detect_sdk::testkit::cases::discover(&[dir]).unwrap() {
         let cases: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
@@ -467,21 +473,75 @@ fn every_rule_runs_in_every_host() {
     let rules = detect_testing::rules();
     assert!(rules.contains(&"ssm") && rules.contains(&"console-login"), "{rules:?}");
     for rule in rules {
-        let artifacts = artifacts_of(rule);
-        let (stream, rejected) = case_records(rule);
-        assert!(!stream.is_empty() && !rejected.is_empty(), "{rule}: its cases");
-        let with_corpus: Vec<String> = stream.iter().cloned().chain(corpus_records(300)).collect();
-        let raised = the_same_alerts_from_every_binding(artifacts, &with_corpus);
-        assert!(!raised.is_empty(), "{rule}: no alert from its cases");
-        // Generated records this rule does not find relevant.
-        let mut judge = Component::of(artifacts);
-        let irrelevant = corpus_records(200)
-            .into_iter()
-            .filter(|r| record(judge.0.process(r)).is_ok_and(|o| !o.relevant))
-            .take(100)
-            .collect();
-        let streams = Streams { stream, rejected, irrelevant, batched: with_corpus };
-        every_binding_keeps_the_contract_for(artifacts, &streams);
+        let cases = root().join("guest/rules").join(rule).join("cases");
+        runs_in_every_host(rule, artifacts_of(rule), case_records(cases));
+    }
+}
+
+/// `rule`'s artifacts raise the same alerts in every host over the records of its cases
+/// and a generated stream, and each keeps the contract.
+fn runs_in_every_host(rule: &str, artifacts: &'static Artifacts, cases: (Vec<String>, Vec<String>)) {
+    let (stream, rejected) = cases;
+    assert!(!stream.is_empty() && !rejected.is_empty(), "{rule}: its cases");
+    let with_corpus: Vec<String> = stream.iter().cloned().chain(corpus_records(300)).collect();
+    let raised = the_same_alerts_from_every_binding(artifacts, &with_corpus);
+    assert!(!raised.is_empty(), "{rule}: no alert from its cases");
+    // Generated records this rule does not find relevant.
+    let mut judge = Component::of(artifacts);
+    let irrelevant = corpus_records(200)
+        .into_iter()
+        .filter(|r| record(judge.0.process(r)).is_ok_and(|o| !o.relevant))
+        .take(100)
+        .collect();
+    let streams = Streams { stream, rejected, irrelevant, batched: with_corpus };
+    every_binding_keeps_the_contract_for(artifacts, &streams);
+}
+
+/// A copy of a rule directory under a new name, in a workspace of its own, is found, built
+/// into its three artifacts and put through every host, with no other file changed: what
+/// adding a rule takes is the directory.
+#[test]
+fn a_rule_directory_copied_under_a_new_name_runs_in_every_host() {
+    let ws = tempfile::tempdir().unwrap();
+    let (from, to) = (root(), ws.path());
+    for dir in ["guest/sdk", "wit", "fixtures", ".cargo"] {
+        copy_dir(&from.join(dir), &to.join(dir));
+    }
+    std::fs::copy(from.join("Cargo.lock"), to.join("Cargo.lock")).unwrap();
+    let workspace = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
+    let workspace = workspace
+        .replace(r#""host/*""#, "")
+        .replace(r#"default-members = ["host/rule-harness"]"#, "");
+    std::fs::write(to.join("Cargo.toml"), workspace).unwrap();
+    let copy = to.join("guest/rules/copied");
+    copy_dir(&from.join("guest/rules/console-login"), &copy);
+    let manifest = std::fs::read_to_string(copy.join("Cargo.toml")).unwrap();
+    let manifest = manifest.replace(r#"name = "console-login-rule""#, r#"name = "copied-rule""#);
+    std::fs::write(copy.join("Cargo.toml"), manifest).unwrap();
+
+    let found = detect_artifact::build::discover(to);
+    assert_eq!(found.iter().map(|r| r.dir_name.as_str()).collect::<Vec<_>>(), ["copied"]);
+    let out = to.join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The workspace's own guest target directory: dependencies built once serve both.
+    let target = root().join("target/rule-guest");
+    detect_artifact::build::build_all(to, &target, &out, &found);
+    let artifacts = Artifacts::new(|family| {
+        std::fs::read(out.join(format!("copied.{family}.wasm"))).unwrap().leak()
+    });
+    runs_in_every_host("copied", artifacts, case_records(copy.join("cases")));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
     }
 }
 

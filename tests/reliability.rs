@@ -145,14 +145,14 @@ fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
         let runner = rule.start(Box::new(store), None).unwrap();
         let stop = Stop::new();
         let read = std::sync::atomic::AtomicU64::new(0);
-        let pipeline = Pipeline::new(Box::new(runner), &[log.clone().into()], Options::default())
+        let pipeline = Pipeline::new(&[log.clone().into()], Options::default())
             .unwrap()
             .alerts(Sink::append(&out, &stop).unwrap())
             .progress(std::sync::Arc::new(move |bytes| {
                 let total = read.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
                 assert!(fail_at.is_none_or(|at| total < at), "failing, as the test asks");
             }));
-        pipeline.run(&stop)
+        pipeline.run(Box::new(runner), &stop)
     };
     let failed = run(Some(size * 6 / 10)).err().expect("the run fails");
     assert!(failed.to_string().contains("failed unexpectedly"), "{failed}");

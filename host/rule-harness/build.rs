@@ -13,5 +13,5 @@ fn main() {
     let root = dir.ancestors().nth(2).expect("the harness is host/rule-harness");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let built_in = RuleCrate { package: "ssm-rule".into(), dir_name: "ssm".into() };
-    build::build_all(root, &out_dir, &[built_in]);
+    build::build_all(root, &build::guest_target_dir(&out_dir), &out_dir, &[built_in]);
 }

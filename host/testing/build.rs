@@ -14,5 +14,5 @@ fn main() {
     let rules = build::discover(root);
     let names: Vec<&str> = rules.iter().map(|r| r.dir_name.as_str()).collect();
     std::fs::write(out_dir.join("rules.txt"), names.join("\n")).expect("OUT_DIR is writable");
-    build::build_all(root, &out_dir, &rules);
+    build::build_all(root, &build::guest_target_dir(&out_dir), &out_dir, &rules);
 }

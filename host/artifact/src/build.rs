@@ -66,17 +66,17 @@ pub fn discover(root: &Path) -> Vec<RuleCrate> {
     rules_in(&metadata)
 }
 
-/// Builds `rules` for every family and writes each artifact, ready for its host, into
-/// `out_dir` as `<dir name>.<family>.wasm` (and the module cargo built as
-/// `<dir name>.<family>.core.wasm`, for the tests of what a rule author does with it).
-pub fn build_all(root: &Path, out_dir: &Path, rules: &[RuleCrate]) {
+/// Builds `rules` of the workspace at `root` for every family, in `target_dir`, and
+/// writes each artifact, ready for its host, into `out_dir` as `<dir name>.<family>.wasm`
+/// (and the module cargo built as `<dir name>.<family>.core.wasm`, for the tests of what
+/// a rule author does with it).
+pub fn build_all(root: &Path, target_dir: &Path, out_dir: &Path, rules: &[RuleCrate]) {
     for input in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
-    let target_dir = guest_target_dir(out_dir);
     for family in Family::ALL {
         ensure_target(family.target());
-        for (rule, module) in rules.iter().zip(build(root, &target_dir, family, rules)) {
+        for (rule, module) in rules.iter().zip(build(root, target_dir, family, rules)) {
             let name = format!("{}.{}", rule.dir_name, family.name());
             write(&out_dir.join(format!("{name}.core.wasm")), &module);
             let bytes = ready(family, &module)
@@ -94,8 +94,9 @@ fn cargo() -> Command {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// `target/rule-guest`, beside the host's own profile directories.
-fn guest_target_dir(out_dir: &Path) -> PathBuf {
+/// For a build script whose `OUT_DIR` is `out_dir`: `target/rule-guest`, beside the
+/// host's own profile directories, shared by every build script and profile.
+pub fn guest_target_dir(out_dir: &Path) -> PathBuf {
     // OUT_DIR is <target>/[<triple>/]<profile>/build/<package>-<hash>/out.
     let target = out_dir
         .ancestors()
@@ -244,6 +245,14 @@ mod tests {
         metadata["packages"].as_array_mut().unwrap().push(package("copy-rule", "guest/rules/copy"));
         assert_eq!(names(&metadata).len(), 3);
         assert!(names(&metadata).contains(&("copy-rule".into(), "copy".into())));
+    }
+
+    /// This workspace, as cargo lists it: both of its rules.
+    #[test]
+    fn this_workspaces_rules_are_found() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
+        let dirs: Vec<String> = discover(root).into_iter().map(|r| r.dir_name).collect();
+        assert!(dirs.contains(&"ssm".into()) && dirs.contains(&"console-login".into()), "{dirs:?}");
     }
 
     #[test]

@@ -24,10 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rule = Sandbox::new(Limits::default())?.load(&std::fs::read(rule)?)?;
     let runner = rule.start(Box::new(RedbStore::open(state)?), None)?;
     let stop = Stop::new();
-    let report = Pipeline::new(Box::new(runner), files, Options::default())?
+    let report = Pipeline::new(files, Options::default())?
         .alerts(Sink::stdout(&stop)?)
         .dead_letters(Sink::stderr(&stop)?)
-        .run(&stop)?;
+        .run(Box::new(runner), &stop)?;
     eprintln!(
         "{} records ({} handled by earlier runs), {} alerts",
         report.records,

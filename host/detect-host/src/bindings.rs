@@ -1,6 +1,9 @@
 //! The contract with a rule: the `detect:rule` world's Rust types and traits, generated
 //! from `wit/`, and the names a rule must import and export.
 
+// The generated items carry the WIT's documentation where it has some.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "rule",

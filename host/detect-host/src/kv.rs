@@ -1,14 +1,25 @@
 //! The host side of `wasi:keyvalue/store` and `wasi:keyvalue/batch`.
 //!
-//! Every write a rule makes during a call goes into a per-call overlay, not into the
-//! backing [`StateStore`]. When the call returns normally the harness commits the overlay;
-//! when it traps, fails, or returns too much, the overlay is dropped. Each record is thus
-//! applied whole or not at all, and a trap in the middle of a record cannot leave half
-//! its state behind. Reads see the overlay first ("read your writes").
+//! The rule reaches its state only within a [`Call`], the one transaction type of every
+//! call into a rule: `process-event` and `process-batch` in the sandbox, and the rule
+//! compiled into the harness. Every write a rule makes during a call goes into the call's
+//! overlay, not into the backing [`StateStore`]. When the call returns normally the
+//! harness commits it ([`Call::commit`]); when it traps, fails, or returns too much, the
+//! call is dropped, and its writes with it. Each record is thus applied whole or not at
+//! all, and a trap in the middle of a record cannot leave half its state behind. Reads
+//! see the overlay first ("read your writes").
+//!
+//! `describe`, `configure` and instantiation run in a call of [`Phase::Setup`], which has
+//! no store: `open` returns the `other` error there, so no bucket is opened and nothing
+//! written. (The rule's name, which names its tables, is not even known during
+//! `describe`.)
 //!
 //! The rule cannot grow the host through this interface: keys, values, the bytes one call
-//! may write and the number of open buckets are all capped ([`KvLimits`]); going past a cap
-//! traps the call. A failure of the backing store also traps it, carrying the
+//! may write, bucket names, the buckets a rule may have and those open at once are all
+//! capped ([`KvLimits`]); going past a cap traps the call. A bucket that does not exist
+//! reads as empty and creates nothing: only a write of a value (counted against the
+//! call's budget and the rule's buckets) creates one, and deleting its last key removes
+//! it. A failure of the backing store also traps the call, carrying the
 //! [`StoreError`], which the runner turns into an error that stops the harness: a record
 //! must never be judged against state that could not be read.
 //!
@@ -17,7 +28,7 @@
 //! its tail with the same cursors as the run it replaces.
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
+use std::ops::{Bound, Deref, DerefMut};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Resource, ResourceTable};
@@ -28,11 +39,20 @@ use crate::state::{self, CURSORS_TABLE, Changes, StateStore, StoreError};
 /// Caps on what a rule may do with its state.
 #[derive(Clone, Debug)]
 pub struct KvLimits {
+    /// Longest key, in bytes.
     pub max_key_bytes: usize,
+    /// Longest value, in bytes.
     pub max_value_bytes: usize,
-    /// Bytes of keys and values one call may write.
+    /// Bytes of keys and values one call may write, per record it carries.
     pub max_call_write_bytes: usize,
+    /// Buckets a rule may hold open at once.
     pub max_open_buckets: usize,
+    /// Longest bucket name (the identifier a rule opens), in bytes.
+    pub max_bucket_name_bytes: usize,
+    /// Buckets a rule may have: those of its buckets that exist in the store (hold a key),
+    /// with those the call under way creates. Reading or opening a bucket that does not
+    /// exist does not count; writing to one does.
+    pub max_buckets: usize,
     /// Keys per `list-keys` page.
     pub page_size: usize,
 }
@@ -44,102 +64,261 @@ impl Default for KvLimits {
             max_value_bytes: 1024 * 1024,
             max_call_write_bytes: 16 * 1024 * 1024,
             max_open_buckets: 16,
+            max_bucket_name_bytes: 256,
+            max_buckets: 64,
             page_size: 1000,
         }
     }
 }
 
-/// A rule that went past one of the [`KvLimits`]; it traps the call.
+/// A rule that went past one of the [`KvLimits`]; it traps the call. The message names
+/// the limit.
 #[derive(Debug, thiserror::Error)]
 #[error("harness limit: {0}")]
 pub struct KvLimitExceeded(pub String);
+
+/// What `open` (and every other use of the store) returns outside `process-event` and
+/// `process-batch`.
+pub const UNAVAILABLE: &str = "the key-value store is not available during describe or \
+    configure: a rule may use it only in process-event and process-batch";
 
 /// Listings under way per bucket; opening one more forgets the oldest, whose cursor then
 /// restarts its listing.
 const MAX_CURSORS: usize = 16;
 
-/// The key-value state of one rule, seen through its per-call overlay.
+/// What a call into a rule is for, which decides whether it may use the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// `describe`, `configure`, or instantiation: no store. The rule's name may not be
+    /// known yet, and nothing written there would belong to a record.
+    Setup,
+    /// `process-event` or `process-batch` over this many records, with that many records'
+    /// write budget.
+    Records(usize),
+}
+
+/// What holds a rule's [`KvHost`]: the host itself, or the wasmtime store of a rule's
+/// instance. A [`Call`] is begun on it.
+pub trait WithKv {
+    /// The rule's key-value state.
+    fn kv(&mut self) -> &mut KvHost;
+}
+
+impl WithKv for KvHost {
+    fn kv(&mut self) -> &mut KvHost {
+        self
+    }
+}
+
+/// One call into a rule, as a transaction over its state: begun with [`Call::begin`],
+/// ended by [`Call::commit`], which applies the call's writes to the store, or by being
+/// dropped, which forgets them. It dereferences to what holds the state, through which
+/// the call is made (a wasmtime `Store` is passed to the rule's export as `&mut *call`).
+#[must_use = "a call dropped without `commit` discards its writes"]
+pub struct Call<'a, T: WithKv + ?Sized> {
+    holder: &'a mut T,
+}
+
+impl<'a, T: WithKv + ?Sized> Call<'a, T> {
+    /// Begins a call in `phase`; one of [`Phase::Records`] may use the store.
+    pub fn begin(holder: &'a mut T, phase: Phase) -> Self {
+        holder.kv().begin(phase);
+        Call { holder }
+    }
+
+    /// Ends the call, applying its writes to the store.
+    pub fn commit(self) -> Result<(), StoreError> {
+        // What `drop` then discards is nothing.
+        self.holder.kv().commit()
+    }
+
+    /// The values of `keys` in the rule's bucket `bucket`, as this call sees them. An error
+    /// (a limit, the store failing, no store in this phase) fails the call.
+    pub fn read(
+        &mut self,
+        bucket: &str,
+        keys: &[String],
+    ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+        let kv = self.holder.kv();
+        let table = kv.table_named(bucket)?;
+        kv.read(&table, keys)
+    }
+
+    /// Sets `key` of `bucket` to `value`, or deletes it (`None`), within the call's limits.
+    pub fn write(
+        &mut self,
+        bucket: &str,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
+        let kv = self.holder.kv();
+        let table = kv.table_named(bucket)?;
+        kv.write(&table, key, value)
+    }
+
+    /// One page of the keys of `bucket`, after the page that `cursor` follows.
+    pub fn list(
+        &mut self,
+        bucket: &str,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<store::KeyResponse> {
+        let kv = self.holder.kv();
+        let table = kv.table_named(bucket)?;
+        kv.list(&table, cursor)
+    }
+}
+
+impl<T: WithKv + ?Sized> Deref for Call<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.holder
+    }
+}
+
+impl<T: WithKv + ?Sized> DerefMut for Call<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.holder
+    }
+}
+
+impl<T: WithKv + ?Sized> Drop for Call<'_, T> {
+    fn drop(&mut self) {
+        self.holder.kv().discard();
+    }
+}
+
+/// The writes of a call of [`Phase::Records`], not yet in the store.
+#[derive(Default)]
+struct Pending {
+    /// Records in the call: its write budget is this many records'.
+    records: usize,
+    changes: Changes,
+    bytes: usize,
+    /// Rule tables this call has set a value in: each exists, or is counted in `created`.
+    written: BTreeSet<String>,
+    /// Tables this call creates.
+    created: usize,
+}
+
+/// The key-value state of one rule, seen through the overlay of the call under way.
 pub struct KvHost {
     store: Box<dyn StateStore>,
-    rule: String,
+    /// Names the rule's tables; `None` until the rule has described itself.
+    rule: Option<String>,
     limits: KvLimits,
     table: ResourceTable,
     open_buckets: usize,
-    pending: Changes,
-    pending_bytes: usize,
-    /// Records in the current call: its write budget is this many records'.
-    records: usize,
+    /// The call under way, if it may use the store.
+    pending: Option<Pending>,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
+/// The value of a [`HostResult`], or an early return of its error to the rule.
+macro_rules! or_return {
+    ($result:expr) => {
+        match $result? {
+            Ok(value) => value,
+            Err(error) => return Ok(Err(error)),
+        }
+    };
+}
+
 impl KvHost {
-    /// State for a rule; its buckets are tables `rule/{rule}/{identifier}` of `store`.
-    pub fn new(store: Box<dyn StateStore>, rule: &str, limits: KvLimits) -> Self {
+    /// State over `store`, for a rule not yet named ([`KvHost::set_rule`]).
+    pub fn new(store: Box<dyn StateStore>, limits: KvLimits) -> Self {
         KvHost {
             store,
-            rule: rule.to_owned(),
+            rule: None,
             limits,
             table: ResourceTable::new(),
             open_buckets: 0,
-            pending: Changes::new(),
-            pending_bytes: 0,
-            records: 1,
+            pending: None,
         }
     }
 
-    /// Starts a call over `records` records, with that many records' write budget.
-    pub fn begin_call(&mut self, records: usize) {
-        self.records = records.max(1);
-    }
-
+    /// Names the rule: its buckets are the tables `rule/{rule}/{bucket}` of the store.
     pub fn set_rule(&mut self, rule: &str) {
-        self.rule = rule.to_owned();
+        self.rule = Some(rule.to_owned());
     }
 
-    /// Applies the current call's writes to the store.
-    pub fn commit(&mut self) -> Result<(), StoreError> {
-        self.pending_bytes = 0;
-        let changes = std::mem::take(&mut self.pending);
-        if changes.is_empty() {
-            Ok(())
-        } else {
-            self.store.apply(changes)
+    fn begin(&mut self, phase: Phase) {
+        self.pending = match phase {
+            Phase::Setup => None,
+            Phase::Records(records) => Some(Pending {
+                records: records.max(1),
+                ..Pending::default()
+            }),
+        };
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        match self.pending.take() {
+            Some(pending) if !pending.changes.is_empty() => self.store.apply(pending.changes),
+            _ => Ok(()),
         }
     }
 
-    /// Drops the current call's writes.
-    pub fn discard(&mut self) {
-        self.pending.clear();
-        self.pending_bytes = 0;
+    fn discard(&mut self) {
+        self.pending = None;
     }
 
-    /// Forgets the handles of an instance that is gone, and its uncommitted writes.
+    /// Forgets the handles of an instance that is gone, and any call under way.
     pub fn reset(&mut self) {
         self.discard();
         self.table = ResourceTable::new();
         self.open_buckets = 0;
     }
 
+    /// The backing store.
     pub fn store(&mut self) -> &mut dyn StateStore {
         self.store.as_mut()
     }
 
+    /// The backing store, as it is (what is not committed to it is not in it).
     pub fn into_store(self) -> Box<dyn StateStore> {
         self.store
     }
 
-    fn bucket(&self, handle: &Resource<BucketHandle>) -> wasmtime::Result<String> {
-        Ok(self.table.get(handle)?.table.clone())
+    /// The table of the rule's bucket `identifier`, if the call may use the store: a name
+    /// past the limit traps.
+    fn table_of(&self, identifier: &str) -> HostResult<String> {
+        let (Some(rule), Some(_)) = (&self.rule, &self.pending) else {
+            return Ok(Err(store::Error::Other(UNAVAILABLE.to_owned())));
+        };
+        let max = self.limits.max_bucket_name_bytes;
+        if identifier.len() > max {
+            return Err(limit(format!(
+                "a bucket name of {} bytes exceeds the limit of {max}",
+                identifier.len()
+            )));
+        }
+        Ok(Ok(state::rule_table(rule, identifier)))
+    }
+
+    /// [`KvHost::table_of`], the rule's error as a failure of the call.
+    fn table_named(&self, identifier: &str) -> wasmtime::Result<String> {
+        self.table_of(identifier)?
+            .map_err(|e| wasmtime::format_err!("key-value store: {e:?}"))
+    }
+
+    /// The table of an open bucket, if the call may use the store.
+    fn bucket(&self, handle: &Resource<BucketHandle>) -> HostResult<String> {
+        if self.pending.is_none() {
+            return Ok(Err(store::Error::Other(UNAVAILABLE.to_owned())));
+        }
+        Ok(Ok(self.table.get(handle)?.table.clone()))
+    }
+
+    fn pending(&mut self) -> wasmtime::Result<&mut Pending> {
+        self.pending.as_mut().ok_or_else(unavailable)
     }
 
     /// Values of `keys` in `table`, overlay first. A store failure traps the call.
-    pub fn read(
-        &mut self,
-        table: &str,
-        keys: &[String],
-    ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
-        let pending = self.pending.get(table);
+    fn read(&mut self, table: &str, keys: &[String]) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+        let pending = self.pending.as_ref().ok_or_else(unavailable)?;
+        let pending = pending.changes.get(table);
         let mut values = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (at, key) in keys.iter().enumerate() {
@@ -168,10 +347,11 @@ impl KvHost {
         table: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> wasmtime::Result<Vec<String>> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let pending: Vec<(&String, bool)> = self
-            .pending
+        let pending: Vec<(&String, bool)> = (self.pending.as_ref())
+            .ok_or_else(unavailable)?
+            .changes
             .get(table)
             .map(|p| p.range::<str, _>((start, Bound::Unbounded)))
             .into_iter()
@@ -193,36 +373,59 @@ impl KvHost {
     }
 
     /// Records a write in the overlay; a write past the limits traps the call.
-    pub fn write(
-        &mut self,
-        table: &str,
-        key: String,
-        value: Option<Vec<u8>>,
-    ) -> wasmtime::Result<()> {
-        let limits = &self.limits;
-        if key.len() > limits.max_key_bytes {
+    fn write(&mut self, table: &str, key: String, value: Option<Vec<u8>>) -> wasmtime::Result<()> {
+        let size = value.as_ref().map_or(0, Vec::len);
+        self.check_sizes(key.len(), size)?;
+        if value.is_some() {
+            self.admit(table)?;
+        }
+        let budget = self.limits.max_call_write_bytes;
+        let pending = self.pending()?;
+        pending.bytes += key.len() + size;
+        let budget = budget.saturating_mul(pending.records);
+        if pending.bytes > budget {
             return Err(limit(format!(
-                "a key of {} bytes exceeds the limit of {}",
-                key.len(),
+                "one call of {} record(s) may write at most {budget} bytes",
+                pending.records
+            )));
+        }
+        state::change(&mut pending.changes, table, key, value);
+        Ok(())
+    }
+
+    fn check_sizes(&self, key: usize, value: usize) -> wasmtime::Result<()> {
+        let limits = &self.limits;
+        if key > limits.max_key_bytes {
+            return Err(limit(format!(
+                "a key of {key} bytes exceeds the limit of {}",
                 limits.max_key_bytes
             )));
         }
-        let size = value.as_ref().map_or(0, Vec::len);
-        if size > limits.max_value_bytes {
+        if value > limits.max_value_bytes {
             return Err(limit(format!(
-                "a value of {size} bytes exceeds the limit of {}",
+                "a value of {value} bytes exceeds the limit of {}",
                 limits.max_value_bytes
             )));
         }
-        self.pending_bytes += key.len() + size;
-        let budget = limits.max_call_write_bytes.saturating_mul(self.records);
-        if self.pending_bytes > budget {
-            return Err(limit(format!(
-                "one call of {} record(s) may write at most {budget} bytes",
-                self.records
-            )));
+        Ok(())
+    }
+
+    /// Lets the call set a value in `table`: if the table does not exist, the call creates
+    /// it, within the rule's bucket limit.
+    fn admit(&mut self, table: &str) -> wasmtime::Result<()> {
+        if self.pending()?.written.contains(table) {
+            return Ok(());
         }
-        state::change(&mut self.pending, table, key, value);
+        if !self.store.has_table(table)? {
+            let rule = self.rule.as_deref().unwrap_or_default();
+            let existing = self.store.tables(&state::rule_prefix(rule))?.len();
+            let max = self.limits.max_buckets;
+            if existing + self.pending()?.created >= max {
+                return Err(limit(format!("a rule may have at most {max} buckets")));
+            }
+            self.pending()?.created += 1;
+        }
+        self.pending()?.written.insert(table.to_owned());
         Ok(())
     }
 
@@ -240,11 +443,8 @@ impl KvHost {
             .unwrap_or_default())
     }
 
-    pub fn list(
-        &mut self,
-        table: &str,
-        cursor: Option<u64>,
-    ) -> wasmtime::Result<store::KeyResponse> {
+    /// One page of the keys of `table`, after the page that `cursor` follows.
+    fn list(&mut self, table: &str, cursor: Option<u64>) -> wasmtime::Result<store::KeyResponse> {
         let mut cursors = self.cursors(table)?;
         let before = cursors.len();
         let after = cursor.and_then(|c| {
@@ -253,7 +453,7 @@ impl KvHost {
         });
         let page = self.limits.page_size;
         let mut keys = self.keys_after(table, after.as_deref(), page + 1)?;
-        let next = if keys.len() > page {
+        let next = (keys.len() > page).then(|| {
             keys.truncate(page);
             let last = keys.last().expect("the page is not empty").clone();
             let token = cursor_token(table, &last);
@@ -262,16 +462,15 @@ impl KvHost {
             if cursors.len() > MAX_CURSORS {
                 cursors.remove(0);
             }
-            Some(token)
-        } else {
-            None
-        };
+            token
+        });
         if next.is_some() || cursors.len() != before {
             let value = (!cursors.is_empty())
                 .then(|| serde_json::to_vec(&cursors))
                 .transpose()?;
             // The harness's own bookkeeping: not counted against the rule's write limits.
-            state::change(&mut self.pending, CURSORS_TABLE, table.to_owned(), value);
+            let changes = &mut self.pending()?.changes;
+            state::change(changes, CURSORS_TABLE, table.to_owned(), value);
         }
         Ok(store::KeyResponse { keys, cursor: next })
     }
@@ -287,25 +486,30 @@ fn cursor_token(table: &str, last: &str) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("eight bytes"))
 }
 
+/// The failure of a call that used the store in a phase without one.
+fn unavailable() -> wasmtime::Error {
+    wasmtime::format_err!("{UNAVAILABLE}")
+}
+
 fn limit(message: String) -> wasmtime::Error {
     wasmtime::Error::new(KvLimitExceeded(message))
 }
 
 impl store::Host for KvHost {
     fn open(&mut self, identifier: String) -> HostResult<Resource<BucketHandle>> {
+        let table = or_return!(self.table_of(&identifier));
         if self.open_buckets >= self.limits.max_open_buckets {
             let max = self.limits.max_open_buckets;
             return Err(limit(format!("at most {max} buckets may be open at once")));
         }
         self.open_buckets += 1;
-        let table = state::rule_table(&self.rule, &identifier);
         Ok(Ok(self.table.push(BucketHandle { table })?))
     }
 }
 
 impl store::HostBucket for KvHost {
     fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<Option<Vec<u8>>> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.read(&table, &[key])?.pop().flatten()))
     }
 
@@ -315,17 +519,17 @@ impl store::HostBucket for KvHost {
         key: String,
         value: Vec<u8>,
     ) -> HostResult<()> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.write(&table, key, Some(value))?))
     }
 
     fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<()> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.write(&table, key, None)?))
     }
 
     fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<bool> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.read(&table, &[key])?[0].is_some()))
     }
 
@@ -334,7 +538,7 @@ impl store::HostBucket for KvHost {
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
     ) -> HostResult<store::KeyResponse> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.list(&table, cursor)?))
     }
 
@@ -351,7 +555,7 @@ impl batch::Host for KvHost {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> HostResult<Vec<Option<(String, Vec<u8>)>>> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         let values = self.read(&table, &keys)?;
         Ok(Ok(keys
             .into_iter()
@@ -365,7 +569,7 @@ impl batch::Host for KvHost {
         bucket: Resource<BucketHandle>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> HostResult<()> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         for (k, v) in key_values {
             self.write(&table, k, Some(v))?;
         }
@@ -373,7 +577,7 @@ impl batch::Host for KvHost {
     }
 
     fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> HostResult<()> {
-        let table = self.bucket(&bucket)?;
+        let table = or_return!(self.bucket(&bucket));
         for k in keys {
             self.write(&table, k, None)?;
         }
@@ -386,12 +590,33 @@ mod tests {
     use super::*;
     use crate::bindings::batch::Host as _;
     use crate::bindings::store::{Host as _, HostBucket as _};
-    use crate::state::MemoryStore;
+    use crate::state::{MemoryStore, RedbStore};
 
+    /// A host for the rule `rule` over `store`, in a call of one record.
+    fn host(store: Box<dyn StateStore>, limits: KvLimits) -> KvHost {
+        let mut kv = KvHost::new(store, limits);
+        kv.set_rule("rule");
+        kv.begin(Phase::Records(1));
+        kv
+    }
+
+    /// A host in a call, and the bucket `default` open in it.
     fn kv(limits: KvLimits) -> (KvHost, Resource<BucketHandle>) {
-        let mut kv = KvHost::new(Box::new(MemoryStore::new()), "rule", limits);
+        let mut kv = host(Box::new(MemoryStore::new()), limits);
         let bucket = kv.open("default".into()).unwrap().unwrap();
         (kv, bucket)
+    }
+
+    /// Commits the call under way and begins the next.
+    fn commit(kv: &mut KvHost) {
+        kv.commit().unwrap();
+        kv.begin(Phase::Records(1));
+    }
+
+    /// Drops the call under way and begins the next.
+    fn discard(kv: &mut KvHost) {
+        kv.discard();
+        kv.begin(Phase::Records(1));
     }
 
     fn handle(bucket: &Resource<BucketHandle>) -> Resource<BucketHandle> {
@@ -408,6 +633,10 @@ mod tests {
         entries.map(|(t, k, _)| (t, k)).collect()
     }
 
+    fn trap(e: wasmtime::Error) -> String {
+        e.downcast::<KvLimitExceeded>().unwrap().to_string()
+    }
+
     #[test]
     fn writes_are_visible_at_once_and_stored_only_on_commit() {
         let (mut kv, bucket) = kv(KvLimits::default());
@@ -420,14 +649,14 @@ mod tests {
             stored(&mut kv).is_empty(),
             "nothing reaches the store before commit"
         );
-        kv.commit().unwrap();
+        commit(&mut kv);
         set(&mut kv, &bucket, "b").unwrap();
         kv.delete(handle(&bucket), "a".into()).unwrap().unwrap();
         assert!(
             !kv.exists(handle(&bucket), "a".into()).unwrap().unwrap(),
             "a pending delete hides the stored value"
         );
-        kv.discard();
+        discard(&mut kv);
         assert_eq!(
             stored(&mut kv),
             [("rule/rule/default".to_owned(), "a".to_owned())]
@@ -437,6 +666,55 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(many, [Some(("a".into(), b"v".to_vec())), None]);
+    }
+
+    /// A call commits when told to and discards when dropped, whatever holds the host.
+    #[test]
+    fn a_call_commits_or_discards() {
+        let mut kv = KvHost::new(Box::new(MemoryStore::new()), KvLimits::default());
+        kv.set_rule("rule");
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        call.write("b", "dropped".into(), Some(b"v".to_vec()))
+            .unwrap();
+        drop(call);
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        assert_eq!(call.read("b", &["dropped".into()]).unwrap(), [None]);
+        call.write("b", "kept".into(), Some(b"v".to_vec())).unwrap();
+        call.commit().unwrap();
+        assert_eq!(
+            stored(&mut kv),
+            [("rule/rule/b".to_owned(), "kept".to_owned())]
+        );
+        // Between calls, the store is out of reach.
+        assert!(kv.read("rule/rule/b", &["kept".into()]).is_err());
+    }
+
+    /// `describe`, `configure` and instantiation run without a store: `open` fails with
+    /// the `other` error, and nothing can be read or written.
+    #[test]
+    fn a_setup_call_has_no_store() {
+        let mut kv = KvHost::new(Box::new(MemoryStore::new()), KvLimits::default());
+        let mut call = Call::begin(&mut kv, Phase::Setup);
+        match call.open("default".into()).unwrap() {
+            Err(store::Error::Other(message)) => assert_eq!(message, UNAVAILABLE),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        let write = call.write("default", "k".into(), Some(b"v".to_vec()));
+        assert!(format!("{:#}", write.unwrap_err()).contains("not available during describe"));
+        assert!(call.read("default", &["k".into()]).is_err());
+        call.commit().unwrap();
+        // A handle kept from a call of records is unusable in a setup call.
+        kv.set_rule("rule");
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        let bucket = call.open("default".into()).unwrap().unwrap();
+        call.commit().unwrap();
+        let mut call = Call::begin(&mut kv, Phase::Setup);
+        let set = call
+            .set(handle(&bucket), "k".into(), b"v".to_vec())
+            .unwrap();
+        assert!(matches!(set, Err(store::Error::Other(_))), "{set:?}");
+        drop(call);
+        assert!(stored(&mut kv).is_empty());
     }
 
     /// Lists the bucket to its end, deleting each page as the rule's sweep does, with a
@@ -450,18 +728,15 @@ mod tests {
             kv.delete_many(handle(&bucket), page.keys.clone())
                 .unwrap()
                 .unwrap();
-            kv.commit().unwrap();
+            commit(&mut kv);
             listed.extend(page.keys);
             pages += 1;
             if pages % restart_every == 0 {
-                kv = KvHost::new(
-                    kv.into_store(),
-                    "rule",
-                    KvLimits {
-                        page_size: 2,
-                        ..KvLimits::default()
-                    },
-                );
+                let limits = KvLimits {
+                    page_size: 2,
+                    ..KvLimits::default()
+                };
+                kv = host(kv.into_store(), limits);
                 bucket = kv.open("default".into()).unwrap().unwrap();
             }
             match page.cursor {
@@ -481,7 +756,7 @@ mod tests {
             for key in ["a", "b", "c", "d", "e"] {
                 set(&mut kv, &bucket, key).unwrap();
             }
-            kv.commit().unwrap();
+            commit(&mut kv);
             let (mut kv, listed) = sweep(kv, restart_every);
             assert_eq!(listed, ["a", "b", "c", "d", "e"], "{restart_every}");
             assert!(
@@ -492,7 +767,7 @@ mod tests {
         // A cursor the host does not know starts over rather than failing.
         let (mut kv, bucket) = kv(KvLimits::default());
         set(&mut kv, &bucket, "z").unwrap();
-        kv.commit().unwrap();
+        commit(&mut kv);
         let page = kv.list_keys(handle(&bucket), Some(12345)).unwrap().unwrap();
         assert_eq!(page.keys, ["z"]);
     }
@@ -508,7 +783,7 @@ mod tests {
         for key in ["a", "c", "e", "g"] {
             set(&mut kv, &bucket, key).unwrap();
         }
-        kv.commit().unwrap();
+        commit(&mut kv);
         set(&mut kv, &bucket, "b").unwrap();
         kv.delete(handle(&bucket), "c".into()).unwrap().unwrap();
         kv.delete(handle(&bucket), "e".into()).unwrap().unwrap();
@@ -527,7 +802,6 @@ mod tests {
             ..KvLimits::default()
         };
         let (mut kv, bucket) = kv(limits);
-        let trap = |e: wasmtime::Error| e.downcast::<KvLimitExceeded>().unwrap().0;
         assert!(trap(set(&mut kv, &bucket, "toolong").unwrap_err()).contains("key of 7 bytes"));
         let big = kv
             .set(handle(&bucket), "k".into(), b"vv".to_vec())
@@ -535,9 +809,85 @@ mod tests {
         assert!(trap(big).contains("value of 2 bytes"));
         set(&mut kv, &bucket, "abc").unwrap();
         assert!(trap(set(&mut kv, &bucket, "def").unwrap_err()).contains("at most 6 bytes"));
-        kv.discard();
+        discard(&mut kv);
         set(&mut kv, &bucket, "def").unwrap();
         kv.open("second".into()).unwrap().unwrap();
         assert!(trap(kv.open("third".into()).unwrap_err()).contains("at most 2 buckets"));
+    }
+
+    #[test]
+    fn bucket_names_and_buckets_are_bounded() {
+        let limits = KvLimits {
+            max_bucket_name_bytes: 8,
+            max_buckets: 3,
+            ..KvLimits::default()
+        };
+        let mut kv = host(Box::new(MemoryStore::new()), limits);
+        let too_long = kv.open("123456789".into()).unwrap_err();
+        assert_eq!(
+            trap(too_long),
+            "harness limit: a bucket name of 9 bytes exceeds the limit of 8"
+        );
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        call.write("a", "k".into(), Some(b"v".to_vec())).unwrap();
+        call.write("b", "k".into(), Some(b"v".to_vec())).unwrap();
+        call.commit().unwrap();
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        // Reading, listing and deleting in buckets that do not exist create none of them.
+        for name in ["x", "y", "z"] {
+            assert_eq!(call.read(name, &["k".into()]).unwrap(), [None]);
+            assert!(call.list(name, None).unwrap().keys.is_empty());
+            call.write(name, "k".into(), None).unwrap();
+        }
+        // Two in the store and one created by this call: the next is one too many.
+        call.write("c", "k".into(), Some(b"v".to_vec())).unwrap();
+        call.write("c", "l".into(), Some(b"v".to_vec())).unwrap();
+        call.write("a", "l".into(), Some(b"v".to_vec())).unwrap();
+        let fourth = call
+            .write("d", "k".into(), Some(b"v".to_vec()))
+            .unwrap_err();
+        assert_eq!(
+            trap(fourth),
+            "harness limit: a rule may have at most 3 buckets"
+        );
+        drop(call);
+        // A bucket whose last key is deleted is gone, and makes room for another.
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        call.write("b", "k".into(), None).unwrap();
+        call.commit().unwrap();
+        let mut call = Call::begin(&mut kv, Phase::Records(1));
+        call.write("c", "k".into(), Some(b"v".to_vec())).unwrap();
+        call.write("d", "k".into(), Some(b"v".to_vec())).unwrap();
+        call.write("e", "k".into(), Some(b"v".to_vec()))
+            .unwrap_err();
+        call.commit().unwrap();
+        let tables = kv.store().tables("rule/").unwrap();
+        assert_eq!(tables, ["rule/rule/a", "rule/rule/c", "rule/rule/d"]);
+    }
+
+    /// A rule that opens a new bucket for each record and only reads it, through every
+    /// reading call, leaves the state file as it found it.
+    #[test]
+    fn reading_new_buckets_creates_no_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let store = RedbStore::open(&path).unwrap();
+        let mut kv = host(Box::new(store), KvLimits::default());
+        let before = kv.store().tables("").unwrap();
+        for n in 0..300 {
+            let bucket = kv.open(format!("{n:0200}")).unwrap().unwrap();
+            assert_eq!(kv.get(handle(&bucket), "k".into()).unwrap().unwrap(), None);
+            assert!(!kv.exists(handle(&bucket), "k".into()).unwrap().unwrap());
+            let page = kv.list_keys(handle(&bucket), None).unwrap().unwrap();
+            assert!(page.keys.is_empty());
+            let many = kv.get_many(handle(&bucket), vec!["k".into()]).unwrap();
+            assert_eq!(many.unwrap(), [None]);
+            kv.delete(handle(&bucket), "k".into()).unwrap().unwrap();
+            store::HostBucket::drop(&mut kv, bucket).unwrap();
+            commit(&mut kv);
+        }
+        kv.store().commit().unwrap();
+        assert_eq!(kv.store().tables("").unwrap(), before);
+        assert_eq!(before, ["harness/format"]);
     }
 }

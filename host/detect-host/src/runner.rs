@@ -26,9 +26,9 @@ use detect_sdk::prefilter::Prefilter;
 
 use crate::bindings::{self, CallContext, Rule, RuleError, RuleInfo, RulePre};
 use crate::error::{Error, RecordFailure};
-use crate::kv::{KvHost, KvLimitExceeded};
+use crate::kv::{Call, KvHost, KvLimitExceeded, Phase};
+use crate::limits::{Limits, MemoryLimitExceeded, StoreData};
 use crate::output::{AlertLine, Catalog};
-use crate::limits::{Limits, StoreData};
 use crate::state::{StateStore, StoreError};
 
 /// What one record produced.
@@ -63,7 +63,12 @@ pub struct RuleRunner {
     single_for: usize,
 }
 
+/// Between calls an instance is always live: one that traps is replaced at once.
+const LIVE: &str = "an instance is live between calls";
+
 impl RuleRunner {
+    /// Instantiates the rule, has it describe itself, and configures it; its state is
+    /// kept in `store` under the name it gives.
     pub(crate) fn start(
         engine: Engine,
         pre: RulePre<StoreData>,
@@ -71,13 +76,13 @@ impl RuleRunner {
         store: Box<dyn StateStore>,
         config: Option<String>,
     ) -> Result<RuleRunner, Error> {
-        let kv = KvHost::new(store, "", limits.kv.clone());
+        let kv = KvHost::new(store, limits.kv.clone());
         let mut live = instantiate(&engine, &pre, &limits, kv, config.as_deref())?;
         arm(&mut live.store, &limits, 1);
         let info = live
             .rule
             .detect_rule_detector()
-            .call_describe(&mut live.store)
+            .call_describe(&mut *Call::begin(&mut live.store, Phase::Setup))
             .map_err(Error::Instantiate)?;
         // The rule's state is kept under its name, so rules can share one state file.
         if info.name.is_empty() || info.name.contains(['/', '\0']) {
@@ -178,49 +183,32 @@ impl RuleRunner {
     ) -> Result<Result<Outcome, RecordFailure>, Error> {
         let limit = self.limits.max_record_bytes;
         if record.len() > limit {
-            return Ok(Err(RecordFailure::RecordTooLarge {
-                bytes: record.len(),
-                limit,
-            }));
+            let bytes = record.len();
+            return Ok(Err(RecordFailure::RecordTooLarge { bytes, limit }));
         }
-        let live = self
-            .live
-            .as_mut()
-            .expect("an instance is live between calls");
+        let live = self.live.as_mut().expect(LIVE);
         arm(&mut live.store, &self.limits, 1);
-        if let Some(fuel) = fuel {
-            live.store
-                .set_fuel(fuel)
-                .map_err(|_| Error::Engine(wasmtime::format_err!("fuel is not counted")))?;
-        }
+        set_fuel(&mut live.store, fuel)?;
+        let mut call = Call::begin(&mut live.store, Phase::Records(1));
         let context = CallContext { not_after };
-        let result =
-            live.rule
-                .detect_rule_detector()
-                .call_process_event(&mut live.store, record, context);
-        match result {
-            Ok(Ok(outcome)) => match self.accept(outcome) {
-                Ok(outcome) => {
-                    self.kv().commit()?;
-                    self.consecutive_traps = 0;
-                    Ok(Ok(outcome))
-                }
-                Err(failure) => {
-                    self.kv().discard();
-                    Ok(Err(failure))
-                }
-            },
-            Ok(Err(RuleError::State(message))) => {
-                self.kv().discard();
-                Err(Error::RuleState(message))
+        let detector = live.rule.detect_rule_detector();
+        let outcome = match detector.call_process_event(&mut *call, record, context) {
+            Err(trap) => {
+                drop(call);
+                return self.trapped(trap).map(Err);
             }
-            Ok(Err(rejected)) => {
-                self.kv().discard();
-                self.consecutive_traps = 0;
-                Ok(Err(RecordFailure::Rejected(rejected)))
-            }
-            Err(trap) => self.trapped(trap).map(Err),
+            Ok(Err(RuleError::State(message))) => return Err(Error::RuleState(message)),
+            // A rejection is the record's fault, not a trap: the rule works.
+            Ok(Err(rejected)) => Err(RecordFailure::Rejected(rejected)),
+            Ok(Ok(outcome)) => accept(&self.catalog, &self.limits, outcome),
+        };
+        if matches!(outcome, Ok(_) | Err(RecordFailure::Rejected(_))) {
+            self.consecutive_traps = 0;
         }
+        if outcome.is_ok() {
+            call.commit()?;
+        }
+        Ok(outcome)
     }
 
     /// Several records in one call: their outcomes if every one succeeded, else `None`,
@@ -230,85 +218,53 @@ impl RuleRunner {
         records: &[String],
         not_after: i64,
     ) -> Result<Option<Vec<Outcome>>, Error> {
-        let live = self
-            .live
-            .as_mut()
-            .expect("an instance is live between calls");
+        let live = self.live.as_mut().expect(LIVE);
         arm(&mut live.store, &self.limits, records.len());
+        let mut call = Call::begin(&mut live.store, Phase::Records(records.len()));
         let context = CallContext { not_after };
-        let result =
-            live.rule
-                .detect_rule_detector()
-                .call_process_batch(&mut live.store, records, context);
+        let result = live
+            .rule
+            .detect_rule_detector()
+            .call_process_batch(&mut *call, records, context);
         let results = match result {
             Ok(results) if results.len() == records.len() => results,
-            Ok(_) => {
-                self.kv().discard();
-                return Ok(None);
-            }
-            Err(trap) if trap.is::<StoreError>() => {
-                self.kv().discard();
-                return Err(Error::Store(trap.downcast().expect("checked")));
-            }
-            // The records run again one by one, and the one that traps is reported then.
-            // A batch shares n records' budget, so a record that exhausts it costs up to
-            // n times a record's deadline: the next records go one at a time.
+            Ok(_) => return Ok(None),
             Err(trap) => {
-                if exhausted_budget(&trap) {
-                    self.single_for = SINGLE_AFTER_TRAP;
-                }
-                self.restart()?;
-                return Ok(None);
+                drop(call);
+                return self.batch_trapped(trap).map(|()| None);
             }
         };
         let mut outcomes = Vec::with_capacity(results.len());
         for result in results {
-            match result.map(|outcome| self.accept(outcome)) {
+            match result.map(|outcome| accept(&self.catalog, &self.limits, outcome)) {
                 Ok(Ok(outcome)) => outcomes.push(outcome),
-                Err(RuleError::State(message)) => {
-                    self.kv().discard();
-                    return Err(Error::RuleState(message));
-                }
-                Ok(Err(_)) | Err(_) => {
-                    self.kv().discard();
-                    return Ok(None);
-                }
+                Err(RuleError::State(message)) => return Err(Error::RuleState(message)),
+                Ok(Err(_)) | Err(_) => return Ok(None),
             }
         }
-        self.kv().commit()?;
+        call.commit()?;
         self.consecutive_traps = 0;
         Ok(Some(outcomes))
     }
 
-    /// A rule's outcome as the harness writes it, if it is within the limits and raises
-    /// only detections the rule declares.
-    fn accept(&self, outcome: bindings::Outcome) -> Result<Outcome, RecordFailure> {
-        let (bytes, limit) = (output_bytes(&outcome), self.limits.max_output_bytes);
-        if bytes > limit {
-            return Err(RecordFailure::OutputTooLarge { bytes, limit });
+    /// After a batch trapped: the store's own failure stops the harness; otherwise the
+    /// instance is replaced, and the records run again one by one, where the one that
+    /// traps is reported. A batch shares n records' budget, so a record that exhausts it
+    /// costs up to n times a record's deadline: the next records go one at a time.
+    fn batch_trapped(&mut self, trap: wasmtime::Error) -> Result<(), Error> {
+        if trap.is::<StoreError>() {
+            return Err(Error::Store(trap.downcast().expect("checked")));
         }
-        if let Some(alert) = outcome
-            .alerts
-            .iter()
-            .find(|a| !self.catalog.declares(&a.rule_id))
-        {
-            return Err(RecordFailure::UndeclaredDetection(alert.rule_id.clone()));
+        if exhausted_budget(&trap) {
+            self.single_for = SINGLE_AFTER_TRAP;
         }
-        Ok(Outcome {
-            relevant: outcome.relevant,
-            alerts: outcome
-                .alerts
-                .into_iter()
-                .filter_map(|a| self.catalog.line(a))
-                .collect(),
-        })
+        self.restart()
     }
 
     /// After a trap: the store's own failure stops the harness; otherwise the instance is
     /// replaced, and the record is reported, unless the rule keeps trapping.
     fn trapped(&mut self, trap: wasmtime::Error) -> Result<RecordFailure, Error> {
         if trap.is::<StoreError>() {
-            self.kv().discard();
             return Err(Error::Store(trap.downcast().expect("checked")));
         }
         let reason = describe_trap(&trap, &self.limits);
@@ -324,26 +280,10 @@ impl RuleRunner {
         Ok(RecordFailure::Trapped(reason))
     }
 
-    fn kv(&mut self) -> &mut KvHost {
-        &mut self
-            .live
-            .as_mut()
-            .expect("an instance is live between calls")
-            .store
-            .data_mut()
-            .kv
-    }
-
     /// The state store, holding every processed record's state: to add the host's own
     /// entries, and to commit them all.
     pub fn store(&mut self) -> &mut dyn StateStore {
-        self.live
-            .as_mut()
-            .expect("an instance is live between calls")
-            .store
-            .data_mut()
-            .kv
-            .store()
+        self.live.as_mut().expect(LIVE).store.data_mut().kv.store()
     }
 
     /// Makes the state of every record processed so far durable.
@@ -354,13 +294,13 @@ impl RuleRunner {
     /// Stops the rule and hands back its state store, as it is (uncommitted changes
     /// included).
     pub fn into_store(mut self) -> Box<dyn StateStore> {
-        let live = self.live.take().expect("an instance is live between calls");
+        let live = self.live.take().expect(LIVE);
         live.store.into_data().kv.into_store()
     }
 
     /// Replaces the poisoned instance; the state (and its store) carries over.
     fn restart(&mut self) -> Result<(), Error> {
-        let old = self.live.take().expect("an instance is live between calls");
+        let old = self.live.take().expect(LIVE);
         let mut kv = old.store.into_data().kv;
         kv.reset();
         self.live = Some(instantiate(
@@ -374,6 +314,8 @@ impl RuleRunner {
     }
 }
 
+/// A new instance over `kv`, configured with `config`. Neither instantiation nor
+/// `configure` may use the store: they run in calls of [`Phase::Setup`].
 fn instantiate(
     engine: &Engine,
     pre: &RulePre<StoreData>,
@@ -381,23 +323,18 @@ fn instantiate(
     kv: KvHost,
     config: Option<&str>,
 ) -> Result<Live, Error> {
-    let mut store = Store::new(
-        engine,
-        StoreData {
-            kv,
-            limits: limits.store_limits(),
-        },
-    );
-    store.limiter(|data| &mut data.limits);
+    let limiter = limits.limiter();
+    let mut store = Store::new(engine, StoreData { kv, limiter });
+    store.limiter(|data| &mut data.limiter);
     arm(&mut store, limits, 1);
     let rule = pre
-        .instantiate(&mut store)
+        .instantiate(&mut *Call::begin(&mut store, Phase::Setup))
         .map_err(Error::Instantiate)?;
     if let Some(config) = config {
         arm(&mut store, limits, 1);
         let configured = rule
             .detect_rule_detector()
-            .call_configure(&mut store, config);
+            .call_configure(&mut *Call::begin(&mut store, Phase::Setup), config);
         match configured.map_err(Error::Instantiate)? {
             Ok(()) => {}
             Err(RuleError::InvalidConfig(m)) => return Err(Error::Config(m)),
@@ -407,10 +344,21 @@ fn instantiate(
     Ok(Live { store, rule })
 }
 
+/// Gives the next call a fuel budget of its own, if one is chosen.
+fn set_fuel(store: &mut Store<StoreData>, fuel: Option<u64>) -> Result<(), Error> {
+    match fuel {
+        Some(fuel) => store
+            .set_fuel(fuel)
+            .map_err(|_| Error::Engine(wasmtime::format_err!("fuel is not counted"))),
+        None => Ok(()),
+    }
+}
+
 /// Records run one at a time after a batch ran out of its budget.
 const SINGLE_AFTER_TRAP: usize = 1024;
 
-/// Gives the next call, over `records` records, their deadline, fuel and write budget.
+/// Gives the next call, over `records` records, their deadline and fuel (its write
+/// budget comes with its [`Call`]).
 fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
     let records = records.max(1) as u64;
     store.set_epoch_deadline(limits.deadline_ticks().saturating_mul(records));
@@ -419,7 +367,6 @@ fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
             .set_fuel(fuel.saturating_mul(records))
             .expect("fuel is enabled with the limit");
     }
-    store.data_mut().kv.begin_call(records as usize);
 }
 
 /// Whether a call trapped for running out of time, fuel or write budget (rather than
@@ -448,9 +395,14 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Why a call trapped, for the record's dead letter: from the trap's type (a wasmtime
+/// [`Trap`] code, a harness limit, the memory limiter's refusal), never from its text.
 fn describe_trap(error: &wasmtime::Error, limits: &Limits) -> String {
     if let Some(limit) = error.downcast_ref::<KvLimitExceeded>() {
         return limit.to_string();
+    }
+    if let Some(memory) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return memory.to_string();
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!("the call ran past its deadline of {:?}", limits.deadline),
@@ -462,14 +414,36 @@ fn describe_trap(error: &wasmtime::Error, limits: &Limits) -> String {
             "the rule panicked or aborted (unreachable)".to_string()
         }
         Some(trap) => trap.to_string(),
-        None if format!("{error:#}").contains("memory") => {
-            format!(
-                "the rule exceeded its memory limit of {} MiB ({error:#})",
-                limits.max_memory_bytes >> 20
-            )
-        }
         None => format!("{error:#}"),
     }
+}
+
+/// A rule's outcome as the harness writes it, if it is within the limits and raises
+/// only detections the rule declares.
+fn accept(
+    catalog: &Catalog,
+    limits: &Limits,
+    outcome: bindings::Outcome,
+) -> Result<Outcome, RecordFailure> {
+    let (bytes, limit) = (output_bytes(&outcome), limits.max_output_bytes);
+    if bytes > limit {
+        return Err(RecordFailure::OutputTooLarge { bytes, limit });
+    }
+    if let Some(alert) = outcome
+        .alerts
+        .iter()
+        .find(|a| !catalog.declares(&a.rule_id))
+    {
+        return Err(RecordFailure::UndeclaredDetection(alert.rule_id.clone()));
+    }
+    Ok(Outcome {
+        relevant: outcome.relevant,
+        alerts: outcome
+            .alerts
+            .into_iter()
+            .filter_map(|a| catalog.line(a))
+            .collect(),
+    })
 }
 
 /// Bytes of text in the alerts: what the host will have to carry and print.

@@ -20,10 +20,10 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::bindings::{self, ALLOWED_IMPORTS, DETECTOR_EXPORT, RulePre};
-use crate::limits::{EPOCH_TICK, Limits, StoreData};
 use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::kv::KvHost;
+use crate::limits::{EPOCH_TICK, Limits, StoreData};
 use crate::runner::RuleRunner;
 use crate::state::StateStore;
 
@@ -69,6 +69,7 @@ impl Sandbox {
         self
     }
 
+    /// The limits every rule loaded from this sandbox runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -93,8 +94,7 @@ impl Sandbox {
                 if let Some(cache::Lookup::Refused(why)) = other {
                     warnings.push(why);
                 }
-                let component =
-                    Component::new(&self.engine, bytes).map_err(Error::Compile)?;
+                let component = Component::new(&self.engine, bytes).map_err(Error::Compile)?;
                 (component, false)
             }
         };
@@ -225,6 +225,7 @@ enum Direction {
 /// An import or export of a component, as `inspect` shows it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Item {
+    /// Its name, e.g. `wasi:keyvalue/store@0.2.0-draft`.
     pub name: String,
     /// `instance`, `func`, `type`, ...
     pub kind: &'static str,

@@ -5,23 +5,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use detect_host::bindings::{FieldError, RuleError};
 use detect_host::judge::Judge;
-use detect_host::kv::{KvHost, KvLimits};
-use detect_host::state::{self, StateStore};
+use detect_host::kv::{Call, KvHost, KvLimits, Phase};
+use detect_host::state::StateStore;
 use detect_host::{Error, Outcome, RecordFailure};
 use detect_sdk::prefilter::Prefilter;
 use detect_sdk::{AlertLine, Context, KeyValue, Rule, RuleConfig};
 
-/// A rule compiled into the harness: the same store, overlay and write limits as in the
-/// sandbox, but no sandbox. For comparison only: nothing bounds its CPU or memory.
+/// The bucket the SDK's rules keep their state in.
+const BUCKET: &str = "default";
+
+/// A rule compiled into the harness: the same store, call transactions and write limits
+/// as in the sandbox, but no sandbox. For comparison only: nothing bounds its CPU or
+/// memory.
 pub struct Native<R: Rule> {
     kv: KvHost,
-    table: String,
     config: R::Config,
     prefilter: Prefilter,
     max_clock_skew: Duration,
 }
 
 impl<R: Rule> Native<R> {
+    /// The rule over `store`, configured with `config` (JSON; `None`: its defaults),
+    /// accepting event times up to `max_clock_skew` past the wall clock.
     pub fn new(
         store: Box<dyn StateStore>,
         config: Option<&str>,
@@ -34,26 +39,35 @@ impl<R: Rule> Native<R> {
         };
         let prefilter = Prefilter::new(info.prefilter)
             .map_err(|e| Error::WrongWorld(format!("its prefilter is invalid: {e}")))?;
+        let mut kv = KvHost::new(store, KvLimits::default());
+        kv.set_rule(info.name);
         Ok(Native {
-            kv: KvHost::new(store, info.name, KvLimits::default()),
-            table: state::rule_table(info.name, "default"),
+            kv,
             config,
             prefilter,
             max_clock_skew,
         })
     }
 
-    fn process(&mut self, record: &str, context: &Context) -> Result<Outcome, RecordFailure> {
-        let mut bucket = Bucket {
-            kv: &mut self.kv,
-            table: &self.table,
-        };
+    /// One record in one call: its writes are committed if it succeeds. The rule
+    /// reporting its state unreadable stops the run.
+    fn process(
+        &mut self,
+        record: &str,
+        context: &Context,
+    ) -> Result<Result<Outcome, RecordFailure>, Error> {
+        let mut call = Call::begin(&mut self.kv, Phase::Records(1));
+        let mut bucket = Bucket { call: &mut call };
         match R::process(record, &self.config, &mut bucket, context) {
-            Ok(outcome) => Ok(Outcome {
-                relevant: outcome.relevant,
-                alerts: outcome.alerts.iter().map(AlertLine::from).collect(),
-            }),
-            Err(e) => Err(RecordFailure::Rejected(wit_error(e))),
+            Ok(outcome) => {
+                call.commit()?;
+                Ok(Ok(Outcome {
+                    relevant: outcome.relevant,
+                    alerts: outcome.alerts.iter().map(AlertLine::from).collect(),
+                }))
+            }
+            Err(detect_sdk::RuleError::State(message)) => Err(Error::RuleState(message)),
+            Err(e) => Ok(Err(RecordFailure::Rejected(wit_error(e)))),
         }
     }
 }
@@ -72,20 +86,10 @@ impl<R: Rule> Judge for Native<R> {
             .unwrap_or_default();
         let not_after = i64::try_from((now + self.max_clock_skew).as_millis()).unwrap_or(i64::MAX);
         let context = Context { not_after };
-        let mut results = Vec::with_capacity(records.len());
-        for record in records {
-            let result = self.process(record, &context);
-            match &result {
-                Err(RecordFailure::Rejected(RuleError::State(message))) => {
-                    self.kv.discard();
-                    return Err(Error::RuleState(message.clone()));
-                }
-                Ok(_) => self.kv.commit()?,
-                Err(_) => self.kv.discard(),
-            }
-            results.push(result);
-        }
-        Ok(results)
+        records
+            .iter()
+            .map(|record| self.process(record, &context))
+            .collect()
     }
 
     fn store(&mut self) -> &mut dyn StateStore {
@@ -97,21 +101,20 @@ impl<R: Rule> Judge for Native<R> {
     }
 }
 
-/// The rule's bucket in the host's store, as a [`KeyValue`].
-struct Bucket<'a> {
-    kv: &'a mut KvHost,
-    table: &'a str,
+/// The rule's bucket, within the call under way, as a [`KeyValue`].
+struct Bucket<'c, 'k> {
+    call: &'c mut Call<'k, KvHost>,
 }
 
-impl KeyValue for Bucket<'_> {
+impl KeyValue for Bucket<'_, '_> {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        self.kv.read(self.table, keys).map_err(|e| format!("{e:#}"))
+        self.call.read(BUCKET, keys).map_err(|e| format!("{e:#}"))
     }
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
         for (key, value) in entries {
-            self.kv
-                .write(self.table, key, Some(value))
+            self.call
+                .write(BUCKET, key, Some(value))
                 .map_err(|e| format!("{e:#}"))?;
         }
         Ok(())
@@ -119,8 +122,8 @@ impl KeyValue for Bucket<'_> {
 
     fn delete_many(&mut self, keys: Vec<String>) -> Result<(), String> {
         for key in keys {
-            self.kv
-                .write(self.table, key, None)
+            self.call
+                .write(BUCKET, key, None)
                 .map_err(|e| format!("{e:#}"))?;
         }
         Ok(())
@@ -128,8 +131,8 @@ impl KeyValue for Bucket<'_> {
 
     fn list_keys(&mut self, cursor: Option<u64>) -> Result<(Vec<String>, Option<u64>), String> {
         let page = self
-            .kv
-            .list(self.table, cursor)
+            .call
+            .list(BUCKET, cursor)
             .map_err(|e| format!("{e:#}"))?;
         Ok((page.keys, page.cursor))
     }

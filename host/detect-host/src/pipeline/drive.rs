@@ -38,11 +38,12 @@ struct Run<'a> {
 
 pub(super) fn run(
     pipeline: Pipeline,
+    mut judge: Box<dyn Judge>,
     alerts: Sink,
     dead_letters: Sink,
     stop: &Stop,
 ) -> Result<Report, Error> {
-    let Pipeline { mut judge, inputs, options, notices, progress, .. } = pipeline;
+    let Pipeline { inputs, options, notices, progress, .. } = pipeline;
     let keyed: Vec<_> = inputs.iter().map(|i| (i.key.as_deref(), &i.source)).collect();
     let (mut resume, forget) = marks::load(judge.store(), &keyed)?;
     if options.reprocess {

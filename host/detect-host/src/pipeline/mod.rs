@@ -22,9 +22,9 @@
 //! let rule = Sandbox::new(Limits::default())?.load(&std::fs::read("rule.wasm")?)?;
 //! let runner = rule.start(Box::new(RedbStore::open("state.redb".as_ref())?), None)?;
 //! let stop = Stop::new();
-//! let report = Pipeline::new(Box::new(runner), &["cloudtrail.json".into()], Options::default())?
+//! let report = Pipeline::new(&["cloudtrail.json".into()], Options::default())?
 //!     .alerts(Sink::stdout(&stop)?)
-//!     .run(&stop)?;
+//!     .run(Box::new(runner), &stop)?;
 //! eprintln!("{} records, {} alerts", report.records, report.alert_count());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -148,7 +148,6 @@ pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// One run of a rule over its inputs.
 pub struct Pipeline {
-    judge: Box<dyn Judge>,
     inputs: Vec<Input>,
     options: Options,
     alerts: Option<Sink>,
@@ -173,9 +172,10 @@ struct Input {
 }
 
 impl Pipeline {
-    /// A run of `judge` over `files` (`-` is standard input), checked without opening
-    /// them: a FIFO is opened once, by the reader.
-    pub fn new(judge: Box<dyn Judge>, files: &[PathBuf], options: Options) -> Result<Self, Error> {
+    /// A run over `files` (`-` is standard input), checked without opening them (a FIFO
+    /// is opened once, by the reader): before the state is opened, so that a mistyped
+    /// path costs nothing.
+    pub fn new(files: &[PathBuf], options: Options) -> Result<Self, Error> {
         let mut inputs: Vec<Input> = Vec::new();
         let mut seen = Vec::new();
         for arg in files {
@@ -198,7 +198,6 @@ impl Pipeline {
             inputs.push(Input { source, key, identity: None, done: 0, moved: false, ended: false });
         }
         Ok(Pipeline {
-            judge,
             inputs,
             options,
             alerts: None,
@@ -232,18 +231,19 @@ impl Pipeline {
         self
     }
 
-    /// Runs until every input is read, or `stop` is requested; commits either way. An
-    /// error says what stopped the run; what was delivered before it is committed.
-    pub fn run(mut self, stop: &Stop) -> Result<Report, Error> {
-        self.check_outputs()?;
+    /// Runs `judge` (a rule in the sandbox, say) until every input is read, or `stop` is
+    /// requested; commits either way. An error says what stopped the run; what was
+    /// delivered before it is committed.
+    pub fn run(mut self, mut judge: Box<dyn Judge>, stop: &Stop) -> Result<Report, Error> {
+        self.check_outputs(judge.state_path())?;
         let alerts = self.alerts.take().unwrap_or_else(|| Sink::discard(stop));
         let dead_letters = self.dead_letters.take().unwrap_or_else(|| Sink::discard(stop));
-        drive::run(self, alerts, dead_letters, stop)
+        drive::run(self, judge, alerts, dead_letters, stop)
     }
 
     /// Outputs must not overwrite what the run reads (an input, or the state), and alerts
     /// thrown away must not be recorded as raised unless that is asked for.
-    fn check_outputs(&mut self) -> Result<(), Error> {
+    fn check_outputs(&self, state: Option<PathBuf>) -> Result<(), Error> {
         let input_ids: Vec<_> = self
             .inputs
             .iter()
@@ -252,7 +252,6 @@ impl Pipeline {
                 Source::Stdin => None,
             })
             .collect();
-        let state = self.judge.state_path();
         let state_id = state.as_deref().and_then(file_id);
         if let Some(sink) = &self.alerts
             && sink.is_null()

@@ -1,18 +1,19 @@
 //! State in memory: for fixture tests (each case starts empty) and for runs whose state
 //! need not outlive the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::{Changes, StateStore, StoreError};
 
-/// A [`StateStore`] in a map of sorted maps.
+/// A [`StateStore`] in a map of sorted maps. Every table in it holds at least one key.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    tables: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    tables: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -41,14 +42,32 @@ impl StateStore for MemoryStore {
         Ok(range.take(limit).map(|(k, _)| k.clone()).collect())
     }
 
+    fn tables(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let names = self
+            .tables
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded));
+        Ok(names
+            .map(|(name, _)| name)
+            .take_while(|name| name.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
+        Ok(self.tables.contains_key(table))
+    }
+
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError> {
         for (name, writes) in changes {
-            let table = self.tables.entry(name).or_default();
+            let mut table = self.tables.remove(&name).unwrap_or_default();
             for (key, value) in writes {
                 match value {
                     Some(value) => table.insert(key, value),
                     None => table.remove(&key),
                 };
+            }
+            if !table.is_empty() {
+                self.tables.insert(name, table);
             }
         }
         Ok(())

@@ -2,7 +2,8 @@
 //!
 //! A store holds tables of key-value pairs: one per bucket of each rule
 //! (`rule/{rule}/{bucket}`), and the harness's own (`harness/...`), which no rule can
-//! name. The harness hands a store one call's worth of writes at a time ([`Changes`]),
+//! name. A table exists from the first value written to it until its last key is
+//! deleted: reading a table that does not exist finds nothing and creates nothing. The harness hands a store one call's worth of writes at a time ([`Changes`]),
 //! and only once the call has succeeded, so every store sees state move from one record
 //! boundary to the next. Writes are visible to reads at once and become durable together
 //! at [`StateStore::commit`]; a store dropped without a commit forgets them, which is how
@@ -41,7 +42,12 @@ pub fn change(changes: &mut Changes, table: &str, key: String, value: Option<Vec
 
 /// The table of a rule's bucket.
 pub fn rule_table(rule: &str, bucket: &str) -> String {
-    format!("rule/{rule}/{bucket}")
+    format!("{}{bucket}", rule_prefix(rule))
+}
+
+/// What the names of all the tables of a rule's buckets begin with.
+pub fn rule_prefix(rule: &str) -> String {
+    format!("rule/{rule}/")
 }
 
 /// The harness's table of how far each input file has been read.
@@ -63,7 +69,30 @@ pub trait StateStore: Send {
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// The names of the tables that exist and begin with `prefix`, in order. A table
+    /// exists from its first value until its last key is deleted.
+    ///
+    /// The default walks [`StateStore::entries`]: a store with many entries overrides it.
+    fn tables(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = self
+            .entries()?
+            .into_iter()
+            .map(|(table, _, _)| table)
+            .filter(|table| table.starts_with(prefix))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Whether `table` exists (holds at least one key).
+    fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
+        Ok(self.tables(table)?.iter().any(|name| name == table))
+    }
+
     /// Applies one call's writes. Reads see them at once; they become durable at `commit`.
+    /// A write of a value creates its table if need be; a table left without keys is
+    /// removed.
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError>;
 
     /// Makes everything applied so far durable, as one transaction.

@@ -15,10 +15,14 @@
 //! * a panic of the storage engine is caught here and becomes an error.
 //!
 //! Changes accumulate in one open write transaction (reads see them) until
-//! [`StateStore::commit`]; dropping the store without a commit forgets them.
+//! [`StateStore::commit`]; dropping the store without a commit forgets them. A table
+//! that does not exist is never opened for a read (in a write transaction, opening
+//! creates): the store keeps the names of the tables that exist, and a read of any other
+//! finds nothing. A table emptied by a call's writes is deleted.
 
 use std::any::Any;
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
 use std::ops::Bound;
@@ -27,8 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use redb::{
-    Builder, Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError,
-    TableDefinition, TableHandle, WriteTransaction,
+    Builder, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageError, TableDefinition, TableHandle, WriteTransaction,
 };
 
 use super::{Changes, StateStore, StoreError};
@@ -56,6 +60,9 @@ pub struct RedbStore {
     db: Option<Database>,
     path: PathBuf,
     txn: Option<WriteTransaction>,
+    /// The tables that exist, as the run's transaction sees them; `None` until listed, and
+    /// again after a failure that may have left them unknown.
+    tables: Option<BTreeSet<String>>,
 }
 
 impl RedbStore {
@@ -93,6 +100,7 @@ impl RedbStore {
             db: Some(db),
             path: path.to_owned(),
             txn: None,
+            tables: None,
         };
         store.check_format()?;
         store.verify_entries()?;
@@ -115,6 +123,7 @@ impl RedbStore {
         match guard(&path, || f(db, &mut self.txn)) {
             Ok(result) => result,
             Err(e) => {
+                self.tables = None;
                 let (txn, db) = (self.txn.take(), self.db.take());
                 let _ = guard(&path, move || drop((txn, db)));
                 Err(e)
@@ -178,14 +187,10 @@ impl RedbStore {
         &mut self,
         mut each: impl FnMut(&str, String, &[u8]),
     ) -> Result<(), StoreError> {
+        let names = self.table_names()?.clone();
         let path = self.path.clone();
         self.with_db(|db, txn| {
             let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
-            let names: Vec<String> = txn
-                .list_tables()
-                .map_err(|e| damaged(&path, e))?
-                .map(|t| t.name().to_owned())
-                .collect();
             for name in names {
                 let table = txn
                     .open_table(table(&name))
@@ -198,6 +203,30 @@ impl RedbStore {
             }
             Ok(())
         })
+    }
+
+    /// The tables that exist, as the run's transaction sees them. An empty table (which
+    /// reads of a missing one left in files of older versions) does not count.
+    fn table_names(&mut self) -> Result<&BTreeSet<String>, StoreError> {
+        if self.tables.is_none() {
+            let path = self.path.clone();
+            let names = self.with_db(|db, txn| {
+                let mut list = || -> Result<BTreeSet<String>, redb::Error> {
+                    let txn = Self::write_txn(db, txn)?;
+                    let mut names = BTreeSet::new();
+                    for handle in txn.list_tables()? {
+                        let name = handle.name().to_owned();
+                        if !txn.open_table(table(&name))?.is_empty()? {
+                            names.insert(name);
+                        }
+                    }
+                    Ok(names)
+                };
+                list().map_err(|e| damaged(&path, e))
+            })?;
+            self.tables = Some(names);
+        }
+        Ok(self.tables.as_ref().expect("just listed"))
     }
 
     fn write_txn<'a>(
@@ -348,6 +377,35 @@ fn checksum(table: &str, key: &[u8], value: &[u8]) -> u32 {
     crc.finalize()
 }
 
+/// Applies one table's writes in `txn`, keeping `tables` (those that exist) up to date:
+/// only a value creates the table, and a table left empty is deleted.
+fn write_table(
+    txn: &WriteTransaction,
+    tables: &mut BTreeSet<String>,
+    name: &str,
+    writes: &super::TableChanges,
+) -> Result<(), redb::Error> {
+    if !tables.contains(name) && writes.values().all(Option::is_none) {
+        return Ok(()); // deletes in a table that does not exist
+    }
+    let mut table = txn.open_table(table(name))?;
+    for (key, value) in writes {
+        match value {
+            Some(value) => {
+                table.insert(key.as_bytes(), seal(name, key.as_bytes(), value).as_slice())?
+            }
+            None => table.remove(key.as_bytes())?,
+        };
+    }
+    if table.is_empty()? {
+        txn.delete_table(table)?;
+        tables.remove(name);
+    } else {
+        tables.insert(name.to_owned());
+    }
+    Ok(())
+}
+
 fn key_text(path: &Path, table: &str, key: &[u8]) -> Result<String, StoreError> {
     String::from_utf8(key.to_vec())
         .map_err(|_| damaged(path, format!("a key in table `{table}` is not UTF-8")))
@@ -359,6 +417,9 @@ impl StateStore for RedbStore {
     }
 
     fn get_many(&mut self, name: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if !self.has_table(name)? {
+            return Ok(vec![None; keys.len()]);
+        }
         let path = self.path.clone();
         self.with_db(|db, txn| {
             let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
@@ -380,6 +441,9 @@ impl StateStore for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
+        if !self.has_table(name)? {
+            return Ok(Vec::new());
+        }
         let path = self.path.clone();
         self.with_db(|db, txn| {
             let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
@@ -397,32 +461,39 @@ impl StateStore for RedbStore {
         })
     }
 
+    fn tables(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let names = self.table_names()?;
+        let from = names.range::<str, _>((Bound::Included(prefix), Bound::Unbounded));
+        Ok(from
+            .take_while(|name| name.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
+        Ok(self.table_names()?.contains(table))
+    }
+
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError> {
         let path = self.path.clone();
-        self.with_db(|db, txn| {
+        self.table_names()?;
+        let mut tables = self.tables.take().expect("just listed");
+        let applied = self.with_db(|db, txn| {
             let txn = Self::write_txn(db, txn).map_err(|e| damaged(&path, e))?;
-            let write = || -> Result<(), redb::Error> {
-                for (name, writes) in &changes {
-                    let mut table = txn.open_table(table(name))?;
-                    for (key, value) in writes {
-                        match value {
-                            Some(value) => table.insert(
-                                key.as_bytes(),
-                                seal(name, key.as_bytes(), value).as_slice(),
-                            )?,
-                            None => table.remove(key.as_bytes())?,
-                        };
-                    }
-                }
-                Ok(())
-            };
-            write().map_err(|e| StoreError(format!("state file {}: {e}", path.display())))
-        })
+            for (name, writes) in &changes {
+                write_table(txn, &mut tables, name, writes)
+                    .map_err(|e| StoreError(format!("state file {}: {e}", path.display())))?;
+            }
+            Ok(())
+        });
+        // After a failure, which tables exist is listed again.
+        self.tables = applied.is_ok().then_some(tables);
+        applied
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
-        self.with_db(|db, txn| {
+        let committed = self.with_db(|db, txn| {
             let Some(txn) = txn.take() else {
                 return Ok(());
             };
@@ -436,7 +507,11 @@ impl StateStore for RedbStore {
             };
             commit()
                 .map_err(|e| StoreError(format!("committing state file {}: {e}", path.display())))
-        })
+        });
+        if committed.is_err() {
+            self.tables = None;
+        }
+        committed
     }
 
     fn entries(&mut self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
@@ -524,6 +599,40 @@ mod tests {
             store.keys_after("other", None, 10).unwrap(),
             Vec::<String>::new()
         );
+    }
+
+    /// The tables in the file itself, as another reader of it would list them.
+    fn tables_in_file(path: &Path) -> Vec<String> {
+        let db = Database::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let names = txn.list_tables().unwrap();
+        names.map(|t| t.name().to_owned()).collect()
+    }
+
+    #[test]
+    fn only_a_value_creates_a_table_and_the_last_delete_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.get_many("missing", &["k"]).unwrap(), [None]);
+        assert!(store.keys_after("missing", None, 10).unwrap().is_empty());
+        store.apply(put("missing", "k", None)).unwrap();
+        assert!(!store.has_table("missing").unwrap());
+        store.apply(put("rule/r/a", "k", Some("1"))).unwrap();
+        store.apply(put("rule/r/b", "k", Some("1"))).unwrap();
+        store.apply(put("rule/s/a", "k", Some("1"))).unwrap();
+        assert_eq!(store.tables("rule/r/").unwrap(), ["rule/r/a", "rule/r/b"]);
+        store.apply(put("rule/r/a", "k", None)).unwrap();
+        assert_eq!(store.get_many("rule/r/a", &["k"]).unwrap(), [None]);
+        store.commit().unwrap();
+        drop(store);
+        assert_eq!(
+            tables_in_file(&path),
+            ["harness/format", "rule/r/b", "rule/s/a"]
+        );
+        let mut store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.tables("rule/").unwrap(), ["rule/r/b", "rule/s/a"]);
+        assert!(store.has_table("rule/s/a").unwrap());
     }
 
     #[test]

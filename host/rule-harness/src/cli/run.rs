@@ -75,7 +75,7 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let stop = Stop::new();
     let signals = super::signals::Signals::register(&stop)?;
-    let pipeline = Pipeline::new(judge(rule_args, args)?, &args.files, options(rule_args, args))?;
+    let pipeline = Pipeline::new(&args.files, options(rule_args, args))?;
     let alerts = Sink::stdout(&stop)?;
     if alerts.is_null() {
         let what = "standard output is /dev/null (or was closed): this run's alerts would be discarded";
@@ -86,6 +86,7 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
         eprintln!("rule-harness: {what}");
     }
+    let judge = judge(rule_args, args)?;
     let dead_letters = match &args.dead_letter {
         Some(path) => Sink::append(path, &stop)?,
         None => Sink::stderr(&stop)?,
@@ -101,7 +102,7 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .dead_letters(dead_letters)
         .notices(Box::new(|notice| eprintln!("rule-harness: {notice}")))
         .progress(Arc::new(move |bytes| bar.inc(bytes)))
-        .run(&stop);
+        .run(judge, &stop);
     progress.finish_and_clear();
     let (report, undelivered) = match ran {
         Ok(report) => (report, None),

@@ -1,0 +1,263 @@
+//! Hostile rules against the key-value store: components in WAT that open buckets they
+//! should not be able to afford, or write where no record is being processed.
+
+use std::path::Path;
+
+use detect_host::state::{MemoryStore, RedbStore, StateStore};
+use detect_host::{Error, Limits, RecordFailure, RuleRunner, Sandbox};
+
+/// A component of the `detect:rule` world from core-module pieces: a bump allocator, a
+/// `describe` naming it `hostile` that first runs `describe_body`, a `configure` that runs
+/// `configure_body` and accepts anything, and `process_event` for each record, which
+/// receives the record as (`$ptr`, `$len`) and returns a pointer to its result. Address
+/// 128 holds zeros: the canonical encoding of `ok(outcome { relevant: false, alerts: [] })`.
+fn component(describe_body: &str, configure_body: &str, process_event: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+            (import "wasi:keyvalue/store@0.2.0-draft" "open" (func $open (param i32 i32 i32)))
+            (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.get" (func $get (param i32 i32 i32 i32)))
+            (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.exists" (func $exists (param i32 i32 i32 i32)))
+            (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.list-keys" (func $list (param i32 i32 i64 i32)))
+            (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.set" (func $set (param i32 i32 i32 i32 i32 i32)))
+            (import "wasi:keyvalue/store@0.2.0-draft" "[resource-drop]bucket" (func $drop (param i32)))
+            (memory (export "memory") 64)
+            (global $heap (mut i32) (i32.const 65536))
+            (data (i32.const 16) "default")
+            (data (i32.const 32) "1")
+            (data (i32.const 40) "describe")
+            (data (i32.const 48) "configure")
+            (data (i32.const 400) "hostile")
+            (data (i32.const 410) "0")
+            (data (i32.const 420) "{{}}")
+            (func $alloc (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+                (local $at i32)
+                (local.set $at (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                                        (i32.sub (i32.const 0) (local.get 2))))
+                (global.set $heap (i32.add (local.get $at) (local.get 3)))
+                (local.get $at))
+            ;; Opens the bucket named by (ptr, len) and sets its key `key` to `1`, if the
+            ;; store lets it; returns whether it did.
+            (func $try_set (param $ptr i32) (param $len i32) (param $key i32) (param $key_len i32) (result i32)
+                (local $bucket i32)
+                (call $open (local.get $ptr) (local.get $len) (i32.const 64))
+                (if (i32.load8_u (i32.const 64)) (then (return (i32.const 0))))
+                (local.set $bucket (i32.load (i32.const 68)))
+                (call $set (local.get $bucket) (local.get $key) (local.get $key_len) (i32.const 32) (i32.const 1) (i32.const 96))
+                (call $drop (local.get $bucket))
+                (i32.const 1))
+            (func (export "detect:rule/detector@0.3.0#describe") (result i32)
+                {describe_body}
+                (i32.store (i32.const 256) (i32.const 400)) (i32.store (i32.const 260) (i32.const 7))
+                (i32.store (i32.const 264) (i32.const 410)) (i32.store (i32.const 268) (i32.const 1))
+                (i32.store (i32.const 288) (i32.const 420)) (i32.store (i32.const 292) (i32.const 2))
+                (i32.const 256))
+            (func (export "detect:rule/detector@0.3.0#configure") (param i32 i32) (result i32)
+                {configure_body}
+                (i32.const 128))
+            (func $one (param $ptr i32) (param $len i32) (result i32)
+                (local $bucket i32)
+                {process_event})
+            (func (export "detect:rule/detector@0.3.0#process-event") (param i32 i32 i64) (result i32)
+                (call $one (local.get 0) (local.get 1)))
+            (func (export "detect:rule/detector@0.3.0#process-batch") (param i32 i32 i64) (result i32)
+                unreachable)
+        )"#
+    );
+    let mut module = wat::parse_str(&wat).expect("the hostile guest is valid WAT");
+    // `Bindgen` holds a `wit_parser::Resolve`: the WIT parser, reached through
+    // wit-component, which this package depends on.
+    let mut bindgen = wit_component::metadata::Bindgen::default();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    let (package, _) = bindgen.resolve.push_dir(&wit).expect("the WIT parses");
+    let world = bindgen
+        .resolve
+        .select_world(&[package], Some("rule"))
+        .expect("the world exists");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &bindgen.resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .expect("metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| e.validate(true).encode())
+        .expect("the hostile guest encodes as a component")
+}
+
+/// Opens the bucket the record names, which must succeed, and only reads it: `get`,
+/// `exists` and `list-keys`.
+const READ_A_NEW_BUCKET: &str = r#"
+    (call $open (local.get $ptr) (local.get $len) (i32.const 64))
+    (if (i32.load8_u (i32.const 64)) (then unreachable))
+    (local.set $bucket (i32.load (i32.const 68)))
+    (call $get (local.get $bucket) (i32.const 32) (i32.const 1) (i32.const 96))
+    (call $exists (local.get $bucket) (i32.const 32) (i32.const 1) (i32.const 96))
+    (call $list (local.get $bucket) (i32.const 0) (i64.const 0) (i32.const 192))
+    (call $drop (local.get $bucket))
+    (i32.const 128)"#;
+
+/// Sets the key `1` in the bucket the record names; traps if it cannot open it.
+const WRITE_A_NEW_BUCKET: &str = r#"
+    (if (i32.eqz (call $try_set (local.get $ptr) (local.get $len) (i32.const 32) (i32.const 1)))
+        (then unreachable))
+    (i32.const 128)"#;
+
+/// Writes the key `describe` (or `configure`) into the bucket `default`, if it may.
+const WRITE_IN_DESCRIBE: &str =
+    "(drop (call $try_set (i32.const 16) (i32.const 7) (i32.const 40) (i32.const 8)))";
+const WRITE_IN_CONFIGURE: &str =
+    "(drop (call $try_set (i32.const 16) (i32.const 7) (i32.const 48) (i32.const 9)))";
+
+fn start(component: &[u8], store: Box<dyn StateStore>, config: Option<&str>) -> RuleRunner {
+    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    let rule = sandbox.load(component).unwrap();
+    rule.start(store, config.map(str::to_owned)).unwrap()
+}
+
+/// A bucket name of `len` bytes, different for each `n`.
+fn name(n: usize, len: usize) -> String {
+    format!("{n:0len$}")
+}
+
+fn trap_reason(result: Result<detect_host::Outcome, Error>) -> String {
+    match result {
+        Err(Error::Record(RecordFailure::Trapped(reason))) => reason,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+/// State file size after `records` records, each reading a bucket of a new 250-byte name.
+fn size_after_reading(records: usize) -> (u64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = RedbStore::open(&path).unwrap();
+    let mut runner = start(&component("", "", READ_A_NEW_BUCKET), Box::new(store), None);
+    for n in 0..records {
+        runner.process(&name(n, 250)).unwrap();
+        if n % 100 == 99 {
+            runner.commit().unwrap();
+        }
+    }
+    runner.commit().unwrap();
+    assert_eq!(runner.store().tables("").unwrap(), ["harness/format"]);
+    let entries = runner.store().entries().unwrap();
+    let entries = entries
+        .iter()
+        .filter(|(t, _, _)| t.starts_with("rule/"))
+        .count();
+    drop(runner);
+    (std::fs::metadata(&path).unwrap().len(), entries)
+}
+
+#[test]
+fn reading_buckets_that_do_not_exist_creates_nothing() {
+    let (small, small_entries) = size_after_reading(100);
+    let (large, large_entries) = size_after_reading(2000);
+    eprintln!("state file: {small} bytes after 100 records, {large} after 2000");
+    assert_eq!((small_entries, large_entries), (0, 0));
+    assert!(
+        large <= small + 64 * 1024,
+        "the state file grew from {small} bytes after 100 read-only records to {large} \
+         after 2000"
+    );
+}
+
+#[test]
+fn a_rule_may_have_only_so_many_buckets() {
+    let limit = Limits::default().kv.max_buckets;
+    let mut runner = start(
+        &component("", "", WRITE_A_NEW_BUCKET),
+        Box::new(MemoryStore::new()),
+        None,
+    );
+    for n in 0..limit {
+        runner.process(&name(n, 8)).unwrap();
+    }
+    // Writing to a bucket that exists is fine; creating one more is not.
+    runner.process(&name(0, 8)).unwrap();
+    let reason = trap_reason(runner.process(&name(limit, 8)));
+    assert!(
+        reason.contains(&format!("a rule may have at most {limit} buckets")),
+        "{reason}"
+    );
+    let tables: std::collections::BTreeSet<String> = runner
+        .store()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|(table, _, _)| table)
+        .collect();
+    assert_eq!(tables.len(), limit);
+}
+
+#[test]
+fn a_bucket_name_is_bounded() {
+    let limit = Limits::default().kv.max_bucket_name_bytes;
+    let mut runner = start(
+        &component("", "", READ_A_NEW_BUCKET),
+        Box::new(MemoryStore::new()),
+        None,
+    );
+    runner.process(&name(1, limit)).unwrap();
+    let reason = trap_reason(runner.process(&name(2, limit + 1)));
+    assert!(
+        reason.contains(&format!(
+            "a bucket name of {} bytes exceeds the limit of {limit}",
+            limit + 1
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
+fn describe_and_configure_write_nothing() {
+    let mut runner = start(
+        &component(WRITE_IN_DESCRIBE, WRITE_IN_CONFIGURE, WRITE_A_NEW_BUCKET),
+        Box::new(MemoryStore::new()),
+        Some("{}"),
+    );
+    runner.process("record").unwrap();
+    // A trap replaces the instance, which is configured again.
+    let _ = runner.process(&name(0, 1000));
+    runner.process("after").unwrap();
+    runner.commit().unwrap();
+    let entries: Vec<(String, String)> = runner
+        .store()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|(table, key, _)| (table, key))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("rule/hostile/after".to_owned(), "1".to_owned()),
+            ("rule/hostile/record".to_owned(), "1".to_owned()),
+        ]
+    );
+}
+
+/// The memory limit is told from the limiter's typed refusal, not from a trap's text.
+#[test]
+fn an_allocation_bomb_is_reported_as_the_memory_limit() {
+    let limits = Limits {
+        max_memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let bomb = "(loop $again (drop (memory.grow (i32.const 256))) (br $again)) unreachable";
+    let rule = Sandbox::new(limits)
+        .unwrap()
+        .load(&component("", "", bomb))
+        .unwrap();
+    let mut runner = rule.start(Box::new(MemoryStore::new()), None).unwrap();
+    let reason = trap_reason(runner.process("{}"));
+    assert!(
+        reason.starts_with("the rule exceeded its memory limit of 16 MiB (it asked for "),
+        "{reason}"
+    );
+    // The instance is replaced and the next record runs.
+    assert!(matches!(trap_reason(runner.process("{}")), r if r.contains("memory limit")));
+}
