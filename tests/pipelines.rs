@@ -482,6 +482,15 @@ fn every_rule_runs_in_every_host() {
 /// and a generated stream, and each keeps the contract.
 fn runs_in_every_host(rule: &str, artifacts: &'static Artifacts, cases: (Vec<String>, Vec<String>)) {
     let (stream, rejected) = cases;
+    // Those a fresh state rejects (some cases reject a record only after others: too
+    // late behind them, say), among those the rule's prefilter lets through (pipeline
+    // hosts skip the others unread, by design).
+    let prefilter = Component::of(artifacts).0.prefilter().clone();
+    let rejected: Vec<String> = rejected
+        .into_iter()
+        .filter(|r| prefilter.is_candidate(r.as_bytes()))
+        .filter(|r| matches!(Component::of(artifacts).process(r), Step::Rejected(_)))
+        .collect();
     assert!(!stream.is_empty() && !rejected.is_empty(), "{rule}: its cases");
     let with_corpus: Vec<String> = stream.iter().cloned().chain(corpus_records(300)).collect();
     let raised = the_same_alerts_from_every_binding(artifacts, &with_corpus);

@@ -1,5 +1,4 @@
-//! An alert as a rule raises it, the dedup gate every detection passes it through, and
-//! the JSON line every host writes for it.
+//! An alert as a rule raises it, and the JSON line every host writes for it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -96,26 +95,5 @@ impl From<&Alert> for AlertLine {
             context: a.context.clone(),
             event_id: a.event_id.clone(),
         }
-    }
-}
-
-/// Whether an alert for the same detection and dedup key, raised at `last_alert`, still
-/// silences one at `at`.
-pub fn suppressed(last_alert: Option<Millis>, at: Millis, period: Millis) -> bool {
-    last_alert.is_some_and(|t0| at < t0.saturating_add(period))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dedup_silences_up_to_the_end_of_the_period() {
-        assert!(!suppressed(None, 5, 10));
-        assert!(suppressed(Some(100), 100, 10));
-        assert!(suppressed(Some(100), 109, 10));
-        assert!(!suppressed(Some(100), 110, 10));
-        // An out-of-order record from before the alert is silenced too.
-        assert!(suppressed(Some(100), 50, 10));
     }
 }

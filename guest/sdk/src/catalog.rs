@@ -65,6 +65,11 @@ pub struct Detection {
     pub reference: &'static str,
     /// Labels for search and routing.
     pub tags: &'static [&'static str],
+    /// The field of the rule's configuration that holds this detection's dedup period
+    /// (how long its alerts for one dedup key stay quiet after one is raised), as a dotted
+    /// path: `"dedup_period"`, `"baseline.dedup_period"`. Several detections may share
+    /// one.
+    pub dedup_period: &'static str,
 }
 
 /// Looks a detection up by id in a rule's list.

@@ -8,7 +8,8 @@ use std::marker::PhantomData;
 
 use crate::binding::Slot;
 use crate::catalog::{Mitre, Severity};
-use crate::kv::{Changes, KeyValue, Overlay};
+use crate::config::period_at;
+use crate::kv::KeyValue;
 use crate::{Context, Rule, RuleConfig, RuleError};
 
 /// The bindings of the `detect:rule` world, generated from `wit/`.
@@ -71,7 +72,9 @@ impl<R: Rule> wit::Guest for Component<R> {
                     description: d.description.into(),
                     runbook: d.runbook.into(),
                     reference: d.reference.into(),
-                    dedup_period_seconds: config.dedup_period_seconds(d.id),
+                    // The test kit checks that each detection names a period.
+                    dedup_period_seconds: period_at(config, d.dedup_period)
+                        .map_or(0, |p| p.seconds()),
                     tags: d.tags.iter().map(|t| t.to_string()).collect(),
                 })
                 .collect(),
@@ -124,7 +127,7 @@ fn open(bucket: &mut Option<Bucket>) -> Result<&mut Bucket, RuleError> {
 }
 
 /// One record: its reads go to the host as they come, its writes in one batch at its
-/// end, and only if it succeeded.
+/// end, and only if it succeeded ([`Rule::process`]).
 fn process<R: Rule>(
     event: &str,
     config: &R::Config,
@@ -134,13 +137,7 @@ fn process<R: Rule>(
     let context = Context {
         not_after: context.not_after,
     };
-    let mut pending = Changes::new();
-    let mut overlay = Overlay {
-        base: bucket,
-        pending: &mut pending,
-    };
-    let outcome = R::process(event, config, &mut overlay, &context).map_err(error)?;
-    overlay.flush().map_err(|e| error(RuleError::State(e)))?;
+    let outcome = R::process(event, config, bucket, &context).map_err(error)?;
     let alerts = outcome
         .alerts
         .into_iter()

@@ -1,9 +1,12 @@
-//! Helpers for rule configurations: lengths of event time written the way people write
-//! them, and identity patterns with wildcards.
+//! Helpers for rule configurations ([`RuleConfig`](crate::RuleConfig)): lengths of event
+//! time written the way people write them, identity patterns with wildcards, and reading
+//! one period of a configuration by its path ([`period_at`]).
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::de::{self, Deserializer, Visitor};
+use serde::ser::{self, Impossible};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::time::{DAY, HOUR, MINUTE, Millis, SECOND};
@@ -82,22 +85,235 @@ impl<'de> Deserialize<'de> for Period {
                     .and_then(|s| self.visit_u64(s))
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Period, E> {
-                let bad = || {
-                    E::custom(format!(
-                        "`{text}` is not a period such as \"90m\", \"1h\", \"14d\""
-                    ))
-                };
-                let unit = text.chars().last().ok_or_else(bad)?;
-                let size = UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?.1;
-                let count: i64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
-                count
-                    .checked_mul(size)
-                    .filter(|m| *m >= 0)
-                    .map(Period)
-                    .ok_or_else(bad)
+                text.parse().map_err(E::custom)
             }
         }
         d.deserialize_any(PeriodVisitor)
+    }
+}
+
+impl FromStr for Period {
+    type Err = String;
+
+    /// A number with a unit: `"90m"`, `"1h"`, `"14d"`.
+    fn from_str(text: &str) -> Result<Period, String> {
+        let bad = || format!("`{text}` is not a period such as \"90m\", \"1h\", \"14d\"");
+        let unit = text.chars().last().ok_or_else(bad)?;
+        let size = UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?.1;
+        let count: i64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+        count
+            .checked_mul(size)
+            .filter(|m| *m >= 0)
+            .map(Period)
+            .ok_or_else(bad)
+    }
+}
+
+/// The period at `path` (field names joined by `.`) of a configuration.
+pub fn period_at(config: &impl Serialize, path: &str) -> Result<Period, String> {
+    let fields: Vec<&str> = path.split('.').collect();
+    let text = config.serialize(TextAt(&fields)).ok().flatten();
+    text.ok_or_else(|| format!("the configuration has no period `{path}`"))?
+        .parse()
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Finds the text a value serializes at a path, serializing nothing off the path: the SDK
+/// reads an alert's dedup period this way for every alert, where serializing the whole
+/// configuration would cost about as much as reading the record.
+struct TextAt<'p>(&'p [&'p str]);
+
+/// Off the path, or not text: nothing to find.
+#[derive(Debug)]
+struct Nowhere;
+
+impl fmt::Display for Nowhere {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no text at the path")
+    }
+}
+
+impl std::error::Error for Nowhere {}
+
+impl ser::Error for Nowhere {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Nowhere
+    }
+}
+
+/// Values that hold no text, nor anything on a path.
+macro_rules! no_text {
+    ($($method:ident($($ty:ty),*)),* $(,)?) => {
+        $(fn $method(self $(, _: $ty)*) -> Result<Option<String>, Nowhere> {
+            Ok(None)
+        })*
+    };
+}
+
+impl<'p> Serializer for TextAt<'p> {
+    type Ok = Option<String>;
+    type Error = Nowhere;
+    type SerializeSeq = Impossible<Option<String>, Nowhere>;
+    type SerializeTuple = Impossible<Option<String>, Nowhere>;
+    type SerializeTupleStruct = Impossible<Option<String>, Nowhere>;
+    type SerializeTupleVariant = Impossible<Option<String>, Nowhere>;
+    type SerializeMap = Entries<'p>;
+    type SerializeStruct = Fields<'p>;
+    type SerializeStructVariant = Impossible<Option<String>, Nowhere>;
+
+    no_text!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_bytes(&[u8]),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+
+    fn serialize_str(self, text: &str) -> Result<Option<String>, Nowhere> {
+        Ok(self.0.is_empty().then(|| text.to_owned()))
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<Option<String>, Nowhere> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<Option<String>, Nowhere> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Option<String>, Nowhere> {
+        Ok(None)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Nowhere> {
+        Err(Nowhere)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Nowhere> {
+        Err(Nowhere)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Nowhere> {
+        Err(Nowhere)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Nowhere> {
+        Err(Nowhere)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Entries<'p>, Nowhere> {
+        Ok(Entries {
+            path: self.0,
+            here: false,
+            found: None,
+        })
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Fields<'p>, Nowhere> {
+        Ok(Fields {
+            path: self.0,
+            found: None,
+        })
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Nowhere> {
+        Err(Nowhere)
+    }
+}
+
+/// A struct on the path: only the field named next is serialized.
+struct Fields<'p> {
+    path: &'p [&'p str],
+    found: Option<String>,
+}
+
+impl ser::SerializeStruct for Fields<'_> {
+    type Ok = Option<String>;
+    type Error = Nowhere;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), Nowhere> {
+        if let Some((&next, rest)) = self.path.split_first()
+            && next == name
+        {
+            self.found = value.serialize(TextAt(rest))?;
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<Option<String>, Nowhere> {
+        Ok(self.found)
+    }
+}
+
+/// A map on the path (a flattened struct, say): only the value of the key named next.
+struct Entries<'p> {
+    path: &'p [&'p str],
+    /// The last key was the one named next.
+    here: bool,
+    found: Option<String>,
+}
+
+impl ser::SerializeMap for Entries<'_> {
+    type Ok = Option<String>;
+    type Error = Nowhere;
+
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Nowhere> {
+        let key = key.serialize(TextAt(&[]))?;
+        self.here = key.as_deref() == self.path.first().copied();
+        Ok(())
+    }
+
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Nowhere> {
+        if self.here {
+            self.found = value.serialize(TextAt(&self.path[1..]))?;
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<Option<String>, Nowhere> {
+        Ok(self.found)
     }
 }
 
@@ -169,6 +385,39 @@ mod tests {
                 .unwrap_err()
                 .contains("b must")
         );
+    }
+
+    #[test]
+    fn a_period_is_read_by_its_path_alone() {
+        #[derive(Serialize)]
+        struct Inner {
+            list: Vec<u8>,
+            period: Period,
+            maybe: Option<Period>,
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            top: Period,
+            inner: Inner,
+            #[serde(flatten)]
+            flat: std::collections::BTreeMap<String, Period>,
+        }
+        let config = Outer {
+            top: Period::days(1),
+            inner: Inner {
+                list: vec![1],
+                period: Period::hours(3),
+                maybe: None,
+            },
+            flat: [("f".to_owned(), Period(90 * MINUTE))].into(),
+        };
+        assert_eq!(period_at(&config, "top"), Ok(Period::days(1)));
+        assert_eq!(period_at(&config, "inner.period"), Ok(Period::hours(3)));
+        assert_eq!(period_at(&config, "f").unwrap().millis(), 90 * MINUTE);
+        for missing in ["inner", "inner.list", "inner.maybe", "nope", "top.x", ""] {
+            let err = period_at(&config, missing).unwrap_err();
+            assert!(err.contains("has no period"), "{missing}: {err}");
+        }
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //!   the same JSON as `rule-harness --config`;
 //! * `array_map` turns each record (a CloudTrail record, or a `{"Records": [...]}` log
 //!   file) into its alerts: one output record per alert, keyed by the detection's id, its
-//!   value the alert as a JSON line. A record the rule cannot process gives one record
+//!   value the alert as a JSON line. The module imports nothing but the engine's
+//!   `copy_records`, so no clock: the record's timestamp, as its producer stamped it,
+//!   bounds the event times it accepts (up to an hour later). A record the rule cannot process gives one record
 //!   keyed `rule-error` with what went wrong, rather than stopping the stream. The engine
 //!   reads the output once the call has returned; the next call frees it;
-//! * `look_back` replays records after a restart to rebuild the state. Fluvio looks back
+//! * `look_back` replays records after a restart to rebuild the state (the engine hands
+//!   them over stamped 0, so their event times are not bounded). Fluvio looks back
 //!   up to the end of the topic, while a consumer resumes from its own offset, so the
 //!   first records it then reads may be ones the look-back already learnt from: those give
 //!   the alerts they gave in the look-back (an uninterrupted run's), instead of being
@@ -40,7 +43,7 @@ use crate::binding::{Resident, Slot, pipeline_context};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Rule, RuleConfig};
+use crate::{AlertLine, Context, Rule, RuleConfig};
 
 /// The parameter that carries the rule's configuration.
 pub const CONFIG_PARAM: &str = "config";
@@ -144,8 +147,8 @@ impl<R: Rule> Module<R> {
         })
     }
 
-    fn judge(&mut self, text: &str) -> Judged {
-        match self.resident.process(text, &pipeline_context()) {
+    fn judge(&mut self, text: &str, context: &Context) -> Judged {
+        match self.resident.process(text, context) {
             Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
             Err(e) => Err((e.kind(), e.to_string())),
         }
@@ -166,13 +169,14 @@ impl<R: Rule> Module<R> {
 
     /// One Fluvio record's output records: its alerts, and its failures.
     fn map(&mut self, record: &SmartModuleRecord, out: &mut Vec<Record>) {
+        let context = pipeline_context(Some(record.timestamp()));
         let judged = match self.candidates(record) {
             Err(failed) => vec![failed],
             Ok(texts) => texts
                 .into_iter()
                 .map(|text| {
                     let replayed = self.looked_back.replayed(fingerprint(text));
-                    replayed.unwrap_or_else(|| self.judge(text))
+                    replayed.unwrap_or_else(|| self.judge(text, &context))
                 })
                 .collect(),
         };
@@ -191,10 +195,12 @@ impl<R: Rule> Module<R> {
         }
     }
 
+    /// Learns from a record of the look-back: the engine stamps them all 0, so nothing
+    /// bounds their event times.
     fn look_back(&mut self, record: &SmartModuleRecord) {
         if let Ok(texts) = self.candidates(record) {
             for text in texts {
-                let judged = self.judge(text);
+                let judged = self.judge(text, &pipeline_context(None));
                 self.looked_back.remember(fingerprint(text), judged);
             }
         }

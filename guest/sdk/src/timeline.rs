@@ -6,7 +6,9 @@
 //!
 //! * a record dated after the host's bound (its wall clock plus the skew it allows) is
 //!   rejected: it would push the watermark into the future, and the sweep would then delete
-//!   baselines that are still current;
+//!   baselines that are still current. The SDK refuses every alert dated so
+//!   ([`check_not_after`]); a rule that learns from records that raise nothing places
+//!   them with [`History::admit`](crate::history::History::admit);
 //! * a record more than `max_lateness` behind the watermark is rejected: the state it
 //!   would be judged against has moved on, and it could suppress or switch on detections
 //!   for a past the rule has already judged;
@@ -40,16 +42,22 @@ pub struct Bounds {
     pub fresh_after: Period,
 }
 
-/// Places a record at `at`, given the latest event time seen.
-pub fn place(at: Millis, watermark: Option<Millis>, bounds: &Bounds) -> Result<Placement, String> {
-    if at > bounds.not_after {
+/// Refuses a record at `at` dated after the host's bound, `not_after`.
+pub fn check_not_after(at: Millis, not_after: Millis) -> Result<(), String> {
+    if at > not_after {
         return Err(format!(
             "{} is after the latest time the host accepts ({}, its clock plus the allowed \
              skew): a record from the future is forged or damaged",
             format_rfc3339(at),
-            format_rfc3339(bounds.not_after)
+            format_rfc3339(not_after)
         ));
     }
+    Ok(())
+}
+
+/// Places a record at `at`, given the latest event time seen.
+pub fn place(at: Millis, watermark: Option<Millis>, bounds: &Bounds) -> Result<Placement, String> {
+    check_not_after(at, bounds.not_after)?;
     let Some(watermark) = watermark else {
         return Ok(Placement::Continues);
     };

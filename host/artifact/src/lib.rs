@@ -14,7 +14,7 @@
 
 #![deny(missing_docs)]
 
-#[cfg(feature = "build")]
+#[cfg(any(test, feature = "build"))]
 pub mod build;
 pub mod stack;
 
@@ -61,28 +61,23 @@ pub enum ArtifactError {
     },
 }
 
-/// WASI preview 1 calls a Fluent Bit filter's granted `rule-state/` directory needs:
-/// opening, reading, writing, syncing and renaming files there; nothing of the clock,
-/// randomness, the environment or the process.
+/// WASI preview 1 calls a Fluent Bit filter makes, all on the directories the operator
+/// grants: finding them (`fd_prestat_*`), and opening, reading, writing, sizing, syncing
+/// and renaming the files of its configuration and its `rule-state/` there. Nothing of
+/// the clock, randomness, the environment or the process: the SDK makes these calls
+/// itself rather than through wasi-libc, whose start-up and path lookups import those.
 const FLUENT_BIT_IMPORTS: &[(&str, &str)] = &[
     ("wasi_snapshot_preview1", "fd_close"),
-    ("wasi_snapshot_preview1", "fd_fdstat_get"),
     ("wasi_snapshot_preview1", "fd_filestat_get"),
     ("wasi_snapshot_preview1", "fd_filestat_set_size"),
     ("wasi_snapshot_preview1", "fd_prestat_dir_name"),
     ("wasi_snapshot_preview1", "fd_prestat_get"),
     ("wasi_snapshot_preview1", "fd_read"),
-    ("wasi_snapshot_preview1", "fd_seek"),
     ("wasi_snapshot_preview1", "fd_sync"),
     ("wasi_snapshot_preview1", "fd_write"),
     ("wasi_snapshot_preview1", "path_filestat_get"),
     ("wasi_snapshot_preview1", "path_open"),
     ("wasi_snapshot_preview1", "path_rename"),
-    // TEMPORARY while the SDK's filter still pulls these in through std.
-    ("wasi_snapshot_preview1", "environ_get"),
-    ("wasi_snapshot_preview1", "environ_sizes_get"),
-    ("wasi_snapshot_preview1", "clock_time_get"),
-    ("wasi_snapshot_preview1", "proc_exit"),
 ];
 
 /// What the Fluvio engine links: the one function a SmartModule may call.
@@ -160,6 +155,11 @@ impl Family {
 /// An artifact's imports, as (module or interface, function) pairs.
 pub fn imports(bytes: &[u8]) -> Result<Vec<(String, String)>, ArtifactError> {
     Ok(Shape::read(bytes)?.imports)
+}
+
+/// An artifact's exported functions and memories.
+pub fn exports(bytes: &[u8]) -> Result<Vec<String>, ArtifactError> {
+    Ok(Shape::read(bytes)?.exports)
 }
 
 /// Checks that `bytes` import only what `family` allows and export what its host calls.

@@ -6,5 +6,8 @@ mod cli;
 mod native;
 
 fn main() -> std::process::ExitCode {
+    // A damaged state file is reported as an error that says what to do; the storage
+    // engine's panic under it is not printed as well.
+    detect_host::state::quiet_engine_panics();
     cli::main()
 }

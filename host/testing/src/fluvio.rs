@@ -1,8 +1,9 @@
 //! Fluvio's SmartModule engine, replayed: what `fluvio-smartengine` (the engine the SPU
 //! embeds) does with a SmartModule that exports `init`, `array_map` and `look_back`.
 //!
-//! * The module is linked with WASI preview 1 and with `copy_records(ptr, len)`, under the
-//!   import's own module name, which records where the module left its output.
+//! * The module is linked with one function, `env.copy_records(ptr, len)`, which records
+//!   where the module left its output: nothing else, no WASI, so a module that imports
+//!   anything more does not instantiate, as in the engine.
 //! * `init` is called right after instantiation with the `-e key=value` parameters.
 //! * `look_back`, when a look-back is configured, gets the looked-back records in one
 //!   input, with base offset and timestamp 0, before any other call.
@@ -19,8 +20,6 @@ use std::collections::BTreeMap;
 use wasmtime::error::Context as _;
 use wasmtime::{Caller, Extern, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
 use wasmtime::{Result, bail};
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
 
 use super::{PLENTY_OF_FUEL, compile, engine};
 
@@ -53,7 +52,6 @@ pub struct Output {
 }
 
 struct Host {
-    wasi: WasiP1Ctx,
     limits: StoreLimits,
     /// Where the module last said its output is.
     copied: Option<(i32, i32)>,
@@ -82,27 +80,23 @@ impl FluvioSmartModule {
         let engine = engine()?;
         let module = compile(module).context("the SmartModule does not compile")?;
         let host = Host {
-            wasi: WasiCtxBuilder::new().build_p1(),
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
             copied: None,
         };
         let mut store = Store::new(&engine, host);
         store.limiter(|host| &mut host.limits);
         let mut linker = Linker::new(&engine);
-        p1::add_to_linker_sync(&mut linker, |host: &mut Host| &mut host.wasi)?;
-        let copy = module
-            .imports()
-            .find(|i| i.name() == "copy_records")
-            .context("the module has no `copy_records` import: not a SmartModule")?;
         linker.func_wrap(
-            copy.module(),
+            "env",
             "copy_records",
             |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
                 caller.data_mut().copied = Some((ptr, len));
             },
         )?;
         store.set_fuel(PLENTY_OF_FUEL)?;
-        let instance = linker.instantiate(&mut store, &module)?;
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .context("the SmartModule does not link against what the engine provides")?;
         let memory = match instance.get_export(&mut store, "memory") {
             Some(Extern::Memory(memory)) => memory,
             _ => bail!("the module exports no memory"),
@@ -426,6 +420,46 @@ mod tests {
             encode_params(&params, 25),
             hex("00 01 00 03 6b 65 79 00 05 61 70 70 6c 65 00")
         );
+    }
+
+    /// A module of one function type, `(i32, i32) -> ()`, that imports `imports` and
+    /// defines nothing.
+    fn module_importing(imports: &[(&str, &str)]) -> Vec<u8> {
+        let name = |text: &str, out: &mut Vec<u8>| {
+            out.push(text.len() as u8);
+            out.extend_from_slice(text.as_bytes());
+        };
+        let mut section = vec![imports.len() as u8];
+        for (module, function) in imports {
+            name(module, &mut section);
+            name(function, &mut section);
+            section.extend_from_slice(&[0, 0]); // a function of type 0
+        }
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        bytes.extend_from_slice(&[1, 6, 1, 0x60, 2, 0x7f, 0x7f, 0]);
+        bytes.extend_from_slice(&[2, section.len() as u8]);
+        bytes.extend_from_slice(&section);
+        bytes
+    }
+
+    #[test]
+    fn nothing_but_copy_records_is_linked() {
+        let load = |imports: &[(&str, &str)]| {
+            let module = module_importing(imports);
+            let loaded = FluvioSmartModule::load(&module, &BTreeMap::new(), SPU_VERSION);
+            format!("{:#}", loaded.err().expect("the module cannot run"))
+        };
+        let clock = load(&[
+            ("env", "copy_records"),
+            ("wasi_snapshot_preview1", "clock_time_get"),
+        ]);
+        assert!(
+            clock.contains("does not link") && clock.contains("clock_time_get"),
+            "{clock}"
+        );
+        // `copy_records` alone links; the module then lacks what the engine calls.
+        let bare = load(&[("env", "copy_records")]);
+        assert!(bare.contains("exports no memory"), "{bare}");
     }
 
     #[test]

@@ -1,20 +1,11 @@
 //! AWS console sign-ins without MFA: a second rule on the [`detect_sdk`], and the one
 //! `docs/writing-a-rule.md` walks through.
 //!
-//! A successful `ConsoleLogin` by an IAM user or the root user that did not use MFA
-//! raises one alert per identity per `dedup_period` (default one day). Federated
-//! sign-ins are not judged: their MFA happens at the identity provider, which CloudTrail
-//! does not see.
+//! A successful `ConsoleLogin` by an IAM user or root without MFA raises one alert per
+//! identity per `dedup_period` (default a day; the SDK's dedup gate keeps the one key per
+//! identity). Federated sign-ins are not judged: their MFA is the identity provider's.
 
-use detect_sdk::alert::{context, suppressed};
-use detect_sdk::catalog::{Detection, Mitre, Severity};
-use detect_sdk::cloudtrail::Record;
-use detect_sdk::config::{Period, check_positive};
-use detect_sdk::kv::{decode_time, encode_time, hashed_key};
-use detect_sdk::time::{Millis, parse_event_time};
-use detect_sdk::{Alert, Context, KeyValue, Outcome, Rule, RuleConfig, RuleError, RuleInfo};
-use std::borrow::Cow;
-
+use detect_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -34,16 +25,14 @@ pub const LOGIN_WITHOUT_MFA: Detection = Detection {
         review what the session did. Enforce MFA for console access.",
     reference: "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa.html",
     tags: &["AWS", "Identity & Access Management", "Initial Access"],
+    dedup_period: "dedup_period",
 };
 
-/// The rule.
-pub struct ConsoleLogin;
-
 /// The rule's configuration.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// How long one identity's alerts are suppressed after one is raised.
+    /// How long one identity's alerts are suppressed after one is raised (`0s`: never).
     pub dedup_period: Period,
 }
 
@@ -55,25 +44,10 @@ impl Default for Config {
     }
 }
 
-impl RuleConfig for Config {
-    fn from_json(text: &str) -> Result<Self, String> {
-        // serde would also read a JSON array as a struct, field by field.
-        if !text.trim_start().starts_with('{') {
-            return Err("the configuration must be a JSON object".into());
-        }
-        let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        check_positive(&[("dedup_period", config.dedup_period)])?;
-        Ok(config)
-    }
+impl RuleConfig for Config {}
 
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a config always serializes")
-    }
-
-    fn dedup_period_seconds(&self, _detection_id: &str) -> u64 {
-        self.dedup_period.seconds()
-    }
-}
+/// The rule.
+pub struct ConsoleLogin;
 
 impl Rule for ConsoleLogin {
     type Config = Config;
@@ -84,120 +58,67 @@ impl Rule for ConsoleLogin {
             version: env!("CARGO_PKG_VERSION"),
             description: "AWS console sign-ins by IAM users or root without MFA.",
             detections: &[&LOGIN_WITHOUT_MFA],
-            // Every console sign-in names the event and its service: other records are
-            // skipped unread.
+            // Every console sign-in names the event and its service: others are skipped.
             prefilter: &[&["\"ConsoleLogin\""], &["\"signin.amazonaws.com\""]],
         }
     }
 
-    fn process(
-        record: &str,
-        config: &Config,
-        kv: &mut impl KeyValue,
-        context: &Context,
-    ) -> Result<Outcome, RuleError> {
-        let record = Record::parse(record)?;
+    fn detect(text: &str, _: &Config, _: &mut impl KeyValue, _: &Context) -> Result<Outcome> {
+        let record = Record::parse(text)?;
         if !record.is("signin.amazonaws.com", "ConsoleLogin")? {
             return Ok(Outcome::default());
         }
-        let Some(sign_in) = SignIn::unprotected(record, context)? else {
-            return Ok(Outcome {
-                relevant: true,
-                alerts: Vec::new(),
-            });
-        };
-        let key = dedup_key(&sign_in.arn);
-        let stored = kv
-            .get_many(std::slice::from_ref(&key))
-            .map_err(RuleError::State)?;
-        let last_alert = decode_time(&key, stored[0].as_deref())?;
-        let mut alerts = Vec::new();
-        if !suppressed(last_alert, sign_in.at, config.dedup_period.millis()) {
-            kv.set_many(vec![(key, encode_time(sign_in.at))])
-                .map_err(RuleError::State)?;
-            alerts.push(sign_in.alert());
-        }
-        Ok(Outcome {
-            relevant: true,
-            alerts,
-        })
+        Ok(Outcome::relevant(
+            unprotected_sign_in(&record)?.into_iter().collect(),
+        ))
     }
 }
 
-/// The rule's only state: per identity, the time of its last alert (one read and one
-/// write per sign-in). One key per IAM user or root of the accounts watched, a bounded
-/// set: no sweep is needed. A change to these keys costs at most one repeated alert per
-/// identity, so the rule keeps no state format of its own.
-fn dedup_key(arn: &str) -> String {
-    hashed_key(&["d"], &[arn])
+/// The alert for a successful console sign-in without MFA by an IAM user or root, if the
+/// record is one. Every field is read, so that a mistyped one is an error either way.
+fn unprotected_sign_in(record: &Record) -> Result<Option<Alert>> {
+    let is = |path: &[&str], value| Ok::<_, RuleError>(record.str(path)?.as_deref() == Some(value));
+    let succeeded = is(&["responseElements", "ConsoleLogin"], "Success")?;
+    let without_mfa = is(&["additionalEventData", "MFAUsed"], "No")?;
+    let user = is(&["userIdentity", "type"], "IAMUser")? || is(&["userIdentity", "type"], "Root")?;
+    let arn = record.str(&["userIdentity", "arn"])?;
+    let (true, true, true, Some(arn)) = (succeeded, without_mfa, user, arn) else {
+        return Ok(None);
+    };
+    let at = parse_event_time(&record.str(&["eventTime"])?.unwrap_or_default())
+        .map_err(RuleError::InvalidTime)?;
+    let field = |name| record.str(&[name]).ok().flatten();
+    let facts =
+        json!({"sourceIPAddress": field("sourceIPAddress"), "userAgent": field("userAgent")});
+    Ok(Some(Alert {
+        detection: &LOGIN_WITHOUT_MFA,
+        title: format!("Console login without MFA by {arn}"),
+        event_time: at,
+        dedup_key: arn.into_owned(),
+        context: context(&facts),
+        event_id: field("eventID").map(Into::into),
+    }))
 }
 
-/// A successful console sign-in without MFA by an IAM user or root.
-struct SignIn<'a> {
-    arn: Cow<'a, str>,
-    at: Millis,
-    record: Record<'a>,
-}
-
-impl<'a> SignIn<'a> {
-    /// The sign-in, if the record is one to alert on.
-    fn unprotected(record: Record<'a>, context: &Context) -> Result<Option<Self>, RuleError> {
-        let is = |path: &[&str], value: &str| -> Result<bool, RuleError> {
-            Ok(record.str(path)?.as_deref() == Some(value))
-        };
-        let succeeded = is(&["responseElements", "ConsoleLogin"], "Success")?;
-        let without_mfa = is(&["additionalEventData", "MFAUsed"], "No")?;
-        let user =
-            is(&["userIdentity", "type"], "IAMUser")? || is(&["userIdentity", "type"], "Root")?;
-        let (true, true, true, Some(arn)) = (
-            succeeded,
-            without_mfa,
-            user,
-            record.str(&["userIdentity", "arn"])?,
-        ) else {
-            return Ok(None);
-        };
-        let at = parse_event_time(&record.str(&["eventTime"])?.unwrap_or_default())
-            .map_err(RuleError::InvalidTime)?;
-        if at > context.not_after {
-            return Err(RuleError::InvalidTime("later than the host accepts".into()));
-        }
-        Ok(Some(SignIn { arn, at, record }))
-    }
-
-    fn alert(&self) -> Alert {
-        let field = |name| self.record.str(&[name]).ok().flatten();
-        Alert {
-            detection: &LOGIN_WITHOUT_MFA,
-            title: format!("Console login without MFA by {}", self.arn),
-            event_time: self.at,
-            dedup_key: self.arn.to_string(),
-            context: context(&json!({
-                "sourceIPAddress": field("sourceIPAddress"),
-                "userAgent": field("userAgent"),
-            })),
-            event_id: field("eventID").map(Cow::into_owned),
-        }
-    }
-}
-
-detect_sdk::export_rule!(ConsoleLogin, fluent_bit: login_alerts, login_enrich);
+detect_sdk::export_rule!(ConsoleLogin);
 
 #[cfg(test)]
 mod tests {
-    /// State files hold these keys.
+    use super::*;
+
+    /// State files hold this key: the SDK's dedup entry for one identity.
     #[test]
     fn keys_never_change() {
-        let key = super::dedup_key("arn:aws:iam::111122223333:user/dana");
+        let arn = "arn:aws:iam::111122223333:user/dana";
+        let detections = ConsoleLogin::info().detections;
+        let key = detect_sdk::dedup::state_key(detections, &LOGIN_WITHOUT_MFA, arn);
         assert_eq!(key, "d/42bb45481ca08ec5");
     }
 
     /// The cases in `cases/`.
     #[test]
     fn the_cases_pass() {
-        detect_sdk::testkit::cases::check_dir::<super::ConsoleLogin>(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/cases"
-        ));
+        let cases = concat!(env!("CARGO_MANIFEST_DIR"), "/cases");
+        detect_sdk::testkit::cases::check_dir::<ConsoleLogin>(cases);
     }
 }

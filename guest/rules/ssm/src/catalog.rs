@@ -36,6 +36,7 @@ pub const SESSION_STARTED: Detection = Detection {
     runbook: SESSION_RUNBOOK,
     reference: SESSION_REFERENCE,
     tags: SESSION_TAGS,
+    dedup_period: "baseline.dedup_period",
 };
 
 /// A session start by an identity with no SSM session in the training period.
@@ -51,6 +52,7 @@ pub const UNUSUAL_IDENTITY: Detection = Detection {
     runbook: SESSION_RUNBOOK,
     reference: SESSION_REFERENCE,
     tags: SESSION_TAGS,
+    dedup_period: "baseline.dedup_period",
 };
 
 /// A session by a known identity to a target, from a network or with a document that the
@@ -67,6 +69,7 @@ pub const UNUSUAL_SESSION: Detection = Detection {
     runbook: SESSION_RUNBOOK,
     reference: SESSION_REFERENCE,
     tags: SESSION_TAGS,
+    dedup_period: "baseline.dedup_period",
 };
 
 /// Panther's `AWS.SSM.MultipleSessions`, as a streaming detection.
@@ -91,6 +94,7 @@ pub const MULTIPLE_SESSIONS: Detection = Detection {
         "Execution: Exploitation for Client Execution",
         "Beta",
     ],
+    dedup_period: "multiple_sessions.dedup_period",
 };
 
 /// All detections, in the order `describe` lists them.
@@ -104,11 +108,4 @@ pub const ALL: [&Detection; 4] = [
 /// Looks a detection up by id.
 pub fn by_id(id: &str) -> Option<&'static Detection> {
     detect_sdk::catalog::by_id(&ALL, id)
-}
-
-/// Where `detection` is in [`ALL`].
-pub fn index(detection: &Detection) -> usize {
-    ALL.iter()
-        .position(|d| d.id == detection.id)
-        .expect("one of the rule's detections")
 }

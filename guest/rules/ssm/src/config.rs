@@ -1,7 +1,8 @@
 //! The rule's configuration: every period and threshold of the detections, the identities
 //! to ignore and the detections to turn off. The host passes it as JSON to `configure`;
 //! a missing field keeps its default, an unknown one is an error (a typo must not
-//! silently leave a default in force).
+//! silently leave a default in force). Each detection names its dedup period here
+//! (`catalog`), and the SDK's dedup gate reads it.
 
 use detect_sdk::RuleConfig;
 use detect_sdk::config::{Patterns, Period, check_positive};
@@ -40,6 +41,7 @@ pub struct MultipleSessionsConfig {
     pub window: Period,
     /// Distinct targets within the window that raise the alert.
     pub threshold: usize,
+    /// Quiet time after an alert for the same identity.
     pub dedup_period: Period,
 }
 
@@ -72,27 +74,7 @@ pub struct Config {
 }
 
 impl RuleConfig for Config {
-    fn from_json(text: &str) -> Result<Config, String> {
-        // serde would also accept a JSON array as a struct, field by field.
-        if !text.trim_start().starts_with('{') {
-            return Err("the configuration must be a JSON object".into());
-        }
-        let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a config always serializes")
-    }
-
-    fn dedup_period_seconds(&self, detection_id: &str) -> u64 {
-        self.dedup_period(detection_id).seconds()
-    }
-}
-
-impl Config {
-    fn validate(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         let mut periods = vec![
             (
                 "baseline.activation_period",
@@ -120,7 +102,9 @@ impl Config {
         }
         self.allowlist.check("allowlist")
     }
+}
 
+impl Config {
     /// Whether the rule skips this identity.
     pub fn is_allowlisted(&self, identity: &str) -> bool {
         self.allowlist.matches(identity)
@@ -134,15 +118,6 @@ impl Config {
     /// The effective `max_lateness`.
     pub fn max_lateness(&self) -> Period {
         self.max_lateness.unwrap_or(self.baseline.training_period)
-    }
-
-    /// The dedup period of a detection.
-    pub fn dedup_period(&self, detection_id: &str) -> Period {
-        if detection_id == catalog::MULTIPLE_SESSIONS.id {
-            self.multiple_sessions.dedup_period
-        } else {
-            self.baseline.dedup_period
-        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! | `l/#(identity)`                | latest successful session     | training period |
 //! | `s/{feature}/#(identity, value)` | when the identity last used a target (`t`), source network (`n`) or document (`d`) | training period |
 //! | `t/#(identity)`                | latest StartSession per target ([`RecentTargets`]) | multiple-sessions window |
-//! | `d/{detection}/#(dedup key)`   | time of the last alert; detections numbered as in the catalog | that detection's dedup period |
+//! | `d/{detection}/#(dedup key)`   | time of the last alert, kept by the SDK's [dedup gate](detect_sdk::dedup); detections numbered as in the catalog | that detection's dedup period |
 //!
 //! Prefixes are a letter: keys that begin alike cost every comparison of the store.
 //!
@@ -23,10 +23,10 @@
 use detect_sdk::history::Retention;
 use detect_sdk::kv::{decode_time, hashed_key};
 use detect_sdk::time::DAY;
-use detect_sdk::{Detection, Millis, RuleError};
+use detect_sdk::{Millis, RuleError, dedup};
 
+use crate::SsmSessions;
 use crate::baseline::Feature;
-use crate::catalog;
 use crate::config::Config;
 use crate::multiple_sessions::RecentTargets;
 
@@ -50,17 +50,9 @@ pub fn targets_key(identity: &str) -> String {
     hashed_key(&["t"], &[identity])
 }
 
-/// When a detection last alerted for a dedup key.
-pub fn dedup_key(detection: &Detection, key: &str) -> String {
-    hashed_key(&["d", DETECTION_NUMBERS[catalog::index(detection)]], &[key])
-}
-
-/// How dedup keys name each detection of [`catalog::ALL`].
-const DETECTION_NUMBERS: [&str; 4] = ["0", "1", "2", "3"];
-
 impl Retention for Config {
     fn usable_until(&self, key: &str, value: &[u8]) -> Result<Option<Millis>, RuleError> {
-        let Some((prefix, rest)) = key.split_once('/') else {
+        let Some((prefix, _)) = key.split_once('/') else {
             return Ok(None);
         };
         let (time, retention) = match prefix {
@@ -72,14 +64,7 @@ impl Retention for Config {
                 RecentTargets::decode(key, Some(value))?.latest(),
                 self.multiple_sessions.window,
             ),
-            "d" => {
-                let number = rest.split_once('/').map_or(rest, |(n, _)| n);
-                let Some(at) = DETECTION_NUMBERS.iter().position(|n| *n == number) else {
-                    return Err(RuleError::damaged(key, "not a detection of this rule"));
-                };
-                let period = self.dedup_period(catalog::ALL[at].id);
-                (decode_time(key, Some(value))?, period)
-            }
+            "d" => return dedup::usable_until::<SsmSessions>(self, key, value),
             _ => return Ok(None),
         };
         Ok(time.map(|t| t.saturating_add(retention.millis())))
@@ -95,11 +80,17 @@ impl Retention for Config {
 
 #[cfg(test)]
 mod tests {
-    use detect_sdk::MemoryKv;
     use detect_sdk::history::History;
     use detect_sdk::time::{DAY, HOUR};
+    use detect_sdk::{Detection, MemoryKv};
 
     use super::*;
+    use crate::catalog;
+
+    /// When a detection last alerted for a dedup key: the SDK's key, in this rule's state.
+    fn dedup_key(detection: &Detection, key: &str) -> String {
+        dedup::state_key(&catalog::ALL, detection, key)
+    }
 
     /// State files hold these keys: a change here is a new state format.
     #[test]

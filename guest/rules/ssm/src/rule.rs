@@ -1,16 +1,16 @@
 //! One record in, alerts out: the order in which the rule reads state, decides, and
 //! writes state back.
 //!
-//! Every call makes at most three round trips to the host: one batched read of every key
-//! the record can touch, (rarely) one page of the sweep, and one batched write. Nothing
-//! is written until every check has passed, so a bad record changes no state.
+//! Every record reads every key it can touch in one batched read, and (rarely) one page of
+//! the sweep; the SDK then reads and writes the alerts' dedup entries, and the host gets
+//! all of the record's writes in one batch. Nothing is written until every check has
+//! passed, so a bad record changes no state.
 
-use detect_sdk::alert::suppressed;
 use detect_sdk::cloudtrail::Record;
 use detect_sdk::history::{HISTORY_KEY, History};
 use detect_sdk::kv::{decode_time, encode_time};
 use detect_sdk::timeline::Bounds;
-use detect_sdk::{Alert, Context, Detection, KeyValue, Millis, Outcome, Rule, RuleError, RuleInfo};
+use detect_sdk::{Alert, Context, KeyValue, Millis, Outcome, Rule, RuleError, RuleInfo};
 
 use crate::baseline::{self, Feature, Prior};
 use crate::catalog;
@@ -42,18 +42,18 @@ impl Rule for SsmSessions {
         }
     }
 
-    fn process(
+    fn detect(
         record: &str,
         config: &Config,
         kv: &mut impl KeyValue,
         context: &Context,
     ) -> Result<Outcome, RuleError> {
-        process_event(record, config, kv, context)
+        detect_sessions(record, config, kv, context)
     }
 }
 
-/// Processes one CloudTrail record (JSON text).
-pub fn process_event(
+/// What one CloudTrail record (JSON text) raises, before the SDK's dedup.
+fn detect_sessions(
     text: &str,
     config: &Config,
     kv: &mut impl KeyValue,
@@ -87,10 +87,7 @@ pub fn process_event(
         judged.write(keys.history(), loaded.history.encode());
         kv.set_many(judged.writes).map_err(RuleError::State)?;
     }
-    Ok(Outcome {
-        relevant: true,
-        alerts: judged.alerts,
-    })
+    Ok(Outcome::relevant(judged.alerts))
 }
 
 /// What one record raises and writes.
@@ -105,13 +102,9 @@ impl Judged {
         self.writes.push((key.to_owned(), value));
     }
 
-    /// Raises `alert` unless its detection is disabled or was raised within its dedup
-    /// period; remembers that it was.
-    fn raise(&mut self, alert: Alert, keys: &Keys, loaded: &Loaded, config: &Config) {
-        let (detection, at) = (alert.detection, alert.event_time);
-        let period = config.dedup_period(detection.id).millis();
-        if config.is_enabled(detection.id) && !suppressed(loaded.dedup(detection), at, period) {
-            self.write(keys.dedup(detection), encode_time(at));
+    /// Raises `alert` unless its detection is disabled.
+    fn raise(&mut self, alert: Alert, config: &Config) {
+        if config.is_enabled(alert.detection.id) {
             self.alerts.push(alert);
         }
     }
@@ -125,7 +118,7 @@ impl Judged {
             last_seen: loaded.seen,
         };
         let verdict = baseline::classify(at, &prior, &config.baseline);
-        self.raise(verdict.alert(session, &prior), keys, loaded, config);
+        self.raise(verdict.alert(session, &prior), config);
         self.write(
             keys.last_session(),
             encode_time(max(prior.last_session, at)),
@@ -148,12 +141,7 @@ impl Judged {
         if let Some(targets) =
             multiple_sessions::evaluate(session, &loaded.targets, &config.multiple_sessions)
         {
-            self.raise(
-                multiple_sessions::alert(session, targets),
-                keys,
-                loaded,
-                config,
-            );
+            self.raise(multiple_sessions::alert(session, targets), config);
         }
         self.write(keys.targets(), loaded.targets.encode());
     }
@@ -164,16 +152,13 @@ fn max(stored: Option<Millis>, at: Millis) -> Millis {
 }
 
 /// Every key one record can read or write, in the order they are read: the history, the
-/// identity's last session and recent targets, the features it used, and one dedup entry
-/// per detection (in `catalog::ALL` order).
-struct Keys([String; 10]);
+/// identity's last session and recent targets, and the features it used.
+struct Keys([String; 6]);
 
 const SEEN: usize = 3;
-const DEDUP: usize = 6;
 
 impl Keys {
     fn new(s: &SessionStart) -> Keys {
-        let verdict_key = |v: baseline::Verdict| keys::dedup_key(v.detection(), &v.dedup_key(s));
         let seen = |f: Feature| keys::seen_key(f, &s.identity, f.value(s));
         Keys([
             HISTORY_KEY.to_owned(),
@@ -182,10 +167,6 @@ impl Keys {
             seen(Feature::ALL[0]),
             seen(Feature::ALL[1]),
             seen(Feature::ALL[2]),
-            verdict_key(baseline::Verdict::Started),
-            verdict_key(baseline::Verdict::UnusualIdentity),
-            verdict_key(baseline::Verdict::UnusualSession(Vec::new())),
-            keys::dedup_key(&catalog::MULTIPLE_SESSIONS, &s.identity),
         ])
     }
 
@@ -204,10 +185,6 @@ impl Keys {
     fn seen(&self, feature: usize) -> &str {
         &self.0[SEEN + feature]
     }
-
-    fn dedup(&self, detection: &Detection) -> &str {
-        &self.0[DEDUP + catalog::index(detection)]
-    }
 }
 
 /// The values of [`Keys`], decoded. A value that cannot be decoded is an error.
@@ -216,7 +193,6 @@ struct Loaded {
     last_session: Option<Millis>,
     targets: RecentTargets,
     seen: [Option<Millis>; 3],
-    dedup: [Option<Millis>; 4],
 }
 
 impl Loaded {
@@ -227,16 +203,6 @@ impl Loaded {
             last_session: time(1)?,
             targets: RecentTargets::decode(keys.targets(), values[2].as_deref())?,
             seen: [time(SEEN)?, time(SEEN + 1)?, time(SEEN + 2)?],
-            dedup: [
-                time(DEDUP)?,
-                time(DEDUP + 1)?,
-                time(DEDUP + 2)?,
-                time(DEDUP + 3)?,
-            ],
         })
-    }
-
-    fn dedup(&self, detection: &Detection) -> Option<Millis> {
-        self.dedup[catalog::index(detection)]
     }
 }

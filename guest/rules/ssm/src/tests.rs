@@ -6,10 +6,9 @@ use serde_json::json;
 use crate::catalog::{MULTIPLE_SESSIONS, SESSION_STARTED, UNUSUAL_IDENTITY, UNUSUAL_SESSION};
 use crate::testkit::{SAMPLE, record};
 use detect_sdk::time::{DAY, HOUR, MINUTE, format_rfc3339};
-use detect_sdk::{Alert, Context, MemoryKv, Millis, Outcome, RuleConfig, RuleError};
+use detect_sdk::{Alert, Context, MemoryKv, Millis, Outcome, Rule as _, RuleConfig, RuleError};
 
-use crate::Config;
-use crate::rule::process_event;
+use crate::{Config, SsmSessions};
 
 /// An alert's context, parsed.
 fn facts(alert: &Alert) -> serde_json::Value {
@@ -59,7 +58,7 @@ impl Rule {
         let context = Context {
             not_after: self.not_after,
         };
-        process_event(text, &self.config, &mut self.kv, &context)
+        SsmSessions::process(text, &self.config, &mut self.kv, &context)
     }
 
     fn feed(&mut self, text: &str) -> Vec<Alert> {

@@ -1,11 +1,14 @@
-//! What the pipeline bindings share: a rule hosted in its own module's memory, and the
-//! macros that export bindings (empty for the families the SDK is built without).
+//! What the pipeline bindings share: a rule hosted in its own module's memory and the
+//! event-time bound they give it, and the macros that export bindings (empty for the
+//! families the SDK is built without).
 //!
 //! In a pipeline module the host keeps nothing for the rule: its state lives in the
 //! module's memory. [`Resident`] keeps each record whole or absent: a record's writes
 //! collect apart from the committed state, which they reach only once the record has
 //! succeeded and the binding has made what it answers.
 
+#[cfg(any(test, feature = "fluvio", feature = "fluent-bit"))]
+mod bound;
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
 mod resident;
 #[cfg(any(
@@ -17,7 +20,7 @@ mod resident;
 mod slot;
 
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
-pub(crate) use resident::{Resident, pipeline_context};
+pub(crate) use resident::Resident;
 #[cfg(any(
     test,
     feature = "component",
@@ -25,6 +28,9 @@ pub(crate) use resident::{Resident, pipeline_context};
     feature = "fluent-bit"
 ))]
 pub(crate) use slot::Slot;
+
+#[cfg(any(test, feature = "fluvio", feature = "fluent-bit"))]
+pub(crate) use bound::pipeline_context;
 
 #[cfg(all(feature = "component", target_arch = "wasm32"))]
 #[doc(hidden)]
@@ -51,56 +57,45 @@ macro_rules! __export_component {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_fluent_bit {
-    ($rule:ty, $alerts:ident, $enrich:ident) => {
-        /// Fluent Bit filter: each record's alerts, as `{"alerts": [...]}`; records that
-        /// raise none are dropped.
-        ///
-        /// # Safety
-        /// Called by Fluent Bit, with a record it copied into this module, or null.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $alerts(
-            tag: *const u8,
-            tag_len: u32,
-            sec: u32,
-            nsec: u32,
-            record: *const u8,
-            record_len: u32,
-        ) -> *const u8 {
-            let _ = (tag, tag_len, sec, nsec);
-            // SAFETY: Fluent Bit passes a record it copied into this module, or null.
-            unsafe {
-                $crate::fluent_bit::filter::<$rule>(
-                    $crate::fluent_bit::Mode::Alerts,
-                    record,
-                    record_len,
-                )
-            }
-        }
+    ($rule:ty, $alerts:expr, $enrich:expr) => {
+        $crate::__fluent_bit_function!($rule, $alerts, Alerts);
+        $crate::__fluent_bit_function!($rule, $enrich, Enrich);
+    };
+}
 
-        /// Fluent Bit filter: every record, with an `alerts` array added to those that
-        /// raise alerts.
-        ///
-        /// # Safety
-        /// Called by Fluent Bit, with a record it copied into this module, or null.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $enrich(
-            tag: *const u8,
-            tag_len: u32,
-            sec: u32,
-            nsec: u32,
-            record: *const u8,
-            record_len: u32,
-        ) -> *const u8 {
-            let _ = (tag, tag_len, sec, nsec);
-            // SAFETY: Fluent Bit passes a record it copied into this module, or null.
-            unsafe {
-                $crate::fluent_bit::filter::<$rule>(
-                    $crate::fluent_bit::Mode::Enrich,
-                    record,
-                    record_len,
-                )
+#[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fluent_bit_function {
+    ($rule:ty, $name:expr, $mode:ident) => {
+        // In a block of its own: the function's name is its export name, the crate's
+        // namespace stays free.
+        const _: () = {
+            /// A Fluent Bit filter function, of the mode named (see `fluent_bit::Mode`).
+            ///
+            /// # Safety
+            /// Called by Fluent Bit, with a record it copied into this module, or null.
+            #[unsafe(export_name = $name)]
+            unsafe extern "C" fn filter(
+                tag: *const u8,
+                tag_len: u32,
+                sec: u32,
+                nsec: u32,
+                record: *const u8,
+                record_len: u32,
+            ) -> *const u8 {
+                let _ = (tag, tag_len);
+                // SAFETY: Fluent Bit passes a record it copied into this module, or null.
+                unsafe {
+                    $crate::fluent_bit::filter::<$rule>(
+                        $crate::fluent_bit::Mode::$mode,
+                        (sec, nsec),
+                        record,
+                        record_len,
+                    )
+                }
             }
-        }
+        };
     };
 }
 
@@ -108,7 +103,7 @@ macro_rules! __export_fluent_bit {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_fluent_bit {
-    ($rule:ty, $alerts:ident, $enrich:ident) => {};
+    ($rule:ty, $alerts:expr, $enrich:expr) => {};
 }
 
 #[cfg(all(feature = "fluvio", target_arch = "wasm32"))]

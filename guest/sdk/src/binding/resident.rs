@@ -24,18 +24,11 @@ impl<R: Rule> Resident<R> {
     /// Judges one record against the state and the pending writes of the records judged
     /// before it; its own writes join them only if it succeeds.
     pub fn judge(&mut self, record: &str, context: &Context) -> Result<Outcome, RuleError> {
-        let mut mine = Changes::new();
-        let mut below = Overlay {
+        let mut state = Overlay {
             base: &mut self.kv,
             pending: &mut self.pending,
         };
-        let mut overlay = Overlay {
-            base: &mut below,
-            pending: &mut mine,
-        };
-        let outcome = R::process(record, &self.config, &mut overlay, context)?;
-        self.pending.extend(mine);
-        Ok(outcome)
+        R::process(record, &self.config, &mut state, context)
     }
 
     /// Applies the pending writes, after `record` has kept them (in a journal, say). If
@@ -70,25 +63,6 @@ impl<R: Rule> Resident<R> {
     }
 }
 
-/// How far past the host's clock a pipeline binding accepts event times.
-pub(crate) const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// What a pipeline binding tells the rule: the latest event time it accepts.
-pub(crate) fn pipeline_context() -> Context {
-    Context {
-        not_after: not_after(MAX_CLOCK_SKEW),
-    }
-}
-
-/// The wall clock (WASI's) plus `skew`, in milliseconds: the latest event time a pipeline
-/// binding accepts. The rule itself never reads a clock.
-fn not_after(skew: std::time::Duration) -> crate::Millis {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from((now + skew).as_millis()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,7 +79,7 @@ mod tests {
         fn info() -> RuleInfo {
             crate::test_rules::info("counter", &[])
         }
-        fn process(
+        fn detect(
             record: &str,
             _: &NoConfig,
             kv: &mut impl KeyValue,
@@ -126,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_rejected_record_leaves_nothing_and_writes_wait_for_the_commit() {
-        let mut resident = Resident::<Counter>::new(NoConfig, MemoryKv::new());
+        let mut resident = Resident::<Counter>::new(NoConfig {}, MemoryKv::new());
         resident.process("ok", &CONTEXT).unwrap();
         assert!(resident.process("bad", &CONTEXT).is_err());
         assert_eq!(resident.kv.entries["n"].len(), 1);

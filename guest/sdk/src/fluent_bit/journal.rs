@@ -22,10 +22,9 @@
 //! directory (or anyone else) is detected, and this one stops keeping state there.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufWriter, Read, Write};
 
+use super::fs::{Access, Dir, File};
 use crate::kv::Changes;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"DSNAP001";
@@ -42,7 +41,7 @@ pub const SYNC_EVERY: u32 = 100;
 
 /// The state of one rule in one directory.
 pub struct Journal {
-    dir: PathBuf,
+    dir: Dir,
     file: File,
     generation: u64,
     journal_bytes: u64,
@@ -52,22 +51,20 @@ pub struct Journal {
 
 impl Journal {
     /// Opens the state kept in `dir`, or starts an empty one there.
-    pub fn open(dir: &Path) -> Result<(Journal, BTreeMap<String, Vec<u8>>), String> {
+    pub fn open(dir: Dir) -> Result<(Journal, BTreeMap<String, Vec<u8>>), String> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             format!(
                 "{}: {what}: {e}. Move the directory's files away to start again with no \
                  history",
-                dir.display()
+                dir.name()
             )
         };
-        let snapshot = dir.join("snapshot");
-        let (generation, mut state, snapshot_bytes) = match File::open(&snapshot) {
+        let (generation, mut state, snapshot_bytes) = match dir.open("snapshot", Access::Read) {
             Ok(file) => read_snapshot(file).map_err(|e| fail("the snapshot is unreadable", &e))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => (0, BTreeMap::new(), 0),
             Err(e) => return Err(fail("cannot open the snapshot", &e)),
         };
-        let path = dir.join("journal");
-        let replayed = match File::open(&path) {
+        let replayed = match dir.open("journal", Access::Read) {
             Ok(file) => replay(file, generation, &mut state)
                 .map_err(|e| fail("the journal is damaged", &e))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -76,23 +73,22 @@ impl Journal {
         let journal_bytes = match replayed {
             Some(end) => {
                 // Drop a torn last frame, if any, before appending after it.
-                let file = OpenOptions::new().write(true).open(&path);
+                let file = dir.open("journal", Access::Update);
                 file.and_then(|f| f.set_len(end))
                     .map_err(|e| fail("cannot repair the journal", &e))?;
                 end
             }
             None => {
-                write_empty_journal(dir, generation)
+                write_empty_journal(&dir, generation)
                     .map_err(|e| fail("cannot start the journal", &e))?;
                 HEADER_BYTES
             }
         };
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
+        let file = dir
+            .open("journal", Access::Append)
             .map_err(|e| fail("cannot open the journal", &e))?;
         let journal = Journal {
-            dir: dir.to_owned(),
+            dir,
             file,
             generation,
             journal_bytes,
@@ -102,6 +98,11 @@ impl Journal {
         Ok((journal, state))
     }
 
+    /// The directory's path, for messages.
+    pub fn dir_name(&self) -> &str {
+        self.dir.name()
+    }
+
     /// Where the journal ends, and its generation: what [`Journal::truncate`] takes back.
     pub fn end(&self) -> (u64, u64) {
         (self.journal_bytes, self.generation)
@@ -109,14 +110,13 @@ impl Journal {
 
     /// Cuts the journal of `dir` back to `end`, if it is still of `generation`: undoes the
     /// frame of a call that a trap cut short before it answered.
-    pub fn truncate(dir: &Path, end: u64, generation: u64) -> io::Result<()> {
-        let path = dir.join("journal");
+    pub fn truncate(dir: &Dir, end: u64, generation: u64) -> io::Result<()> {
         let mut header = [0; HEADER_BYTES as usize];
-        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut file = dir.open("journal", Access::Update)?;
         file.read_exact(&mut header)?;
         let same = header[..8] == JOURNAL_MAGIC[..]
             && u64::from_le_bytes(header[8..].try_into().expect("eight bytes")) == generation;
-        if same && file.metadata()?.len() > end {
+        if same && file.size()? > end {
             file.set_len(end)?;
         }
         Ok(())
@@ -145,7 +145,7 @@ impl Journal {
         self.journal_bytes += frame.len() as u64;
         self.unsynced += 1;
         if self.unsynced >= SYNC_EVERY {
-            self.file.sync_data()?;
+            self.file.sync()?;
             self.unsynced = 0;
         }
         Ok(())
@@ -154,8 +154,7 @@ impl Journal {
     /// Writes `state` as the new snapshot and starts an empty journal.
     pub fn compact(&mut self, state: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
         let generation = self.generation + 1;
-        let partial = self.dir.join("snapshot.partial");
-        let mut out = BufWriter::new(File::create(&partial)?);
+        let mut out = BufWriter::new(self.dir.open("snapshot.partial", Access::Create)?);
         let mut crc = crc32fast::Hasher::new();
         let mut put = |bytes: &[u8], out: &mut BufWriter<File>| -> io::Result<u64> {
             crc.update(bytes);
@@ -172,13 +171,11 @@ impl Journal {
         }
         out.write_all(&crc.finalize().to_le_bytes())?;
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        fs::rename(&partial, self.dir.join("snapshot"))?;
-        sync_dir(&self.dir);
+        file.sync()?;
+        self.dir.rename("snapshot.partial", "snapshot")?;
+        self.dir.sync();
         write_empty_journal(&self.dir, generation)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("journal"))?;
+        self.file = self.dir.open("journal", Access::Append)?;
         self.generation = generation;
         self.snapshot_bytes = bytes + 4;
         self.journal_bytes = HEADER_BYTES;
@@ -194,8 +191,8 @@ impl Journal {
     /// Fails if the journal, as this instance holds it and as the directory names it,
     /// is not as long as this instance left it: someone else wrote it, or replaced it.
     fn check_sole_writer(&self) -> io::Result<()> {
-        let ours = self.file.metadata()?.len();
-        let at_path = fs::metadata(self.dir.join("journal"))?.len();
+        let ours = self.file.size()?;
+        let at_path = self.dir.size_of("journal")?;
         if ours == self.journal_bytes && at_path == self.journal_bytes {
             return Ok(());
         }
@@ -222,9 +219,9 @@ fn invalid(what: impl Into<String>) -> io::Error {
 }
 
 /// Reads all of a snapshot: its generation, its state and its size, checked by its CRC.
-fn read_snapshot(file: File) -> io::Result<(u64, BTreeMap<String, Vec<u8>>, u64)> {
+fn read_snapshot(mut file: File) -> io::Result<(u64, BTreeMap<String, Vec<u8>>, u64)> {
     let mut bytes = Vec::new();
-    BufReader::new(file).read_to_end(&mut bytes)?;
+    file.read_to_end(&mut bytes)?;
     let body_end = bytes
         .len()
         .checked_sub(4)
@@ -254,12 +251,12 @@ fn read_snapshot(file: File) -> io::Result<(u64, BTreeMap<String, Vec<u8>>, u64)
 /// Replays a journal of `generation` into `state`. Returns where its whole frames end, or
 /// `None` for a journal of another generation (already in the snapshot).
 fn replay(
-    file: File,
+    mut file: File,
     generation: u64,
     state: &mut BTreeMap<String, Vec<u8>>,
 ) -> io::Result<Option<u64>> {
     let mut bytes = Vec::new();
-    BufReader::new(file).read_to_end(&mut bytes)?;
+    file.read_to_end(&mut bytes)?;
     let mut reader = Reader(&bytes);
     if reader.take(8).ok() != Some(&JOURNAL_MAGIC[..]) {
         return Err(invalid("not a journal of this format"));
@@ -334,22 +331,14 @@ fn apply_frame(payload: &[u8], state: &mut BTreeMap<String, Vec<u8>>) -> io::Res
     Ok(())
 }
 
-fn write_empty_journal(dir: &Path, generation: u64) -> io::Result<()> {
-    let partial = dir.join("journal.partial");
-    let mut file = File::create(&partial)?;
+fn write_empty_journal(dir: &Dir, generation: u64) -> io::Result<()> {
+    let mut file = dir.open("journal.partial", Access::Create)?;
     file.write_all(JOURNAL_MAGIC)?;
     file.write_all(&generation.to_le_bytes())?;
-    file.sync_all()?;
-    fs::rename(&partial, dir.join("journal"))?;
-    sync_dir(dir);
+    file.sync()?;
+    dir.rename("journal.partial", "journal")?;
+    dir.sync();
     Ok(())
-}
-
-/// Makes renames in `dir` durable, where the platform allows a directory to be synced.
-fn sync_dir(dir: &Path) {
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
 }
 
 /// Reads little-endian fields off a byte slice.
@@ -385,6 +374,8 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn changes(pairs: &[(&str, Option<&str>)]) -> Changes {
@@ -404,26 +395,26 @@ mod tests {
     #[test]
     fn state_survives_reopening_and_compaction() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, loaded) = Journal::open(dir.path()).unwrap();
+        let (mut journal, loaded) = Journal::open(Dir::at(dir.path())).unwrap();
         assert!(loaded.is_empty());
         journal
             .append(&changes(&[("a", Some("1")), ("b", Some("2"))]))
             .unwrap();
         journal.append(&changes(&[("a", None)])).unwrap();
         drop(journal);
-        let (mut journal, loaded) = Journal::open(dir.path()).unwrap();
+        let (mut journal, loaded) = Journal::open(Dir::at(dir.path())).unwrap();
         assert_eq!(loaded, state(&[("b", "2")]));
         journal.compact(&loaded).unwrap();
         journal.append(&changes(&[("c", Some("3"))])).unwrap();
         drop(journal);
-        let (_, loaded) = Journal::open(dir.path()).unwrap();
+        let (_, loaded) = Journal::open(Dir::at(dir.path())).unwrap();
         assert_eq!(loaded, state(&[("b", "2"), ("c", "3")]));
     }
 
     #[test]
     fn a_torn_last_frame_is_dropped_and_damage_elsewhere_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let (mut journal, _) = Journal::open(Dir::at(dir.path())).unwrap();
         journal.append(&changes(&[("a", Some("1"))])).unwrap();
         journal.append(&changes(&[("b", Some("2"))])).unwrap();
         drop(journal);
@@ -431,13 +422,13 @@ mod tests {
         let whole = fs::read(&path).unwrap();
         for cut in 1..12 {
             fs::write(&path, &whole[..whole.len() - cut]).unwrap();
-            let (mut journal, loaded) = Journal::open(dir.path()).unwrap();
+            let (mut journal, loaded) = Journal::open(Dir::at(dir.path())).unwrap();
             assert_eq!(loaded, state(&[("a", "1")]), "cut {cut}");
             // Appending after a repaired tail keeps the file readable.
             journal.append(&changes(&[("c", Some("3"))])).unwrap();
             drop(journal);
             assert_eq!(
-                Journal::open(dir.path()).unwrap().1,
+                Journal::open(Dir::at(dir.path())).unwrap().1,
                 state(&[("a", "1"), ("c", "3")])
             );
         }
@@ -447,7 +438,7 @@ mod tests {
             let mut damaged = whole.clone();
             damaged[byte] ^= 0x10;
             fs::write(&path, &damaged).unwrap();
-            let err = Journal::open(dir.path()).err().unwrap_or_default();
+            let err = Journal::open(Dir::at(dir.path())).err().unwrap_or_default();
             assert!(
                 err.contains("is damaged") && err.contains("Move the directory"),
                 "byte {byte}: {err}"
@@ -458,27 +449,30 @@ mod tests {
         let end = zeroed.len();
         zeroed[end - 23..].fill(0);
         fs::write(&path, &zeroed).unwrap();
-        assert_eq!(Journal::open(dir.path()).unwrap().1, state(&[("a", "1")]));
+        assert_eq!(
+            Journal::open(Dir::at(dir.path())).unwrap().1,
+            state(&[("a", "1")])
+        );
     }
 
     #[test]
     fn a_journal_newer_than_its_snapshot_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let (mut journal, _) = Journal::open(Dir::at(dir.path())).unwrap();
         journal.append(&changes(&[("a", Some("1"))])).unwrap();
         journal.compact(&state(&[("a", "1")])).unwrap();
         journal.append(&changes(&[("b", Some("2"))])).unwrap();
         drop(journal);
         fs::remove_file(dir.path().join("snapshot")).unwrap();
-        let err = Journal::open(dir.path()).err().unwrap();
+        let err = Journal::open(Dir::at(dir.path())).err().unwrap();
         assert!(err.contains("missing or replaced"), "{err}");
     }
 
     #[test]
     fn a_second_writer_is_detected_and_a_frame_can_be_taken_back() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut first, _) = Journal::open(dir.path()).unwrap();
-        let (mut second, _) = Journal::open(dir.path()).unwrap();
+        let (mut first, _) = Journal::open(Dir::at(dir.path())).unwrap();
+        let (mut second, _) = Journal::open(Dir::at(dir.path())).unwrap();
         first.append(&changes(&[("a", Some("1"))])).unwrap();
         let err = second.append(&changes(&[("b", Some("2"))])).unwrap_err();
         assert!(err.to_string().contains("another writer"), "{err}");
@@ -489,34 +483,40 @@ mod tests {
 
         let (end, generation) = first.end();
         first.append(&changes(&[("c", Some("3"))])).unwrap();
-        Journal::truncate(dir.path(), end, generation).unwrap();
+        Journal::truncate(&Dir::at(dir.path()), end, generation).unwrap();
         drop(first);
-        assert_eq!(Journal::open(dir.path()).unwrap().1, state(&[("a", "1")]));
+        assert_eq!(
+            Journal::open(Dir::at(dir.path())).unwrap().1,
+            state(&[("a", "1")])
+        );
     }
 
     #[test]
     fn a_damaged_snapshot_is_an_error_and_a_stale_journal_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let (mut journal, _) = Journal::open(Dir::at(dir.path())).unwrap();
         journal.append(&changes(&[("a", Some("1"))])).unwrap();
         let stale = fs::read(dir.path().join("journal")).unwrap();
         journal.compact(&state(&[("a", "1")])).unwrap();
         drop(journal);
         // A crash between the new snapshot and the new journal leaves the old journal.
         fs::write(dir.path().join("journal"), &stale).unwrap();
-        assert_eq!(Journal::open(dir.path()).unwrap().1, state(&[("a", "1")]));
+        assert_eq!(
+            Journal::open(Dir::at(dir.path())).unwrap().1,
+            state(&[("a", "1")])
+        );
         let snapshot = dir.path().join("snapshot");
         let mut bytes = fs::read(&snapshot).unwrap();
         bytes[20] ^= 4;
         fs::write(&snapshot, &bytes).unwrap();
-        let err = Journal::open(dir.path()).err().unwrap();
+        let err = Journal::open(Dir::at(dir.path())).err().unwrap();
         assert!(err.contains("snapshot is unreadable"), "{err}");
     }
 
     #[test]
     fn the_journal_is_compacted_when_it_outgrows_the_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let (mut journal, _) = Journal::open(Dir::at(dir.path())).unwrap();
         let mut kv = crate::MemoryKv::new();
         let big = "x".repeat(64 * 1024);
         for n in 0..40 {
@@ -529,7 +529,7 @@ mod tests {
         }
         let size = fs::metadata(dir.path().join("journal")).unwrap().len();
         assert!(size < 2 * MIN_COMPACTION_BYTES, "{size}");
-        let (_, loaded) = Journal::open(dir.path()).unwrap();
+        let (_, loaded) = Journal::open(Dir::at(dir.path())).unwrap();
         assert_eq!(loaded, kv.entries);
     }
 }

@@ -1,5 +1,6 @@
 //! The `fluent-bit` binding: a rule as a Fluent Bit `filter_wasm` filter (and `wasm`
-//! processor), a WASI preview 1 module that imports nothing else.
+//! processor), a WASI preview 1 module that imports only the file calls its granted
+//! directories need ([`fs`]): no clock, randomness, environment or process.
 //!
 //! Fluent Bit copies each record, as a JSON object, into the module's memory with the
 //! module's own `malloc` (the build exports wasi-libc's `malloc` and `free`, so records of
@@ -7,6 +8,10 @@
 //! `(tag, tag_len, sec, nsec, record, record_len)`, and copies the NUL-terminated string
 //! it returns: a JSON object replaces the record, `""` drops it. One instance lives as long
 //! as the Fluent Bit process.
+//!
+//! Event times are bounded by the time Fluent Bit stamped the record with (when its input
+//! read it, unless a parser set it from the record), plus an hour: the module has no
+//! clock of its own.
 //!
 //! Two functions (named by `export_rule!`):
 //!
@@ -38,12 +43,12 @@
 //!   [`journal`]) so that a restart resumes with what the rule has learnt. Without it, the
 //!   state lives in memory only and a restart relearns it. One filter per directory.
 
+pub mod fs;
 #[cfg(target_arch = "wasm32")]
 pub mod heap;
 pub mod journal;
-mod preopens;
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
@@ -52,7 +57,8 @@ use crate::binding::{Resident, Slot, pipeline_context};
 use crate::cloudtrail::{self, Object};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Outcome, Rule, RuleConfig};
+use crate::{AlertLine, Millis, Outcome, Rule, RuleConfig};
+use fs::{Access, Dir};
 use journal::Journal;
 
 /// The configuration file, in a granted directory.
@@ -89,7 +95,6 @@ struct Running<R: Rule> {
     resident: Resident<R>,
     prefilter: Prefilter,
     journal: Option<Journal>,
-    state_dir: Option<PathBuf>,
     /// Said with the next answer.
     warning: Option<Failure>,
 }
@@ -100,6 +105,15 @@ static FILTER: Slot = Slot::new();
 #[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
 #[global_allocator]
 static HEAP: heap::Arena = heap::Arena::new();
+
+/// The filter has no environment: Fluent Bit gives it none. std asks for `RUST_BACKTRACE`
+/// when it reports a panic (a trap, in the guest profile), and wasi-libc's `getenv` would
+/// import the environment (`environ_get`) to answer; this one answers that nothing is set.
+#[cfg(all(feature = "fluent-bit", target_os = "wasi"))]
+#[unsafe(no_mangle)]
+extern "C" fn getenv(_name: *const std::ffi::c_char) -> *mut std::ffi::c_char {
+    std::ptr::null_mut()
+}
 
 /// What a call is doing: kept outside the heap, for the next call to see after a trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,13 +153,18 @@ fn interrupted_phase() -> Phase {
     }
 }
 
-/// One call of a filter function: the record at `record` (`len` bytes) in, the address
-/// of the result out.
+/// One call of a filter function: the record at `record` (`len` bytes), stamped `time`
+/// (seconds, nanoseconds) by Fluent Bit, in; the address of the result out.
 ///
 /// # Safety
 /// `record` is null or points to `len` readable bytes of this module's memory, which
 /// stay there during the call; calls never overlap. Fluent Bit's `filter_wasm` does both.
-pub unsafe fn filter<R: Rule>(mode: Mode, record: *const u8, len: u32) -> *const u8 {
+pub unsafe fn filter<R: Rule>(
+    mode: Mode,
+    time: (u32, u32),
+    record: *const u8,
+    len: u32,
+) -> *const u8 {
     recover::<R>(interrupted_phase());
     // SAFETY: as the caller guarantees.
     let bytes =
@@ -155,11 +174,11 @@ pub unsafe fn filter<R: Rule>(mode: Mode, record: *const u8, len: u32) -> *const
     }
     set_phase(Phase::Starting);
     // SAFETY: called once per exported call.
-    let filter = unsafe { FILTER.get(|| Filter::<R>::start(&preopens::granted_dirs())) };
+    let filter = unsafe { FILTER.get(|| Filter::<R>::start(Dir::granted())) };
     set_phase(Phase::Idle);
     filter.output.clear();
     let reply = match &mut filter.rule {
-        Ok(running) => running.call(bytes, len as usize),
+        Ok(running) => running.call(bytes, len as usize, stamp(time)),
         Err(why) => {
             filter.unstarted += 1;
             // Each enriched record carries it; an alerts stream gets it on the first
@@ -179,6 +198,11 @@ pub unsafe fn filter<R: Rule>(mode: Mode, record: *const u8, len: u32) -> *const
     }
     set_phase(Phase::Idle);
     filter.output.as_ptr()
+}
+
+/// Fluent Bit's time for a record, in milliseconds.
+fn stamp((sec, nsec): (u32, u32)) -> Millis {
+    Millis::from(sec) * 1000 + Millis::from(nsec / 1_000_000)
 }
 
 /// The answer of a filter that trapped while starting: records pass (enrich) or drop,
@@ -222,7 +246,7 @@ fn recover<R: Rule>(interrupted: Phase) {
         }
     } else if interrupted == Phase::Judging {
         // SAFETY: no reference into the slot is alive between calls.
-        let filter = unsafe { FILTER.get(|| Filter::<R>::start(&preopens::granted_dirs())) };
+        let filter = unsafe { FILTER.get(|| Filter::<R>::start(Dir::granted())) };
         if let Ok(running) = &mut filter.rule {
             running.resident.abandon_pending();
         }
@@ -230,8 +254,8 @@ fn recover<R: Rule>(interrupted: Phase) {
 }
 
 impl<R: Rule> Filter<R> {
-    fn start(granted: &[PathBuf]) -> Self {
-        let rule = Running::start(granted);
+    fn start(granted: Vec<Dir>) -> Self {
+        let rule = Running::start(&granted);
         KEPT_ON_DISK.store(
             matches!(&rule, Ok(running) if running.journal.is_some()),
             Ordering::Relaxed,
@@ -246,40 +270,16 @@ impl<R: Rule> Filter<R> {
 
 impl<R: Rule> Running<R> {
     /// Reads the configuration and the state that the granted directories hold.
-    fn start(granted: &[PathBuf]) -> Result<Self, String> {
-        let config = match granted
-            .iter()
-            .map(|d| d.join(CONFIG_FILE))
-            .find(|p| p.is_file())
-        {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                R::Config::from_json(&text)
-                    .map_err(|e| format!("{}: invalid configuration: {e}", path.display()))?
-            }
+    fn start(granted: &[Dir]) -> Result<Self, String> {
+        let config = match granted.iter().find(|d| d.is_file(CONFIG_FILE)) {
+            Some(dir) => read_config::<R>(dir)?,
             None => R::Config::default(),
         };
         let prefilter = Prefilter::new(R::info().prefilter)
             .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?;
-        let state_dir = granted
-            .iter()
-            .map(|d| d.join(STATE_DIR))
-            .find(|p| p.is_dir());
-        let (journal, kv) = match &state_dir {
+        let (journal, kv) = match granted.iter().find_map(|d| d.subdir(STATE_DIR)) {
             Some(dir) => {
-                if TAKE_BACK.swap(false, Ordering::Relaxed) {
-                    let (end, generation) = (
-                        JOURNAL_END.load(Ordering::Relaxed),
-                        JOURNAL_GENERATION.load(Ordering::Relaxed),
-                    );
-                    Journal::truncate(dir, end, generation).map_err(|e| {
-                        format!(
-                            "{}: cannot take back an interrupted write: {e}",
-                            dir.display()
-                        )
-                    })?;
-                }
+                take_back(&dir)?;
                 let (journal, entries) = Journal::open(dir)?;
                 (Some(journal), MemoryKv::with_entries(entries))
             }
@@ -289,13 +289,13 @@ impl<R: Rule> Running<R> {
             resident: Resident::new(config, kv),
             prefilter,
             journal,
-            state_dir,
             warning: None,
         })
     }
 
-    /// Judges a record (or each record of a log file); their writes wait for [`keep`].
-    fn call<'r>(&mut self, bytes: Option<&'r [u8]>, len: usize) -> Reply<'r> {
+    /// Judges a record (or each record of a log file) stamped `stamp`; their writes wait
+    /// for [`keep`].
+    fn call<'r>(&mut self, bytes: Option<&'r [u8]>, len: usize, stamp: Millis) -> Reply<'r> {
         let Some(bytes) = bytes else {
             let message = match len {
                 0 => "Fluent Bit passed no record".to_owned(),
@@ -322,7 +322,7 @@ impl<R: Rule> Running<R> {
         if let Some(failure) = self.compact() {
             return Reply::error(failure, Some(text));
         }
-        let context = pipeline_context();
+        let context = pipeline_context(Some(stamp));
         set_phase(Phase::Judging);
         let mut reply = Reply::new(text);
         for record in cloudtrail::records(text) {
@@ -356,14 +356,14 @@ impl<R: Rule> Running<R> {
         let kept = self
             .resident
             .commit(|changes| journal.as_mut().map_or(Ok(()), |j| j.append(changes)));
-        if let Err(e) = kept {
+        if let Err(e) = kept
+            && let Some(journal) = self.journal.take()
+        {
             // Go on in memory; the next answer says so.
-            self.journal = None;
             KEPT_ON_DISK.store(false, Ordering::Relaxed);
-            let dir = self.state_dir.as_deref().unwrap_or(Path::new(STATE_DIR));
             let why = format!(
                 "cannot write the state to {}: {e}; it is kept in memory only from now on",
-                dir.display()
+                journal.dir_name()
             );
             self.warning = Some(Failure::new("state", why));
         }
@@ -387,6 +387,29 @@ impl<R: Rule> Running<R> {
             format!("cannot compact the state: {e}; it is kept in memory only from now on"),
         ))
     }
+}
+
+/// The configuration in `dir`.
+fn read_config<R: Rule>(dir: &Dir) -> Result<R::Config, String> {
+    let path = format!("{}/{CONFIG_FILE}", dir.name().trim_end_matches('/'));
+    let mut text = String::new();
+    dir.open(CONFIG_FILE, Access::Read)
+        .and_then(|mut file| file.read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    R::Config::from_json(&text).map_err(|e| format!("{path}: invalid configuration: {e}"))
+}
+
+/// Takes back the journal frame of a call that a trap cut short while it was kept.
+fn take_back(dir: &Dir) -> Result<(), String> {
+    if !TAKE_BACK.swap(false, Ordering::Relaxed) {
+        return Ok(());
+    }
+    let (end, generation) = (
+        JOURNAL_END.load(Ordering::Relaxed),
+        JOURNAL_GENERATION.load(Ordering::Relaxed),
+    );
+    Journal::truncate(dir, end, generation)
+        .map_err(|e| format!("{}: cannot take back an interrupted write: {e}", dir.name()))
 }
 
 fn state_lost() -> String {

@@ -33,10 +33,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use similar::TextDiff;
 
-use crate::binding::{Resident, pipeline_context};
+use crate::binding::Resident;
+use crate::config::period_at;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Rule, RuleConfig};
+use crate::time::HOUR;
+use crate::{AlertLine, Context, Rule, RuleConfig};
 
 /// A record the rule refused: the failure's kind (`invalid-json`, ...) and message.
 pub type Rejection = (String, String);
@@ -56,10 +58,30 @@ fn prefilter<R: Rule>() -> Result<Prefilter, String> {
     Prefilter::new(R::info().prefilter).map_err(|e| format!("the rule's prefilter: {e}"))
 }
 
+/// What a rule must be for any case to run: a valid prefilter, a configuration that
+/// takes `{}` and refuses unknown fields, and a dedup period for each detection.
+fn check_rule<R: Rule>() -> Result<(), String> {
+    prefilter::<R>()?;
+    let config =
+        R::Config::from_json("{}").map_err(|e| format!("the configuration `{{}}`: {e}"))?;
+    if R::Config::from_json(r#"{"no such field": 1}"#).is_ok() {
+        return Err("the configuration takes unknown fields: give it \
+                    #[serde(deny_unknown_fields)]"
+            .into());
+    }
+    for detection in R::info().detections {
+        period_at(&config, detection.dedup_period)
+            .map_err(|e| format!("{}'s dedup period: {e}", detection.id))?;
+    }
+    Ok(())
+}
+
 /// Runs every case under `dir` against rule `R`, natively; panics with each failure. Also
-/// checks that the rule's prefilter passes every record the rule finds relevant.
+/// checks the rule itself (its prefilter; a configuration that takes `{}` and refuses
+/// unknown fields; a dedup period for each detection), and that its prefilter passes every
+/// record the rule finds relevant.
 pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
-    if let Err(e) = prefilter::<R>() {
+    if let Err(e) = check_rule::<R>() {
         panic!("{e}");
     }
     let files = discover(&[dir.as_ref().to_owned()]).unwrap_or_else(|e| panic!("{e}"));
@@ -93,13 +115,24 @@ pub fn native<'a, R: Rule>(config: Option<String>) -> Result<Box<dyn Run + 'a>, 
     Ok(Box::new(Resident::<R>::new(config, MemoryKv::new())))
 }
 
+/// What a native run tells the rule: event times up to an hour past this machine's clock.
+fn native_context() -> Context {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+    Context {
+        not_after: now.saturating_add(HOUR),
+    }
+}
+
 /// Runs natively, and checks that the rule's prefilter rules out no record that matters:
 /// one the rule finds relevant, raises alerts for or keeps state about.
 impl<R: Rule> Run for Resident<R> {
     fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
         let ruled_out = !prefilter::<R>()?.is_candidate(record.as_bytes());
         let before = ruled_out.then(|| self.kv.entries.clone());
-        Ok(match Resident::process(self, record, &pipeline_context()) {
+        Ok(match Resident::process(self, record, &native_context()) {
             Ok(outcome)
                 if ruled_out
                     && (outcome.relevant
@@ -379,7 +412,7 @@ mod tests {
         fn info() -> RuleInfo {
             crate::test_rules::info("sloppy", &[&["\"Start\""]])
         }
-        fn process(
+        fn detect(
             record: &str,
             _: &NoConfig,
             kv: &mut impl KeyValue,

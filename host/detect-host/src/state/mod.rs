@@ -15,7 +15,7 @@ mod persistent;
 use std::collections::BTreeMap;
 
 pub use memory::MemoryStore;
-pub use persistent::{FORMAT_VERSION, RedbStore};
+pub use persistent::{FORMAT_VERSION, RedbStore, quiet_engine_panics};
 
 /// A failure of the backing store. It stops the harness: the state can no longer be
 /// trusted to move from one record to the next.

@@ -534,9 +534,10 @@ thread_local! {
     static GUARDED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f`, turning a panic into an error about `path`. Such a panic is not printed: the
-/// error says what happened.
-fn guard<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+/// Keeps the storage engine's panics, which [`RedbStore`] reports as errors, off
+/// standard error, by a panic hook that passes every other panic to the one before it.
+/// The library never installs a hook by itself: a program calls this once, if it wants.
+pub fn quiet_engine_panics() {
     static QUIET_HOOK: Once = Once::new();
     QUIET_HOOK.call_once(|| {
         let previous = panic::take_hook();
@@ -546,6 +547,10 @@ fn guard<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, StoreError> {
             }
         }));
     });
+}
+
+/// Runs `f`, turning a panic into an error about `path`.
+fn guard<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, StoreError> {
     let outer = GUARDED.with(|g| g.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(outer));
