@@ -528,13 +528,13 @@ fn a_rule_directory_copied_under_a_new_name_runs_in_every_host() {
     let manifest = manifest.replace(r#"name = "console-login-rule""#, r#"name = "copied-rule""#);
     std::fs::write(copy.join("Cargo.toml"), manifest).unwrap();
 
-    let found = detect_artifact::build::discover(to);
+    let found = detect_artifact::build::discover(to).unwrap();
     assert_eq!(found.iter().map(|r| r.dir_name.as_str()).collect::<Vec<_>>(), ["copied"]);
     let out = to.join("out");
     std::fs::create_dir(&out).unwrap();
     // The workspace's own guest target directory: dependencies built once serve both.
     let target = root().join("target/rule-guest");
-    detect_artifact::build::build_all(to, &target, &out, &found);
+    detect_artifact::build::build_all(to, &target, &out, &found).unwrap();
     let artifacts = Artifacts::new(|family| {
         std::fs::read(out.join(format!("copied.{family}.wasm"))).unwrap().leak()
     });

@@ -78,8 +78,9 @@ fn the_embedding_example_runs_a_rule_and_resumes() {
     assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: embed RULE.wasm STATE.redb FILE"));
 }
 
-/// A module that exports what its host calls but imports one thing more.
-fn module_importing(family: &str, import: (&str, &str)) -> Vec<u8> {
+/// A module that exports what its host calls but imports one thing more: `import` is
+/// the import's (module, name, type), say `("env", "now", "(func)")`.
+fn module_importing(family: &str, import: (&str, &str, &str)) -> Vec<u8> {
     let exports = match family {
         "fluvio" => ["alloc", "init", "array_map", "look_back"].as_slice(),
         _ => ["malloc", "free"].as_slice(),
@@ -89,11 +90,11 @@ fn module_importing(family: &str, import: (&str, &str)) -> Vec<u8> {
         .map(|name| format!(r#"(func (export "{name}") (param i32) (result i32) (local.get 0))"#))
         .collect();
     wat::parse_str(format!(
-        r#"(module (import "{}" "{}" (func (param i32) (result i32)))
+        r#"(module (import "{}" "{}" {})
             (memory (export "memory") 1)
             (global $__stack_pointer (mut i32) (i32.const 1024))
             {funcs})"#,
-        import.0, import.1
+        import.0, import.1, import.2
     ))
     .unwrap()
 }
@@ -103,12 +104,19 @@ fn module_importing(family: &str, import: (&str, &str)) -> Vec<u8> {
 #[test]
 fn an_artifact_that_imports_more_than_its_host_provides_is_refused() {
     let dir = tempfile::tempdir().unwrap();
+    let func = "(func (param i32) (result i32))";
     for (family, import) in [
-        ("fluvio", ("wasi_snapshot_preview1", "random_get")),
-        ("fluvio", ("env", "now")),
-        ("fluent-bit", ("wasi_snapshot_preview1", "clock_time_get")),
-        ("fluent-bit", ("wasi_snapshot_preview1", "environ_get")),
-        ("fluent-bit", ("wasi_snapshot_preview1", "sock_accept")),
+        ("fluvio", ("wasi_snapshot_preview1", "random_get", func)),
+        ("fluvio", ("env", "now", func)),
+        ("fluent-bit", ("wasi_snapshot_preview1", "clock_time_get", func)),
+        ("fluent-bit", ("wasi_snapshot_preview1", "environ_get", func)),
+        ("fluent-bit", ("wasi_snapshot_preview1", "sock_accept", func)),
+        // Not functions, and as much a channel to the host.
+        ("fluvio", ("env", "memory", "(memory 1)")),
+        ("fluvio", ("host", "fns", "(table 1 funcref)")),
+        ("fluent-bit", ("wasi_snapshot_preview1", "clock", "(global i64)")),
+        // An allowed function's name, as another kind of import.
+        ("fluvio", ("env", "copy_records", "(global i32)")),
     ] {
         let module = dir.path().join("module.wasm");
         std::fs::write(&module, module_importing(family, import)).unwrap();
@@ -136,4 +144,24 @@ fn every_artifact_imports_only_what_its_host_provides() {
     let out = harness(&["inspect", "--json"], b"");
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["artifacts"]["fluvio"], serde_json::json!(["env.copy_records"]));
+}
+
+/// One command builds a rule's three artifacts, from its directory, to distinct paths:
+/// the same bytes the workspace's own build makes.
+#[test]
+fn build_makes_a_rules_three_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness(&["build", "guest/rules/console-login", "--out", dir.path().to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for family in detect_artifact::Family::ALL {
+        let path = dir.path().join(format!("console-login.{}.wasm", family.name()));
+        assert!(listed.contains(&path.display().to_string()), "{listed:?}");
+        let built = std::fs::read(&path).unwrap();
+        assert!(built == artifact("console-login", family.name()), "{}", family.name());
+    }
+    let refused = harness(&["build", "fixtures", "--out", dir.path().to_str().unwrap()], b"");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("is not a rule of this workspace"), "{stderr}");
 }

@@ -24,6 +24,8 @@ pub struct RuleCrate {
     pub package: String,
     /// Its directory's name: what its artifacts are named after.
     pub dir_name: String,
+    /// Its `Cargo.toml`.
+    pub manifest: PathBuf,
 }
 
 /// The rules among a workspace's packages, from `cargo metadata --no-deps` output: every
@@ -44,6 +46,7 @@ pub fn rules_in(metadata: &Value) -> Vec<RuleCrate> {
             Some(RuleCrate {
                 package: package["name"].as_str()?.to_owned(),
                 dir_name: dir.file_name()?.to_str()?.to_owned(),
+                manifest: manifest.to_owned(),
             })
         })
         .collect();
@@ -52,42 +55,63 @@ pub fn rules_in(metadata: &Value) -> Vec<RuleCrate> {
 }
 
 /// The rules of the workspace at `root`, as cargo lists its members.
-pub fn discover(root: &Path) -> Vec<RuleCrate> {
+pub fn discover(root: &Path) -> Result<Vec<RuleCrate>, String> {
     let output = cargo()
         .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
         .arg(root.join("Cargo.toml"))
         .stderr(Stdio::inherit())
         .output()
-        .expect("cargo can be started");
-    assert!(output.status.success(), "`cargo metadata` failed (see above)");
-    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo prints JSON");
-    // A rule directory added or removed changes what is built.
-    println!("cargo:rerun-if-changed={}", root.join(RULES_DIR).display());
-    rules_in(&metadata)
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !output.status.success() {
+        return Err("`cargo metadata` failed (see above)".into());
+    }
+    let metadata: Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok(rules_in(&metadata))
+}
+
+/// What a build read, for a build script's `cargo:rerun-if-changed`: the workspace's
+/// manifests, the rules' directory, and every source file of every module built.
+#[derive(Debug, Default)]
+pub struct Inputs(pub Vec<PathBuf>);
+
+impl Inputs {
+    /// Tells cargo to rerun the build script when any of them changes.
+    pub fn print_for_cargo(&self) {
+        for path in &self.0 {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 }
 
 /// Builds `rules` of the workspace at `root` for every family, in `target_dir`, and
 /// writes each artifact, ready for its host, into `out_dir` as `<dir name>.<family>.wasm`
 /// (and the module cargo built as `<dir name>.<family>.core.wasm`, for the tests of what
-/// a rule author does with it).
-pub fn build_all(root: &Path, target_dir: &Path, out_dir: &Path, rules: &[RuleCrate]) {
-    for input in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
-        println!("cargo:rerun-if-changed={}", root.join(input).display());
-    }
+/// a rule author does with it). An artifact that imports more than its family allows is
+/// an error naming the import.
+pub fn build_all(
+    root: &Path,
+    target_dir: &Path,
+    out_dir: &Path,
+    rules: &[RuleCrate],
+) -> Result<Inputs, String> {
+    let manifests = ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", RULES_DIR];
+    let mut inputs = Inputs(manifests.iter().map(|m| root.join(m)).collect());
     for family in Family::ALL {
-        ensure_target(family.target());
-        for (rule, module) in rules.iter().zip(build(root, target_dir, family, rules)) {
+        ensure_target(family.target())?;
+        let modules = build(root, target_dir, family, rules, &mut inputs)?;
+        for (rule, module) in rules.iter().zip(modules) {
             let name = format!("{}.{}", rule.dir_name, family.name());
-            write(&out_dir.join(format!("{name}.core.wasm")), &module);
+            write(&out_dir.join(format!("{name}.core.wasm")), &module)?;
             let bytes = ready(family, &module)
-                .unwrap_or_else(|e| panic!("{} is not ready for {}: {e}", rule.package, family.name()));
-            write(&out_dir.join(format!("{name}.wasm")), &bytes);
+                .map_err(|e| format!("{} is not ready for {}: {e}", rule.package, family.name()))?;
+            write(&out_dir.join(format!("{name}.wasm")), &bytes)?;
         }
     }
+    Ok(inputs)
 }
 
-fn write(path: &Path, bytes: &[u8]) {
-    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn cargo() -> Command {
@@ -108,7 +132,7 @@ pub fn guest_target_dir(out_dir: &Path) -> PathBuf {
 /// Installs a wasm target with rustup when the toolchain lacks it. rustup installs the
 /// targets of `rust-toolchain.toml` only with the toolchain itself, so a machine whose
 /// toolchain was installed earlier may have none of them.
-fn ensure_target(target: &str) {
+fn ensure_target(target: &str) -> Result<(), String> {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let libdir = Command::new(&rustc)
         .args(["--print", "target-libdir", "--target", target])
@@ -116,23 +140,31 @@ fn ensure_target(target: &str) {
         .ok()
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
     if libdir.is_some_and(|dir| dir.exists()) {
-        return;
+        return Ok(());
     }
-    println!("cargo:warning=installing the {target} target with rustup (rust-toolchain.toml names it)");
+    eprintln!("installing the {target} target with rustup (rust-toolchain.toml names it)");
     // RUSTUP_TOOLCHAIN, set by rustup's cargo proxy, makes this the toolchain of this build.
     let installed = Command::new("rustup")
         .args(["target", "add", target])
         .status()
         .is_ok_and(|status| status.success());
-    assert!(
-        installed,
-        "the {target} target is missing and `rustup target add {target}` failed; \
-         install it by hand, or use a toolchain that has it"
-    );
+    match installed {
+        true => Ok(()),
+        false => Err(format!(
+            "the {target} target is missing and `rustup target add {target}` failed; \
+             install it by hand, or use a toolchain that has it"
+        )),
+    }
 }
 
 /// Builds `rules` for `family` in one cargo run; their modules' bytes, in order.
-fn build(root: &Path, target_dir: &Path, family: Family, rules: &[RuleCrate]) -> Vec<Vec<u8>> {
+fn build(
+    root: &Path,
+    target_dir: &Path,
+    family: Family,
+    rules: &[RuleCrate],
+    inputs: &mut Inputs,
+) -> Result<Vec<Vec<u8>>, String> {
     let mut command = cargo();
     command.arg("build");
     for rule in rules {
@@ -154,49 +186,44 @@ fn build(root: &Path, target_dir: &Path, family: Family, rules: &[RuleCrate]) ->
         .current_dir(root)
         .stderr(Stdio::inherit())
         .output()
-        .expect("cargo can be started");
-    assert!(
-        output.status.success(),
-        "building the rules for {} failed (see above)",
-        family.name()
-    );
-    rules
-        .iter()
-        .map(|rule| {
-            let module = artifact(&output.stdout, &rule.package).unwrap_or_else(|| {
-                panic!("cargo reported no {} module for {}", rule.package, family.target())
-            });
-            rerun_if_sources_change(&module);
-            std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()))
-        })
-        .collect()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("building the rules for {} failed (see above)", family.name()));
+    }
+    let mut modules = Vec::new();
+    for rule in rules {
+        let module = artifact(&output.stdout, &rule.manifest).ok_or_else(|| {
+            format!("cargo reported no {} module for {}", rule.package, family.target())
+        })?;
+        inputs.0.extend(sources(&module));
+        modules.push(std::fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?);
+    }
+    Ok(modules)
 }
 
-/// The `.wasm` file of a rule crate among cargo's JSON messages.
-fn artifact(messages: &[u8], package: &str) -> Option<PathBuf> {
-    let crate_name = package.replace('-', "_");
+/// The `.wasm` file of the crate whose manifest is `manifest`, among cargo's messages.
+fn artifact(messages: &[u8], manifest: &Path) -> Option<PathBuf> {
     String::from_utf8_lossy(messages)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == crate_name)
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest))
         .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
         .filter_map(|f| f.as_str().map(PathBuf::from))
         .find(|f| f.extension().is_some_and(|e| e == "wasm"))
 }
 
-/// Reruns the build script when any source file the module was built from changes, as
-/// the dep-info file beside it lists them.
-fn rerun_if_sources_change(module: &Path) {
+/// Every source file the module was built from, as the dep-info file beside it lists
+/// them.
+fn sources(module: &Path) -> Vec<PathBuf> {
     let Ok(deps) = std::fs::read_to_string(module.with_extension("d")) else {
-        return;
+        return Vec::new();
     };
     // `<output>: <input> <input> ...`, spaces in paths escaped with `\`.
     let Some((_, inputs)) = deps.lines().next().and_then(|line| line.split_once(": ")) else {
-        return;
+        return Vec::new();
     };
-    for path in dep_info_paths(inputs) {
-        println!("cargo:rerun-if-changed={path}");
-    }
+    dep_info_paths(inputs).into_iter().map(PathBuf::from).collect()
 }
 
 /// The paths of a dep-info line's inputs.
@@ -251,7 +278,7 @@ mod tests {
     #[test]
     fn this_workspaces_rules_are_found() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
-        let dirs: Vec<String> = discover(root).into_iter().map(|r| r.dir_name).collect();
+        let dirs: Vec<String> = discover(root).unwrap().into_iter().map(|r| r.dir_name).collect();
         assert!(dirs.contains(&"ssm".into()) && dirs.contains(&"console-login".into()), "{dirs:?}");
     }
 

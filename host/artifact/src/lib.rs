@@ -39,7 +39,7 @@ pub enum ArtifactError {
     Shape(String),
     /// It imports what the family's host does not provide, or may not be asked for.
     #[error(
-        "it imports `{module}.{name}`, which a {family} artifact may not import; it may import only: {allowed}"
+        "it imports `{module}.{name}`{what}, which a {family} artifact may not import; it may import only these functions: {allowed}"
     )]
     Forbidden {
         /// The artifact's family.
@@ -48,6 +48,8 @@ pub enum ArtifactError {
         module: String,
         /// The import's name.
         name: String,
+        /// For an import that is not a function, what it is.
+        what: &'static str,
         /// What the family allows.
         allowed: String,
     },
@@ -154,7 +156,8 @@ impl Family {
 
 /// An artifact's imports, as (module or interface, function) pairs.
 pub fn imports(bytes: &[u8]) -> Result<Vec<(String, String)>, ArtifactError> {
-    Ok(Shape::read(bytes)?.imports)
+    let imports = Shape::read(bytes)?.imports;
+    Ok(imports.into_iter().map(|i| (i.module, i.name)).collect())
 }
 
 /// An artifact's exported functions and memories.
@@ -173,9 +176,12 @@ pub fn check(family: Family, bytes: &[u8]) -> Result<(), ArtifactError> {
         }));
     }
     let allowed = family.allowed_imports();
-    if let Some((module, name)) = shape.imports.iter().find(|(module, name)| {
-        !allowed.iter().any(|(m, n)| m == module && n == name)
-    }) {
+    // Only functions are ever allowed: an imported memory, table or global is a channel
+    // to the host as much as a function is.
+    let permitted = |i: &Import| {
+        i.kind == ImportKind::Function && allowed.iter().any(|(m, n)| *m == i.module && *n == i.name)
+    };
+    if let Some(Import { module, name, kind }) = shape.imports.iter().find(|i| !permitted(i)) {
         let list: Vec<String> = allowed
             .iter()
             .map(|(m, n)| if n.is_empty() { m.to_string() } else { format!("{m}.{n}") })
@@ -184,6 +190,7 @@ pub fn check(family: Family, bytes: &[u8]) -> Result<(), ArtifactError> {
             family: family.name(),
             module: module.clone(),
             name: name.clone(),
+            what: kind.what(),
             allowed: list.join(", "),
         });
     }
@@ -219,8 +226,38 @@ pub fn ready(family: Family, module: &[u8]) -> Result<Vec<u8>, ArtifactError> {
 /// A module's or component's top-level imports and exports.
 struct Shape {
     component: bool,
-    imports: Vec<(String, String)>,
+    imports: Vec<Import>,
     exports: Vec<String>,
+}
+
+/// One import: a core module's (module, name), or a component's (interface, "").
+struct Import {
+    module: String,
+    name: String,
+    kind: ImportKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ImportKind {
+    /// A function, or a component's interface instance.
+    Function,
+    Memory,
+    Table,
+    Global,
+    Tag,
+}
+
+impl ImportKind {
+    /// How an error names an import of this kind, after its name.
+    fn what(self) -> &'static str {
+        match self {
+            ImportKind::Function => "",
+            ImportKind::Memory => " (a memory)",
+            ImportKind::Table => " (a table)",
+            ImportKind::Global => " (a global)",
+            ImportKind::Tag => " (a tag)",
+        }
+    }
 }
 
 impl Shape {
@@ -241,9 +278,15 @@ impl Shape {
                 Payload::ImportSection(section) if depth == 0 => {
                     for import in section.into_imports() {
                         let import = import.map_err(invalid)?;
-                        if matches!(import.ty, TypeRef::Func(_)) {
-                            shape.imports.push((import.module.into(), import.name.into()));
-                        }
+                        let kind = match import.ty {
+                            TypeRef::Func(_) | TypeRef::FuncExact(_) => ImportKind::Function,
+                            TypeRef::Memory(_) => ImportKind::Memory,
+                            TypeRef::Table(_) => ImportKind::Table,
+                            TypeRef::Global(_) => ImportKind::Global,
+                            TypeRef::Tag(_) => ImportKind::Tag,
+                        };
+                        let (module, name) = (import.module.into(), import.name.into());
+                        shape.imports.push(Import { module, name, kind });
                     }
                 }
                 Payload::ExportSection(section) if depth == 0 => {
@@ -257,7 +300,9 @@ impl Shape {
                 Payload::ComponentImportSection(section) if depth == 0 => {
                     for import in section {
                         let import = import.map_err(invalid)?;
-                        shape.imports.push((import.name.name.to_owned(), String::new()));
+                        let module = import.name.name.to_owned();
+                        let kind = ImportKind::Function;
+                        shape.imports.push(Import { module, name: String::new(), kind });
                     }
                 }
                 _ => {}

@@ -20,14 +20,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [rule, state, files @ ..] = &args[..] else {
         return Err("usage: embed RULE.wasm STATE.redb FILE...".into());
     };
+    let stop = Stop::new();
+    let pipeline = Pipeline::new(files, Options::default())?
+        .alerts(Sink::stdout(&stop)?)
+        .dead_letters(Sink::stderr(&stop)?);
+    pipeline.check_outputs(Some(state))?; // before the state is opened
     // 300 ms and 64 MiB per call; the rule may import only wasi:keyvalue.
     let rule = Sandbox::new(Limits::default())?.load(&std::fs::read(rule)?)?;
     let runner = rule.start(Box::new(RedbStore::open(state)?), None)?;
-    let stop = Stop::new();
-    let report = Pipeline::new(files, Options::default())?
-        .alerts(Sink::stdout(&stop)?)
-        .dead_letters(Sink::stderr(&stop)?)
-        .run(Box::new(runner), &stop)?;
+    let report = pipeline.run(Box::new(runner), &stop)?;
     eprintln!(
         "{} records ({} handled by earlier runs), {} alerts",
         report.records,

@@ -67,7 +67,10 @@ pub(super) fn run(
         forget,
         stop,
     };
-    run.drive(&messages)?;
+    match run.drive(&messages) {
+        Err(Error::Interrupted(output)) => run.report.undelivered = Some(output),
+        other => other?,
+    }
     run.report.traps = run.judge.traps();
     run.report.stopped = stop.requested();
     Ok(run.report)

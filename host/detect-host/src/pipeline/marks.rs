@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::input::{FileIdentity, InputMark, Source};
-use crate::state::{self, Changes, INPUTS_TABLE, StateStore};
+use crate::state::{self, Changes, INPUTS_TABLE, StateStore, StoreError};
 
 /// Marks of files that no run has read for this long are forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(90 * 86_400);
@@ -44,11 +44,20 @@ fn all(store: &mut dyn StateStore) -> Result<Vec<(String, InputMark)>, Error> {
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         for (key, value) in keys.iter().zip(store.get_many(INPUTS_TABLE, &refs)?) {
             let mark: InputMark = serde_json::from_slice(&value.unwrap_or_default())
-                .map_err(|e| Error::RuleState(format!("the record of input {key}: {e}")))?;
+                .map_err(|e| unreadable(key, e))?;
             all.push((key.clone(), mark));
         }
         after = Some(last);
     }
+}
+
+/// A mark that does not parse: the store's own checksums passed, so the state file was
+/// written by something else.
+fn unreadable(key: &str, e: serde_json::Error) -> Error {
+    Error::Store(StoreError(format!(
+        "the state's record of how far input {key} was read is unreadable ({e}); restore the \
+         state file from a backup, or move it away to start again with no history"
+    )))
 }
 
 /// Where earlier runs left each input: the mark under its key, or else one of a file it

@@ -126,6 +126,9 @@ pub struct Report {
     pub traps: u64,
     /// The run stopped because [`Stop::request`] was called, after committing.
     pub stopped: bool,
+    /// The stop came while this output had not taken everything written to it: the
+    /// state is committed up to the last delivery, and a rerun raises the rest again.
+    pub undelivered: Option<String>,
 }
 
 impl Report {
@@ -235,15 +238,18 @@ impl Pipeline {
     /// requested; commits either way. An error says what stopped the run; what was
     /// delivered before it is committed.
     pub fn run(mut self, mut judge: Box<dyn Judge>, stop: &Stop) -> Result<Report, Error> {
-        self.check_outputs(judge.state_path())?;
+        self.check_outputs(judge.state_path().as_deref())?;
         let alerts = self.alerts.take().unwrap_or_else(|| Sink::discard(stop));
         let dead_letters = self.dead_letters.take().unwrap_or_else(|| Sink::discard(stop));
         drive::run(self, judge, alerts, dead_letters, stop)
     }
 
-    /// Outputs must not overwrite what the run reads (an input, or the state), and alerts
-    /// thrown away must not be recorded as raised unless that is asked for.
-    fn check_outputs(&self, state: Option<PathBuf>) -> Result<(), Error> {
+    /// Refuses outputs that would overwrite what the run reads (an input, or the state
+    /// file `state`), and alerts thrown away (no alerts sink, or /dev/null) while a state
+    /// file records them as raised, unless [`Options::discard_alerts`]. [`Pipeline::run`]
+    /// checks it; call it yourself before opening the state, so that a refused run
+    /// creates no state file.
+    pub fn check_outputs(&self, state: Option<&Path>) -> Result<(), Error> {
         let input_ids: Vec<_> = self
             .inputs
             .iter()
@@ -252,17 +258,16 @@ impl Pipeline {
                 Source::Stdin => None,
             })
             .collect();
-        let state_id = state.as_deref().and_then(file_id);
-        if let Some(sink) = &self.alerts
-            && sink.is_null()
+        let state_id = state.and_then(file_id);
+        if self.alerts.as_ref().is_none_or(Sink::is_null)
             && !self.options.discard_alerts
             && state.is_some()
         {
+            let name = self.alerts.as_ref().map_or("nowhere (no alerts sink)", Sink::name);
             return Err(Error::Output(format!(
-                "{} is /dev/null (or was closed): this run's alerts would be discarded, and the \
-                 state file would record them as raised, so that no later run raises them \
-                 again; send the alerts somewhere, or allow discarding them",
-                sink.name()
+                "the alerts go to {name}: this run's alerts would be discarded, and the state \
+                 file would record them as raised, so that no later run raises them again; \
+                 send the alerts somewhere, or allow discarding them"
             )));
         }
         let sinks = [&self.alerts, &self.dead_letters];
@@ -271,7 +276,7 @@ impl Pipeline {
             .flatten()
             .filter_map(|s| Some((s.name().to_owned(), s.file_id()?)))
             .collect();
-        if let Some(state) = &state {
+        if let Some(state) = state {
             check_state_path(state, self.inputs.iter().map(|i| &i.source))?;
         }
         for (name, output) in outputs {

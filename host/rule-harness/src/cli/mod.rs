@@ -1,6 +1,7 @@
 //! The `rule-harness` command line: argument parsing and the commands, over the library.
 
 mod bench;
+mod build;
 mod cases;
 mod export;
 mod inspect;
@@ -43,6 +44,9 @@ enum Command {
     /// Write a rule's artifact for a host: the built-in rule's, or one built from a rule
     /// crate (--from), checked and made ready
     Export(export::ExportArgs),
+    /// Build rules of this workspace (directories under guest/rules/) into their three
+    /// artifacts, each checked and made ready for its host
+    Build(build::BuildArgs),
     /// Measure the built-in rule's throughput on generated CloudTrail, next to a plain
     /// read and a substring scan of the same bytes, and to the rule compiled in
     Bench(bench::BenchArgs),
@@ -154,6 +158,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(&cli.rule, args),
         Command::Export(args) => export::export(&cli.rule, args),
         Command::Bench(args) => bench::bench(args),
+        Command::Build(args) => build::build(args),
     };
     match result {
         Ok(code) => code,

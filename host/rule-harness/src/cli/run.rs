@@ -16,7 +16,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::RuleArgs;
 use super::summary::Summary;
 use crate::native::Native;
-use detect_host::Error;
 use detect_host::judge::Judge;
 use detect_host::input::Source;
 use detect_host::pipeline::{self, Options, Pipeline, Sink, Stop};
@@ -86,7 +85,6 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
         eprintln!("rule-harness: {what}");
     }
-    let judge = judge(rule_args, args)?;
     let dead_letters = match &args.dead_letter {
         Some(path) => Sink::append(path, &stop)?,
         None => Sink::stderr(&stop)?,
@@ -94,24 +92,22 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if args.files.iter().any(|f| f == Path::new("-")) && io::stdin().is_terminal() {
         eprintln!("rule-harness: reading records from the terminal; end with Ctrl-D");
     }
+    let pipeline = pipeline.alerts(alerts).dead_letters(dead_letters);
+    // Before the state is opened: a refused run creates no state file.
+    let state = (args.state != "memory").then(|| Path::new(&args.state));
+    pipeline.check_outputs(state)?;
+    let judge = judge(rule_args, args)?;
     let progress = progress_bar(args);
     let bar = progress.clone();
     let started = Instant::now();
-    let ran = pipeline
-        .alerts(alerts)
-        .dead_letters(dead_letters)
+    let report = pipeline
         .notices(Box::new(|notice| eprintln!("rule-harness: {notice}")))
         .progress(Arc::new(move |bytes| bar.inc(bytes)))
         .run(judge, &stop);
     progress.finish_and_clear();
-    let (report, undelivered) = match ran {
-        Ok(report) => (report, None),
-        Err(Error::Interrupted(what)) => (Default::default(), Some(what)),
-        Err(e) => return Err(e.into()),
-    };
-    if undelivered.is_none() {
-        eprintln!("{}", Summary { report, elapsed: started.elapsed() });
-    }
+    let report = report?;
+    let undelivered = report.undelivered.clone();
+    eprintln!("{}", Summary { report, elapsed: started.elapsed() });
     Ok(signals.exit_code(undelivered))
 }
 
