@@ -17,6 +17,14 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// What the replays stamp records with, as their hosts do when they take them in: a time
+/// after every record they send (2026-12-04T00:00:00Z), seconds and nanoseconds as Fluent
+/// Bit passes it.
+const STAMP: (u32, u32) = (1_796_342_400, 0);
+
+/// The same, in milliseconds, as Fluvio stamps records.
+const STAMP_MILLIS: i64 = STAMP.0 as i64 * 1000;
+
 /// The fixture log's records, as JSON text.
 fn fixture_records() -> Vec<String> {
     let log: Value =
@@ -150,7 +158,13 @@ impl Binding for Component {
 /// The Fluent Bit filter's `ssm_alerts`, with the directory it is granted (held so that
 /// it lives as long as the filter): as Fluent Bit grants its working directory by
 /// default, always one.
-struct FluentBit(FluentBitFilter, #[allow(dead_code)] tempfile::TempDir);
+struct FluentBit {
+    filter: FluentBitFilter,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    dir: tempfile::TempDir,
+    /// What Fluent Bit stamps the records with.
+    stamp: (u32, u32),
+}
 
 impl FluentBit {
     fn new() -> Self {
@@ -171,7 +185,11 @@ impl FluentBit {
     fn granted(rule: &Artifacts, dir: tempfile::TempDir) -> Self {
         let granted = [dir.path().to_path_buf()];
         let filter = FluentBitFilter::load(rule.fluent_bit, rule.alerts, &granted).unwrap();
-        FluentBit(filter, dir)
+        FluentBit {
+            filter,
+            dir,
+            stamp: STAMP,
+        }
     }
 
     fn step(filtered: Filtered) -> Step {
@@ -191,12 +209,18 @@ impl FluentBit {
 
 impl Binding for FluentBit {
     fn process(&mut self, record: &str) -> Step {
-        FluentBit::step(self.0.filter_json("cloudtrail", (0, 0), record.as_bytes()))
+        FluentBit::step(
+            self.filter
+                .filter_json("cloudtrail", self.stamp, record.as_bytes()),
+        )
     }
 
     fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
         let record: Value = serde_json::from_str(record).unwrap();
-        FluentBit::step(self.0.filter_cut_short("cloudtrail", (0, 0), &record, cut))
+        FluentBit::step(
+            self.filter
+                .filter_cut_short("cloudtrail", self.stamp, &record, cut),
+        )
     }
 
     fn as_dyn(&mut self) -> &mut dyn Binding {
@@ -213,6 +237,8 @@ struct Fluvio {
     offset: i64,
     /// The records the topic holds, but the one that trapped.
     topic: Vec<Record>,
+    /// The base timestamp of the batches the consumer reads.
+    stamp: i64,
 }
 
 impl Fluvio {
@@ -222,6 +248,7 @@ impl Fluvio {
             module: Fluvio::instance_of(rule),
             offset: 0,
             topic: Vec::new(),
+            stamp: STAMP_MILLIS,
         }
     }
 
@@ -281,22 +308,26 @@ impl Binding for Fluvio {
         self.offset += 1;
         let output = self
             .module
-            .array_map(self.offset, 0, &Fluvio::batch(record));
+            .array_map(self.offset, self.stamp, &Fluvio::batch(record));
         self.after(record, output)
     }
 
     fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
         self.offset += 1;
+        let batch = Fluvio::batch(record);
         let output = self
             .module
-            .array_map_with_fuel(self.offset, 0, &Fluvio::batch(record), cut);
+            .array_map_with_fuel(self.offset, self.stamp, &batch, cut);
         self.after(record, output)
     }
 
     fn process_batch(&mut self, records: &[String]) -> Vec<AlertKey> {
         let batch = Fluvio::records(records);
         self.offset += records.len() as i64;
-        let output = self.module.array_map(self.offset, 0, &batch).unwrap();
+        let output = self
+            .module
+            .array_map(self.offset, self.stamp, &batch)
+            .unwrap();
         self.topic.extend(batch);
         output
             .records
@@ -309,6 +340,31 @@ impl Binding for Fluvio {
     fn as_dyn(&mut self) -> &mut dyn Binding {
         self
     }
+}
+
+/// A pipeline binding whose host stamps each record as the test says.
+trait Stamped: Binding {
+    /// Stamps the records to come `millis`; 0 or less: unstamped, as its host sends them.
+    fn stamp(&mut self, millis: i64);
+}
+
+impl Stamped for FluentBit {
+    fn stamp(&mut self, millis: i64) {
+        let millis = millis.max(0);
+        self.stamp = ((millis / 1000) as u32, (millis % 1000) as u32 * 1_000_000);
+    }
+}
+
+impl Stamped for Fluvio {
+    fn stamp(&mut self, millis: i64) {
+        self.stamp = millis;
+    }
+}
+
+/// The current time, in milliseconds.
+fn now_millis() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as i64
 }
 
 /// Makes a fresh instance of one binding.
@@ -617,6 +673,50 @@ fn a_fluent_bit_filter_outlives_a_thousand_traps() {
     assert_eq!(contract::alerts(&mut filter, &stream), expected);
 }
 
+/// The descriptors this process holds open on what is under `dir`: a filter's, since the
+/// replay's WASI opens a host descriptor for each one the filter opens.
+#[cfg(target_os = "linux")]
+fn descriptors_under(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+/// A trap that makes a filter with rule-state/ start again (in the allocator, or while it
+/// keeps a record's writes) forgets what the filter held without dropping it: the files it
+/// held are closed when it starts again, and the state directory is opened once. Hundreds
+/// of such traps leave no more descriptors open than before them (leaked, they would run
+/// out, and the state would silently drop to memory only), and the state is kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_fluent_bit_filter_that_starts_again_after_traps_leaks_no_descriptors() {
+    let stream = fixture_records();
+    let victim = 2;
+    let mut without = stream.clone();
+    without.remove(victim);
+    let expected = contract::alerts(&mut FluentBit::persistent(ssm()), &without);
+    let mut new = || Box::new(FluentBit::persistent(ssm())) as Box<dyn Binding>;
+    let length = contract::call_length(&mut new, &stream[..=victim]);
+    let mut filter = FluentBit::persistent(ssm());
+    let mut got = contract::alerts(&mut filter, &stream[..victim]);
+    let before = descriptors_under(filter.dir.path());
+    // Over most of the call: one that starts again may take a little less.
+    for cut in (1..=300).map(|n| n * length * 9 / 10 / 300) {
+        let step = filter.process_cut_short(&stream[victim], cut);
+        assert_eq!(step, Step::Trapped, "cut at {cut} of {length}");
+    }
+    let after = descriptors_under(filter.dir.path());
+    assert!(
+        after <= before,
+        "{before} descriptors open before the traps, {after} after"
+    );
+    got.extend(contract::alerts(&mut filter, &stream[victim + 1..]));
+    assert_eq!(got, expected);
+}
+
 /// A configuration that does not parse: every record still passes an enriching filter,
 /// each with the error; an alerts filter says it on the first record, then more rarely.
 #[test]
@@ -627,7 +727,7 @@ fn a_fluent_bit_filter_that_cannot_start_keeps_the_stream() {
     let other = json!({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"});
     let mut enrich = FluentBitFilter::load(ssm().fluent_bit, "ssm_enrich", &granted).unwrap();
     for _ in 0..3 {
-        let Filtered::Replaced(out) = enrich.filter("cloudtrail", (0, 0), &other) else {
+        let Filtered::Replaced(out) = enrich.filter("cloudtrail", STAMP, &other) else {
             panic!("the record was dropped");
         };
         assert_eq!(out["eventName"], "RunInstances");
@@ -635,7 +735,7 @@ fn a_fluent_bit_filter_that_cannot_start_keeps_the_stream() {
     }
     let mut alerts = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap();
     let said: Vec<usize> = (1..=20)
-        .filter(|_| alerts.filter("cloudtrail", (0, 0), &other) != Filtered::Dropped)
+        .filter(|_| alerts.filter("cloudtrail", STAMP, &other) != Filtered::Dropped)
         .collect();
     assert_eq!(said, [1, 2, 4, 8, 16]);
 }
@@ -647,7 +747,7 @@ fn a_fluent_bit_filter_judges_each_record_of_a_log_file() {
     let log: Value =
         serde_json::from_slice(&std::fs::read(fixture("logs/ssm_sessions.json")).unwrap()).unwrap();
     let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
-    let Filtered::Replaced(out) = filter.filter("cloudtrail", (0, 0), &log) else {
+    let Filtered::Replaced(out) = filter.filter("cloudtrail", STAMP, &log) else {
         panic!("no alerts");
     };
     let got: Vec<AlertKey> = out["alerts"]
@@ -667,14 +767,14 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
     let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
     let mut big: Value = serde_json::from_str(&fixture_records()[0]).unwrap();
     big["requestParameters"]["padding"] = json!("x".repeat(100_000));
-    match filter.filter("cloudtrail", (0, 0), &big) {
+    match filter.filter("cloudtrail", STAMP, &big) {
         Filtered::Replaced(out) => {
             assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted")
         }
         other => panic!("{other:?}"),
     }
     // Fluent Bit could not copy the record in: pointer 0.
-    let Filtered::Replaced(out) = filter.filter_uncopied("cloudtrail", (0, 0), 70_000) else {
+    let Filtered::Replaced(out) = filter.filter_uncopied("cloudtrail", STAMP, 70_000) else {
         panic!("no error record");
     };
     assert_eq!(out["rule_error"]["kind"], "record-too-large");
@@ -684,14 +784,14 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
         b"{\"eventSource\": \"ssm.amazonaws.com\", \"eventName\": \"StartSession\"",
         b"\"StartSession\" \"ssm.amazonaws.com\" \xff\xfe",
     ] {
-        let Filtered::Replaced(out) = filter.filter_json("cloudtrail", (0, 0), bad) else {
+        let Filtered::Replaced(out) = filter.filter_json("cloudtrail", STAMP, bad) else {
             panic!("no error record for {bad:?}");
         };
         assert!(out["rule_error"]["kind"].is_string(), "{out}");
     }
     for unread in [&b"[1, 2]"[..], b"{\"eventSource\": ", b"\xff\xfe"] {
         assert_eq!(
-            filter.filter_json("cloudtrail", (0, 0), unread),
+            filter.filter_json("cloudtrail", STAMP, unread),
             Filtered::Dropped
         );
     }
@@ -699,11 +799,11 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
     let mut enrich = FluentBitFilter::load(ssm().fluent_bit, "ssm_enrich", &[]).unwrap();
     let other = json!({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"});
     assert_eq!(
-        enrich.filter("cloudtrail", (0, 0), &other),
+        enrich.filter("cloudtrail", STAMP, &other),
         Filtered::Replaced(other.clone())
     );
     let start: Value = serde_json::from_str(&fixture_records()[0]).unwrap();
-    let Filtered::Replaced(out) = enrich.filter("cloudtrail", (0, 0), &start) else {
+    let Filtered::Replaced(out) = enrich.filter("cloudtrail", STAMP, &start) else {
         panic!("dropped");
     };
     assert_eq!(out["eventID"], start["eventID"]);
@@ -719,7 +819,7 @@ struct FluentBitRef<'a>(&'a mut FluentBitFilter);
 
 impl Binding for FluentBitRef<'_> {
     fn process(&mut self, record: &str) -> Step {
-        FluentBit::step(self.0.filter_json("cloudtrail", (0, 0), record.as_bytes()))
+        FluentBit::step(self.0.filter_json("cloudtrail", STAMP, record.as_bytes()))
     }
 
     fn process_cut_short(&mut self, _: &str, _: u64) -> Step {
@@ -786,7 +886,7 @@ fn fluent_bit_reads_its_configuration_from_a_granted_directory() {
     .unwrap();
     let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &granted).unwrap();
     let Filtered::Replaced(out) =
-        filter.filter_json("cloudtrail", (0, 0), fixture_records()[0].as_bytes())
+        filter.filter_json("cloudtrail", STAMP, fixture_records()[0].as_bytes())
     else {
         panic!("silent");
     };
@@ -813,7 +913,7 @@ fn fluvio_alerts(module: &mut FluvioSmartModule, records: &[String], size: usize
             })
             .collect();
         let output = module
-            .array_map((n * size) as i64, 1_700_000_000_000, &batch)
+            .array_map((n * size) as i64, STAMP_MILLIS, &batch)
             .unwrap();
         assert_eq!(output.error, None);
         for (key, value) in output.records {
@@ -899,4 +999,101 @@ fn a_fluvio_smartmodule_does_not_grow_with_its_output() {
         growth < alerts * 256,
         "{growth} bytes for {alerts} alerts: {sizes:?}"
     );
+}
+
+/// Records of today, stamped with the current time as their host takes them in, and most
+/// of them unstamped (Fluent Bit's 0, Fluvio's `NO_TIMESTAMP`, -1): every pipeline binding
+/// raises the component's alerts. An unstamped record is bounded by the latest stamp seen
+/// before it, not by a date fixed when the SDK was written.
+#[test]
+fn current_records_pass_stamped_with_the_current_time_or_unstamped() {
+    let now = now_millis();
+    let mut corpus = Corpus::new(CorpusSpec {
+        seed: 7,
+        ssm_share: 0.4,
+        identities: 30,
+        start_millis: now - 3 * detect_sdk::time::DAY,
+        step_millis: 90_000,
+    });
+    let records: Vec<String> = (0..600).map(|_| corpus.next_record().to_string()).collect();
+    let expected = contract::alerts(&mut Component::new(), &records);
+    assert!(expected.len() > 10, "{}", expected.len());
+    let bindings: [(&str, Box<dyn Stamped>, i64); 3] = [
+        ("fluent-bit", Box::new(FluentBit::new()), 0),
+        (
+            "fluent-bit with rule-state/",
+            Box::new(FluentBit::persistent(ssm())),
+            0,
+        ),
+        ("fluvio", Box::new(Fluvio::of(ssm())), -1),
+    ];
+    for (name, mut binding, unstamped) in bindings {
+        let mut got = Vec::new();
+        for (n, record) in records.iter().enumerate() {
+            binding.stamp(if n % 3 == 0 { now_millis() } else { unstamped });
+            got.extend(contract::alerts(
+                binding.as_dyn(),
+                std::slice::from_ref(record),
+            ));
+        }
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+/// A record its host gave no timestamp, with none before it: nothing bounds its event
+/// time, and it is refused, saying why, rather than judged against a fixed date.
+#[test]
+fn a_record_with_no_stamp_and_none_before_it_is_refused() {
+    let record = &fixture_records()[0];
+    let mut filter = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
+    let Filtered::Replaced(out) = filter.filter_json("cloudtrail", (0, 0), record.as_bytes())
+    else {
+        panic!("dropped");
+    };
+    let error = &out["rule_error"];
+    assert_eq!(error["kind"], "invalid-time", "{out}");
+    assert!(
+        error["message"].as_str().unwrap().contains("no timestamp"),
+        "{out}"
+    );
+    let output = Fluvio::instance()
+        .array_map(0, -1, &Fluvio::batch(record))
+        .unwrap();
+    let [(key, value)] = &output.records[..] else {
+        panic!("{output:?}");
+    };
+    assert_eq!(key.as_deref(), Some(&b"rule-error"[..]));
+    let error: Value = serde_json::from_slice(value).unwrap();
+    assert_eq!(error["kind"], "invalid-time", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("no timestamp"),
+        "{error}"
+    );
+}
+
+/// A record dated 2099 is refused live, and again when a new instance looks back over it
+/// after a trap: the looked-back records wait for the first record read live, whose
+/// stamp bounds them. Unbounded, it would move the rule's clock to 2099, and every record
+/// after it would be too late to be judged.
+#[test]
+fn a_fluvio_look_back_bounds_event_times_as_reading_live_does() {
+    let stream = fixture_records();
+    let victim = 2;
+    let mut future: Value = serde_json::from_str(&stream[0]).unwrap();
+    future["eventTime"] = json!("2099-01-01T00:00:00Z");
+    future["eventID"] = json!("from-the-future");
+    let future = future.to_string();
+    let mut without = stream.clone();
+    without.remove(victim);
+    let expected = contract::alerts(&mut Component::new(), &without);
+    let mut fluvio = Fluvio::of(ssm());
+    let mut got = contract::alerts(&mut fluvio, &stream[..victim]);
+    assert_eq!(
+        fluvio.process(&future),
+        Step::Rejected("invalid-time".into())
+    );
+    // The trap ends the instance; the next one looks back over the topic, 2099 included.
+    assert_eq!(fluvio.process_cut_short(&stream[victim], 1), Step::Trapped);
+    got.extend(contract::alerts(&mut fluvio, &stream[victim + 1..]));
+    assert_eq!(got, expected);
 }

@@ -7,24 +7,28 @@
 //!   file) into its alerts: one output record per alert, keyed by the detection's id, its
 //!   value the alert as a JSON line. The module imports nothing but the engine's
 //!   `copy_records`, so no clock: the record's timestamp, as its producer stamped it,
-//!   bounds the event times it accepts (up to an hour later). A record the rule cannot process gives one record
-//!   keyed `rule-error` with what went wrong, rather than stopping the stream. The engine
-//!   reads the output once the call has returned; the next call frees it;
-//! * `look_back` replays records after a restart to rebuild the state (the engine hands
-//!   them over stamped 0, so their event times are not bounded). Fluvio looks back
-//!   up to the end of the topic, while a consumer resumes from its own offset, so the
-//!   first records it then reads may be ones the look-back already learnt from: those give
-//!   the alerts they gave in the look-back (an uninterrupted run's), instead of being
-//!   judged a second time against state that already holds them. The module remembers
-//!   what the last [`REMEMBERED_LOOK_BACK`] looked-back records gave, and which records it
-//!   looked back at; an older one read again is not judged twice, and is reported as a
-//!   `rule-error` (its alerts, if any, are not repeated).
+//!   bounds the event times it accepts (up to an hour later); a record stamped 0 or
+//!   `NO_TIMESTAMP` (-1) is bounded by the latest stamp seen before it, and refused
+//!   (`invalid-time`) when there was none. A record the rule cannot process gives one
+//!   record keyed `rule-error` with what went wrong, rather than stopping the stream. The
+//!   engine reads the output once the call has returned; the next call frees it;
+//! * `look_back` hands over records after a restart, to rebuild the state. The engine
+//!   drops their stamps (its input has base timestamp 0, and each record keeps only its
+//!   delta from its own batch's stamp), so nothing could bound their event times then: one
+//!   dated 2099 would move the rule's clock there, and every real record after it would be
+//!   too late. So they wait for the first record read live, whose stamp bounds them: they
+//!   were written before it. Fluvio looks back up to the end of the topic, while a
+//!   consumer resumes from its own offset, so the first records it then reads may be
+//!   among those waiting: such a record is judged live, with its own stamp, once those
+//!   before it have been, as in an uninterrupted run. A consumer that resumes before the
+//!   look-back's first record bounds all of it by the stamp of an older record (most of
+//!   it is then refused, unseen), and reads it live after.
 //!
 //! The state lives in the SmartModule instance's memory: one per partition (and per
 //! consumer), which is what activation and expiry are then measured over. A trap ends the
 //! stream; Fluvio then builds a new instance, which looks back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::io::Cursor;
 
@@ -39,7 +43,7 @@ use fluvio_smartmodule::dataplane::smartmodule::{
 use fluvio_smartmodule::eyre;
 use serde_json::json;
 
-use crate::binding::{Resident, Slot, pipeline_context};
+use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
@@ -50,13 +54,6 @@ pub const CONFIG_PARAM: &str = "config";
 
 /// The key of the records that report a failed record.
 pub const ERROR_KEY: &str = "rule-error";
-
-/// How many of the last looked-back records' results are remembered, for a consumer
-/// that resumes before the end of the look-back.
-pub const REMEMBERED_LOOK_BACK: usize = 100_000;
-
-/// How many looked-back records are recognised, results or not.
-pub const RECOGNISED_LOOK_BACK: usize = 4_000_000;
 
 static MODULE: Slot = Slot::new();
 
@@ -71,68 +68,27 @@ struct Module<R: Rule> {
     resident: Resident<R>,
     /// Records it rules out cannot concern the rule: they are skipped unread.
     prefilter: Prefilter,
-    looked_back: LookedBack,
+    stamps: Stamps,
+    waiting: Waiting,
 }
 
-/// What the look-back gave, for the records a resuming consumer reads again: kept until
-/// `array_map` reads a record the look-back did not see.
+/// The looked-back records not judged yet, oldest first, with their fingerprints.
 #[derive(Default)]
-struct LookedBack {
-    /// The last results, by fingerprint, oldest first (duplicates each get theirs).
-    results: HashMap<u64, VecDeque<(u64, Judged)>>,
-    /// Their fingerprints and sequence numbers, oldest first.
-    order: VecDeque<(u64, u64)>,
-    /// Every looked-back record's fingerprint.
-    seen: HashSet<u64>,
-    next: u64,
-}
+struct Waiting(VecDeque<(u64, String)>);
 
-impl LookedBack {
-    fn remember(&mut self, fingerprint: u64, judged: Judged) {
-        if self.seen.len() < RECOGNISED_LOOK_BACK {
-            self.seen.insert(fingerprint);
-        }
-        let sequence = self.next;
-        self.next += 1;
-        self.results
-            .entry(fingerprint)
-            .or_default()
-            .push_back((sequence, judged));
-        self.order.push_back((fingerprint, sequence));
-        if self.order.len() > REMEMBERED_LOOK_BACK {
-            let (oldest, sequence) = self.order.pop_front().expect("longer than the bound");
-            if let Some(queue) = self.results.get_mut(&oldest) {
-                if queue.front().is_some_and(|(s, _)| *s == sequence) {
-                    queue.pop_front();
-                }
-                if queue.is_empty() {
-                    self.results.remove(&oldest);
-                }
-            }
-        }
-    }
-
-    /// What a record read again gave in the look-back: `None` once the consumer reads
-    /// past it, which ends the overlap.
-    fn replayed(&mut self, fingerprint: u64) -> Option<Judged> {
-        if self.seen.is_empty() {
-            return None;
-        }
-        if let Some(queue) = self.results.get_mut(&fingerprint)
-            && let Some((_, judged)) = queue.pop_front()
-        {
-            return Some(judged);
-        }
-        if self.seen.contains(&fingerprint) {
-            return Some(Err((
-                "look-back",
-                "a record the look-back already learnt from, too far back for its alerts to \
-                 be remembered: it is not judged again"
-                    .into(),
-            )));
-        }
-        *self = LookedBack::default();
-        None
+impl Waiting {
+    /// Takes the records written before the live record `fingerprint`: those before it,
+    /// if it is among them (it is then dropped: it is judged live), else all of them (the
+    /// consumer reads past the look-back). A record written twice is matched by its first
+    /// copy, the one a consumer reads first.
+    fn before(&mut self, fingerprint: u64) -> VecDeque<(u64, String)> {
+        let Some(at) = self.0.iter().position(|(f, _)| *f == fingerprint) else {
+            return std::mem::take(&mut self.0);
+        };
+        let rest = self.0.split_off(at + 1);
+        let mut due = std::mem::replace(&mut self.0, rest);
+        due.pop_back();
+        due
     }
 }
 
@@ -143,7 +99,8 @@ impl<R: Rule> Module<R> {
             resident: Resident::new(config, MemoryKv::new()),
             prefilter: Prefilter::new(R::info().prefilter)
                 .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?,
-            looked_back: LookedBack::default(),
+            stamps: Stamps::new(),
+            waiting: Waiting::default(),
         })
     }
 
@@ -152,6 +109,17 @@ impl<R: Rule> Module<R> {
             Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
             Err(e) => Err((e.kind(), e.to_string())),
         }
+    }
+
+    /// Judges a record read live, bounded by `context`, after the looked-back records
+    /// written before it. Theirs are the alerts given before the restart: dropped.
+    fn judge_live(&mut self, text: &str, context: &Context) -> Judged {
+        if !self.waiting.0.is_empty() {
+            for (_, before) in self.waiting.before(fingerprint(text)) {
+                let _ = self.judge(&before, context);
+            }
+        }
+        self.judge(text, context)
     }
 
     /// The CloudTrail records of a Fluvio record that the rule may find relevant.
@@ -169,15 +137,17 @@ impl<R: Rule> Module<R> {
 
     /// One Fluvio record's output records: its alerts, and its failures.
     fn map(&mut self, record: &SmartModuleRecord, out: &mut Vec<Record>) {
-        let context = pipeline_context(Some(record.timestamp()));
-        let judged = match self.candidates(record) {
-            Err(failed) => vec![failed],
-            Ok(texts) => texts
+        let context = self.stamps.context(record.timestamp());
+        let judged = match (self.candidates(record), context) {
+            (Err(failed), _) => vec![failed],
+            (Ok(texts), Ok(context)) => texts
                 .into_iter()
-                .map(|text| {
-                    let replayed = self.looked_back.replayed(fingerprint(text));
-                    replayed.unwrap_or_else(|| self.judge(text, &context))
-                })
+                .map(|text| self.judge_live(text, &context))
+                .collect(),
+            // Refused: the looked-back records wait on, for a record that is bounded.
+            (Ok(texts), Err(e)) => texts
+                .iter()
+                .map(|_| Err((e.kind(), e.to_string())))
                 .collect(),
         };
         for result in judged {
@@ -195,14 +165,11 @@ impl<R: Rule> Module<R> {
         }
     }
 
-    /// Learns from a record of the look-back: the engine stamps them all 0, so nothing
-    /// bounds their event times.
+    /// Keeps a record of the look-back until a record read live bounds it.
     fn look_back(&mut self, record: &SmartModuleRecord) {
         if let Ok(texts) = self.candidates(record) {
-            for text in texts {
-                let judged = self.judge(text, &pipeline_context(None));
-                self.looked_back.remember(fingerprint(text), judged);
-            }
+            let texts = texts.into_iter().map(|t| (fingerprint(t), t.to_owned()));
+            self.waiting.0.extend(texts);
         }
     }
 }
@@ -311,7 +278,7 @@ pub unsafe fn array_map<R: Rule>(ptr: *mut u8, len: usize, version: i16) -> i32 
     }
 }
 
-/// The `look_back` export: the state learns; what each record gave is remembered.
+/// The `look_back` export: the records wait for the first one read live.
 ///
 /// # Safety
 /// As the engine calls it: `ptr` is `len` bytes from the module's `alloc`.

@@ -218,8 +218,10 @@ impl Outcome {
 ///
 /// The Fluent Bit filter has two functions (what operators set as `Function_Name`): one
 /// that turns each record into its alerts, one that passes each record on with its
-/// alerts added. They are named after the rule crate (its library's name, `-` written
-/// `_`): `<crate>_alerts` and `<crate>_enrich`. `fluent_bit:` names them instead:
+/// alerts added. They are named after the rule: its library's name (`[lib] name` in the
+/// rule's `Cargo.toml`, the rule's directory name by convention; else the package's,
+/// `-` written `_`): `<name>_alerts` and `<name>_enrich`. `fluent_bit:` names them
+/// instead:
 ///
 /// ```ignore
 /// detect_sdk::export_rule!(MyRule);                                   // my_rule_alerts, my_rule_enrich

@@ -30,7 +30,7 @@ pub(crate) use resident::Resident;
 pub(crate) use slot::Slot;
 
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit"))]
-pub(crate) use bound::pipeline_context;
+pub(crate) use bound::Stamps;
 
 #[cfg(all(feature = "component", target_arch = "wasm32"))]
 #[doc(hidden)]

@@ -8,8 +8,14 @@
 //!
 //! A file is opened in one of four [`Access`] modes; reading and writing go through
 //! [`std::io::Read`] and [`std::io::Write`].
+//!
+//! A trap can make the filter forget what it held without dropping it (see the module
+//! above), so nothing it holds closes its descriptors then. So that traps do not use
+//! them up, the descriptors are also noted outside the heap: a subdirectory is opened
+//! once and kept for the instance's life, and the files still open when the filter
+//! starts again are closed by [`close_forgotten`].
 
-pub use imp::{Dir, File};
+pub use imp::{Dir, File, close_forgotten};
 
 /// How a file is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +33,7 @@ pub enum Access {
 #[cfg(target_os = "wasi")]
 mod imp {
     use std::io;
+    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
     use super::Access;
 
@@ -88,13 +95,14 @@ mod imp {
     const FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
     /// What the state's files are used for.
     const FILE_RIGHTS: u64 = FD_READ | FD_WRITE | FD_SYNC | FD_FILESTAT_GET | FD_FILESTAT_SET_SIZE;
-    /// What the state directory is used for.
+    /// What the state directory is used for (its own filestat: to know it again).
     const DIR_RIGHTS: u64 = PATH_OPEN
         | PATH_CREATE_FILE
         | PATH_RENAME_SOURCE
         | PATH_RENAME_TARGET
         | PATH_FILESTAT_GET
         | PATH_FILESTAT_SET_SIZE
+        | FD_FILESTAT_GET
         | FD_SYNC;
 
     const SYMLINK_FOLLOW: i32 = 1;
@@ -118,6 +126,57 @@ mod imp {
         }
     }
 
+    /// The descriptors of the files open now, outside the heap. The filter holds at most
+    /// four at once (the journal; while compacting, the two files it writes and the
+    /// journal it opens again); a file beyond the table is not noted.
+    static OPEN_FILES: [AtomicI32; 8] = [const { AtomicI32::new(-1) }; 8];
+
+    fn note_open(fd: i32) {
+        let free = OPEN_FILES
+            .iter()
+            .find(|slot| slot.load(Ordering::Relaxed) < 0);
+        if let Some(slot) = free {
+            slot.store(fd, Ordering::Relaxed);
+        }
+    }
+
+    fn note_closed(fd: i32) {
+        let noted = OPEN_FILES
+            .iter()
+            .find(|slot| slot.load(Ordering::Relaxed) == fd);
+        if let Some(slot) = noted {
+            slot.store(-1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes every file still open: those of a filter that a trap made forget them.
+    ///
+    /// # Safety
+    /// No [`File`] is in use again: their owners were forgotten, never to be dropped.
+    pub unsafe fn close_forgotten() {
+        for slot in &OPEN_FILES {
+            let fd = slot.swap(-1, Ordering::Relaxed);
+            if fd >= 0 {
+                // SAFETY: a descriptor no one uses again, as the caller guarantees.
+                let _ = unsafe { raw::fd_close(fd) };
+            }
+        }
+    }
+
+    /// The subdirectory kept open for the instance's life, outside the heap: by its
+    /// parent's descriptor, a hash of its name, and its own descriptor (-1: none yet).
+    /// A filter that starts again after a trap finds it here: opened anew each time, the
+    /// descriptor held by what the trap made it forget would never be closed.
+    static KEPT_DIR: (AtomicI32, AtomicU64, AtomicI32) =
+        (AtomicI32::new(-1), AtomicU64::new(0), AtomicI32::new(-1));
+
+    /// FNV-1a: a name's hash, without allocating.
+    fn name_hash(name: &str) -> u64 {
+        name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
     fn check(errno: i32) -> io::Result<()> {
         match errno {
             0 => Ok(()),
@@ -130,9 +189,9 @@ mod imp {
     pub struct Dir {
         fd: i32,
         name: String,
-        /// Opened by the filter, which closes it. A preopened one is the host's: closed,
-        /// it would be lost to the instance, which finds its directories again after a
-        /// trap.
+        /// Opened by the filter, which closes it. A preopened one is the host's, and the
+        /// kept subdirectory the instance's: closed, either would be lost to the filter,
+        /// which finds its directories again after a trap.
         owned: bool,
     }
 
@@ -202,17 +261,50 @@ mod imp {
             check(errno).map(|()| fd)
         }
 
-        /// The directory `name` in this one, if there is one.
+        /// The directory `name` in this one, if there is one. The first one found is
+        /// kept open for the instance's life, and found again there while it is still
+        /// the directory of that name.
         pub fn subdir(&self, name: &str) -> Option<Dir> {
+            let (owned, fd) = match self.kept_subdir(name) {
+                Some(fd) => (false, fd),
+                None => self.open_subdir(name)?,
+            };
+            let name = format!("{}/{name}", self.name.trim_end_matches('/'));
+            Some(Dir { fd, name, owned })
+        }
+
+        /// The kept subdirectory, if it is `name` in this one and still there. One that
+        /// was replaced, or removed, stays open, unused: the operator moved it.
+        fn kept_subdir(&self, name: &str) -> Option<i32> {
+            let fd = KEPT_DIR.2.load(Ordering::Relaxed);
+            if fd < 0 || !self.keeps(name) {
+                return None;
+            }
+            let (at_path, held) = (self.stat(name).ok()?, fd_stat(fd).ok()?);
+            // The same device and inode: still the directory of that name.
+            (at_path.0[..2] == held.0[..2]).then_some(fd)
+        }
+
+        /// Whether the kept subdirectory is (or was) `name` in this one.
+        fn keeps(&self, name: &str) -> bool {
+            KEPT_DIR.0.load(Ordering::Relaxed) == self.fd
+                && KEPT_DIR.1.load(Ordering::Relaxed) == name_hash(name)
+        }
+
+        /// Opens the subdirectory `name`, kept if it is the first, or replaces a kept one
+        /// that is no longer there; whether it is owned, and its descriptor.
+        fn open_subdir(&self, name: &str) -> Option<(bool, i32)> {
             let fd = self
                 .open_at(name, O_DIRECTORY, (DIR_RIGHTS, FILE_RIGHTS), 0)
                 .ok()?;
-            let name = format!("{}/{name}", self.name.trim_end_matches('/'));
-            Some(Dir {
-                fd,
-                name,
-                owned: true,
-            })
+            let (parent, hash, kept) = &KEPT_DIR;
+            if kept.load(Ordering::Relaxed) >= 0 && !self.keeps(name) {
+                return Some((true, fd));
+            }
+            parent.store(self.fd, Ordering::Relaxed);
+            hash.store(name_hash(name), Ordering::Relaxed);
+            kept.store(fd, Ordering::Relaxed);
+            Some((false, fd))
         }
 
         /// Opens the file `name` in this directory.
@@ -223,7 +315,9 @@ mod imp {
                 Access::Append => (0, FILE_RIGHTS, FDFLAG_APPEND),
                 Access::Create => (O_CREAT | O_TRUNC, FILE_RIGHTS, 0),
             };
-            self.open_at(name, oflags, (rights, 0), fdflags).map(File)
+            let fd = self.open_at(name, oflags, (rights, 0), fdflags)?;
+            note_open(fd);
+            Ok(File(fd))
         }
 
         fn stat(&self, name: &str) -> io::Result<Filestat> {
@@ -282,16 +376,20 @@ mod imp {
         }
     }
 
+    /// The filestat of the descriptor `fd`.
+    fn fd_stat(fd: i32) -> io::Result<Filestat> {
+        let mut stat = Filestat::default();
+        // SAFETY: WASI writes a filestat into `stat`.
+        check(unsafe { raw::fd_filestat_get(fd, &raw mut stat as i32) }).map(|()| stat)
+    }
+
     /// An open file.
     pub struct File(i32);
 
     impl File {
         /// Its length.
         pub fn size(&self) -> io::Result<u64> {
-            let mut stat = Filestat::default();
-            // SAFETY: WASI writes a filestat into `stat`.
-            check(unsafe { raw::fd_filestat_get(self.0, &raw mut stat as i32) })
-                .map(|()| stat.size())
+            fd_stat(self.0).map(|stat| stat.size())
         }
 
         /// Cuts it, or extends it with zeros, to `len` bytes.
@@ -339,6 +437,7 @@ mod imp {
 
     impl Drop for File {
         fn drop(&mut self) {
+            note_closed(self.0);
             // SAFETY: the file's own descriptor, closed once.
             let _ = unsafe { raw::fd_close(self.0) };
         }
@@ -352,6 +451,12 @@ mod imp {
     use std::path::{Path, PathBuf};
 
     use super::Access;
+
+    /// Natively nothing traps: no file is left open by a forgotten filter.
+    ///
+    /// # Safety
+    /// As on WASI: no [`File`] it would close is used again (natively it closes none).
+    pub unsafe fn close_forgotten() {}
 
     /// A directory, by its path.
     pub struct Dir(PathBuf);

@@ -11,7 +11,8 @@
 //!
 //! Event times are bounded by the time Fluent Bit stamped the record with (when its input
 //! read it, unless a parser set it from the record), plus an hour: the module has no
-//! clock of its own.
+//! clock of its own. A record stamped 0 is bounded by the latest stamp seen before it,
+//! and refused (`invalid-time`) when there was none.
 //!
 //! Two functions (named by `export_rule!`):
 //!
@@ -32,8 +33,9 @@
 //! the record whole; a trap while they were being kept takes the journal frame back; a
 //! trap inside the allocator abandons the heap for a fresh one ([`heap`]) and the filter
 //! starts again from what the granted directories hold (without `rule-state/`, the state
-//! learnt so far is then lost, and the next answer says so). The shadow stack a trap
-//! leaves lowered is reset on entry to each export by `rule-harness export`.
+//! learnt so far is then lost, and the next answer says so), closing the files that the
+//! forgotten filter held ([`fs`]). The shadow stack a trap leaves lowered is reset on
+//! entry to each export by `rule-harness export`.
 //!
 //! What the operator grants with `Accessible_Paths`, looked for in each granted directory,
 //! first found first used:
@@ -53,7 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::binding::{Resident, Slot, pipeline_context};
+use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail::{self, Object};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
@@ -138,6 +140,8 @@ static START_TRAPPED: AtomicBool = AtomicBool::new(false);
 static STATE_LOST: AtomicBool = AtomicBool::new(false);
 /// The running filter keeps its state on disk.
 static KEPT_ON_DISK: AtomicBool = AtomicBool::new(false);
+/// The stamps seen, for records stamped 0; outside the heap, so a restart keeps them.
+static STAMPS: Stamps = Stamps::new();
 
 fn set_phase(phase: Phase) {
     PHASE.store(phase as u8, Ordering::Relaxed);
@@ -239,6 +243,10 @@ fn recover<R: Rule>(interrupted: Phase) {
         }
         // SAFETY: no reference into the slot is alive between calls.
         unsafe { FILTER.forget() };
+        // The forgotten filter's files are never dropped: closed here, or traps would use
+        // up the descriptors (the state directory is kept for the next start).
+        // SAFETY: the forgotten filter held every file open; none is used again.
+        unsafe { fs::close_forgotten() };
         #[cfg(all(feature = "fluent-bit", target_arch = "wasm32"))]
         if heap_damaged {
             // SAFETY: all that the old heap held is forgotten, with the slot.
@@ -296,6 +304,8 @@ impl<R: Rule> Running<R> {
     /// Judges a record (or each record of a log file) stamped `stamp`; their writes wait
     /// for [`keep`].
     fn call<'r>(&mut self, bytes: Option<&'r [u8]>, len: usize, stamp: Millis) -> Reply<'r> {
+        // Taken first: every stamp counts for the unstamped records to come.
+        let context = STAMPS.context(stamp);
         let Some(bytes) = bytes else {
             let message = match len {
                 0 => "Fluent Bit passed no record".to_owned(),
@@ -319,10 +329,13 @@ impl<R: Rule> Running<R> {
                 None,
             );
         };
+        let context = match context {
+            Ok(context) => context,
+            Err(e) => return Reply::error(Failure::new(e.kind(), e.to_string()), Some(text)),
+        };
         if let Some(failure) = self.compact() {
             return Reply::error(failure, Some(text));
         }
-        let context = pipeline_context(Some(stamp));
         set_phase(Phase::Judging);
         let mut reply = Reply::new(text);
         for record in cloudtrail::records(text) {
