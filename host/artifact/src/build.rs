@@ -167,6 +167,9 @@ fn build(
 ) -> Result<Vec<Vec<u8>>, String> {
     let mut command = cargo();
     command.arg("build");
+    for name in outer_build_env() {
+        command.env_remove(name);
+    }
     for rule in rules {
         command.args(["--package", &rule.package]);
     }
@@ -177,12 +180,6 @@ fn build(
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir)
-        // Flags meant for the host (say `-C target-cpu=native`) are not for wasm32; the
-        // wasm targets' own flags come from the workspace's .cargo/config.toml.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
         .current_dir(root)
         .stderr(Stdio::inherit())
         .output()
@@ -199,6 +196,25 @@ fn build(
         modules.push(std::fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?);
     }
     Ok(modules)
+}
+
+/// What the cargo running a build script tells it and the nested build must not see:
+/// flags meant for the host (say `-C target-cpu=native`: the wasm targets' own flags come
+/// from the workspace's .cargo/config.toml), another target directory, and the build
+/// script's own `CARGO_*`, `TARGET`, `PROFILE`... which would give the crates other
+/// hashes, and so other bytes, than a build from the command line.
+fn outer_build_env() -> Vec<std::ffi::OsString> {
+    const OUTER: [&str; 10] = [
+        "RUSTFLAGS", "OUT_DIR", "TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS",
+        "RUSTC_LINKER", "RUSTDOC",
+    ];
+    env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let text = name.to_string_lossy();
+            (text.starts_with("CARGO_") && text != "CARGO_HOME") || OUTER.contains(&&*text)
+        })
+        .collect()
 }
 
 /// The `.wasm` file of the crate whose manifest is `manifest`, among cargo's messages.

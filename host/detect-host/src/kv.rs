@@ -14,21 +14,31 @@
 //! written. (The rule's name, which names its tables, is not even known during
 //! `describe`.)
 //!
-//! The rule cannot grow the host through this interface: keys, values, the bytes one call
-//! may write, bucket names, the buckets a rule may have and those open at once are all
-//! capped ([`KvLimits`]); going past a cap traps the call. A bucket that does not exist
-//! reads as empty and creates nothing: only a write of a value (counted against the
-//! call's budget and the rule's buckets) creates one, and deleting its last key removes
-//! it. A failure of the backing store also traps the call, carrying the
+//! The rule cannot grow the host through this interface: keys, values, the bytes and the
+//! entries one call may write, bucket names, the buckets a rule may have and those open at
+//! once are all capped ([`KvLimits`]); going past a cap traps the call. Nor can it keep the
+//! host busy past the call's deadline ([`KvHost::set_deadline`]): the epoch that stops
+//! wasm code is not checked while the host works, so every host function checks the
+//! deadline itself (on entry, and as it goes through a long list) and traps the call with
+//! [`DeadlineExceeded`] once it has passed.
+//!
+//! A bucket that does not exist reads as empty and creates nothing: only a write of a
+//! value (counted against the call's budget and the rule's buckets) creates one, and
+//! deleting its last key removes it. A failure of the backing store also traps the call, carrying the
 //! [`StoreError`], which the runner turns into an error that stops the harness: a record
 //! must never be judged against state that could not be read.
 //!
-//! `list-keys` cursors are kept in the state itself (a few per bucket), so a listing under
-//! way resumes exactly where it was after the harness restarts, and a crashed run replays
-//! its tail with the same cursors as the run it replaces.
+//! `list-keys` cursors are kept in the state itself (a few per bucket, in one entry of
+//! [`CURSORS_TABLE`] per bucket), so a listing under way resumes exactly where it was after
+//! the harness restarts, and a crashed run replays its tail with the same cursors as the
+//! run it replaces. Writing that entry counts against the call's budgets like the rule's
+//! own writes, and a call that leaves a bucket without keys removes the bucket's entry with
+//! it: cursor entries exist only for buckets that exist, which [`KvLimits::max_buckets`]
+//! bounds.
 
 use std::collections::BTreeSet;
 use std::ops::{Bound, Deref, DerefMut};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Resource, ResourceTable};
@@ -43,8 +53,17 @@ pub struct KvLimits {
     pub max_key_bytes: usize,
     /// Longest value, in bytes.
     pub max_value_bytes: usize,
-    /// Bytes of keys and values one call may write, per record it carries.
+    /// Bytes of keys and values one call may write, per record it carries. The harness's
+    /// cursor entry, written by `list-keys`, counts too.
     pub max_call_write_bytes: usize,
+    /// Keys one call may set or delete, per record it carries: every `set` and `delete`,
+    /// each key of `set-many` and `delete-many`, and each write of the harness's cursor
+    /// entry counts one. An entry costs the host about 64 bytes beyond its key and value
+    /// (its place in the call's map of writes, its key's allocation), which
+    /// `max_call_write_bytes` does not see: the default allows one entry per 64 bytes of
+    /// the write budget (262,144), so a call of many small keys (a `delete-many` of
+    /// millions of 4-byte keys) costs the host no more than one of a few large ones.
+    pub max_call_entries: usize,
     /// Buckets a rule may hold open at once.
     pub max_open_buckets: usize,
     /// Longest bucket name (the identifier a rule opens), in bytes.
@@ -63,6 +82,7 @@ impl Default for KvLimits {
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
             max_call_write_bytes: 16 * 1024 * 1024,
+            max_call_entries: 16 * 1024 * 1024 / 64,
             max_open_buckets: 16,
             max_bucket_name_bytes: 256,
             max_buckets: 64,
@@ -77,6 +97,12 @@ impl Default for KvLimits {
 #[error("harness limit: {0}")]
 pub struct KvLimitExceeded(pub String);
 
+/// A call that ran past its deadline while the host worked for it; it traps the call, with
+/// the message the epoch deadline gives (the deadline per record).
+#[derive(Debug, thiserror::Error)]
+#[error("the call ran past its deadline of {0:?}")]
+pub struct DeadlineExceeded(pub Duration);
+
 /// What `open` (and every other use of the store) returns outside `process-event` and
 /// `process-batch`.
 pub const UNAVAILABLE: &str = "the key-value store is not available during describe or \
@@ -85,6 +111,9 @@ pub const UNAVAILABLE: &str = "the key-value store is not available during descr
 /// Listings under way per bucket; opening one more forgets the oldest, whose cursor then
 /// restarts its listing.
 const MAX_CURSORS: usize = 16;
+
+/// Keys a host function goes through between two checks of the deadline.
+const CHUNK: usize = 256;
 
 /// What a call into a rule is for, which decides whether it may use the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +169,7 @@ impl<'a, T: WithKv + ?Sized> Call<'a, T> {
         keys: &[String],
     ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
         let kv = self.holder.kv();
+        kv.check_deadline()?;
         let table = kv.table_named(bucket)?;
         kv.read(&table, keys)
     }
@@ -152,6 +182,7 @@ impl<'a, T: WithKv + ?Sized> Call<'a, T> {
         value: Option<Vec<u8>>,
     ) -> wasmtime::Result<()> {
         let kv = self.holder.kv();
+        kv.check_deadline()?;
         let table = kv.table_named(bucket)?;
         kv.write(&table, key, value)
     }
@@ -163,6 +194,7 @@ impl<'a, T: WithKv + ?Sized> Call<'a, T> {
         cursor: Option<u64>,
     ) -> wasmtime::Result<store::KeyResponse> {
         let kv = self.holder.kv();
+        kv.check_deadline()?;
         let table = kv.table_named(bucket)?;
         kv.list(&table, cursor)
     }
@@ -195,6 +227,8 @@ struct Pending {
     records: usize,
     changes: Changes,
     bytes: usize,
+    /// Keys set or deleted, the harness's cursor entry included.
+    entries: usize,
     /// Rule tables this call has set a value in: each exists, or is counted in `created`.
     written: BTreeSet<String>,
     /// Tables this call creates.
@@ -211,6 +245,10 @@ pub struct KvHost {
     open_buckets: usize,
     /// The call under way, if it may use the store.
     pending: Option<Pending>,
+    /// How long a call may take per record it carries; `None`: as long as it likes.
+    deadline: Option<Duration>,
+    /// When the call under way began, and how long it may take.
+    call_time: Option<(Instant, Duration)>,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, store::Error>>;
@@ -235,6 +273,25 @@ impl KvHost {
             table: ResourceTable::new(),
             open_buckets: 0,
             pending: None,
+            deadline: None,
+            call_time: None,
+        }
+    }
+
+    /// Gives every later call `deadline` per record it carries, as the epoch does to its
+    /// wasm code: a host function entered after it has passed, or working past it, traps
+    /// the call with [`DeadlineExceeded`].
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Traps the call if it has run past its deadline.
+    fn check_deadline(&self) -> wasmtime::Result<()> {
+        match (self.deadline, self.call_time) {
+            (Some(deadline), Some((began, allowed))) if began.elapsed() > allowed => {
+                Err(wasmtime::Error::new(DeadlineExceeded(deadline)))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -244,6 +301,14 @@ impl KvHost {
     }
 
     fn begin(&mut self, phase: Phase) {
+        let records = match phase {
+            Phase::Setup => 1,
+            Phase::Records(records) => records.max(1),
+        };
+        self.call_time = self.deadline.map(|deadline| {
+            let records = u32::try_from(records).unwrap_or(u32::MAX);
+            (Instant::now(), deadline.saturating_mul(records))
+        });
         self.pending = match phase {
             Phase::Setup => None,
             Phase::Records(records) => Some(Pending {
@@ -254,14 +319,41 @@ impl KvHost {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        match self.pending.take() {
-            Some(pending) if !pending.changes.is_empty() => self.store.apply(pending.changes),
-            _ => Ok(()),
+        let Some(Pending { changes, .. }) = self.pending.take() else {
+            return Ok(());
+        };
+        if changes.is_empty() {
+            return Ok(());
         }
+        // The tables this call may have left without keys: those it deleted in, and those
+        // whose cursors it wrote (an entry from an older run may outlive its table).
+        let listed = changes
+            .get(CURSORS_TABLE)
+            .into_iter()
+            .flat_map(|c| c.keys());
+        let deleted = (changes.iter())
+            .filter(|(table, writes)| {
+                *table != CURSORS_TABLE && writes.values().any(Option::is_none)
+            })
+            .map(|(table, _)| table);
+        let maybe_gone: BTreeSet<String> = listed.chain(deleted).cloned().collect();
+        self.store.apply(changes)?;
+        // A table that is gone takes its listings with it.
+        let mut gone = Changes::new();
+        for table in maybe_gone {
+            if !self.store.has_table(&table)? {
+                state::change(&mut gone, CURSORS_TABLE, table, None);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.store.apply(gone)
     }
 
     fn discard(&mut self) {
         self.pending = None;
+        self.call_time = None;
     }
 
     /// Forgets the handles of an instance that is gone, and any call under way.
@@ -330,10 +422,12 @@ impl KvHost {
                 }
             }
         }
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|&at| keys[at].as_str()).collect();
+        // In chunks, so that a long list cannot keep the host past the deadline.
+        for chunk in missing.chunks(CHUNK) {
+            self.check_deadline()?;
+            let names: Vec<&str> = chunk.iter().map(|&at| keys[at].as_str()).collect();
             let stored = self.store.get_many(table, &names)?;
-            for (at, value) in missing.into_iter().zip(stored) {
+            for (&at, value) in chunk.iter().zip(stored) {
                 values[at] = value;
             }
         }
@@ -379,17 +473,37 @@ impl KvHost {
         if value.is_some() {
             self.admit(table)?;
         }
-        let budget = self.limits.max_call_write_bytes;
+        self.charge(key.len() + size)?;
+        state::change(&mut self.pending()?.changes, table, key, value);
+        Ok(())
+    }
+
+    /// Counts one entry of `bytes` against the call's budgets, and every [`CHUNK`]
+    /// entries checks the deadline.
+    fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        let (max_bytes, max_entries) = (
+            self.limits.max_call_write_bytes,
+            self.limits.max_call_entries,
+        );
         let pending = self.pending()?;
-        pending.bytes += key.len() + size;
-        let budget = budget.saturating_mul(pending.records);
+        pending.bytes += bytes;
+        pending.entries += 1;
+        let (records, entries) = (pending.records, pending.entries);
+        let budget = max_bytes.saturating_mul(records);
         if pending.bytes > budget {
             return Err(limit(format!(
-                "one call of {} record(s) may write at most {budget} bytes",
-                pending.records
+                "one call of {records} record(s) may write at most {budget} bytes"
             )));
         }
-        state::change(&mut pending.changes, table, key, value);
+        let max = max_entries.saturating_mul(records);
+        if entries > max {
+            return Err(limit(format!(
+                "one call of {records} record(s) may write or delete at most {max} keys"
+            )));
+        }
+        if entries % CHUNK == 0 {
+            self.check_deadline()?;
+        }
         Ok(())
     }
 
@@ -468,7 +582,9 @@ impl KvHost {
             let value = (!cursors.is_empty())
                 .then(|| serde_json::to_vec(&cursors))
                 .transpose()?;
-            // The harness's own bookkeeping: not counted against the rule's write limits.
+            // The harness's own bookkeeping, but the rule's doing: it counts against the
+            // call's budgets like the rule's writes.
+            self.charge(table.len() + value.as_ref().map_or(0, Vec::len))?;
             let changes = &mut self.pending()?.changes;
             state::change(changes, CURSORS_TABLE, table.to_owned(), value);
         }
@@ -497,6 +613,7 @@ fn limit(message: String) -> wasmtime::Error {
 
 impl store::Host for KvHost {
     fn open(&mut self, identifier: String) -> HostResult<Resource<BucketHandle>> {
+        self.check_deadline()?;
         let table = or_return!(self.table_of(&identifier));
         if self.open_buckets >= self.limits.max_open_buckets {
             let max = self.limits.max_open_buckets;
@@ -509,6 +626,7 @@ impl store::Host for KvHost {
 
 impl store::HostBucket for KvHost {
     fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<Option<Vec<u8>>> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.read(&table, &[key])?.pop().flatten()))
     }
@@ -519,16 +637,19 @@ impl store::HostBucket for KvHost {
         key: String,
         value: Vec<u8>,
     ) -> HostResult<()> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.write(&table, key, Some(value))?))
     }
 
     fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<()> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.write(&table, key, None)?))
     }
 
     fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<bool> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.read(&table, &[key])?[0].is_some()))
     }
@@ -538,6 +659,7 @@ impl store::HostBucket for KvHost {
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
     ) -> HostResult<store::KeyResponse> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         Ok(Ok(self.list(&table, cursor)?))
     }
@@ -555,6 +677,7 @@ impl batch::Host for KvHost {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> HostResult<Vec<Option<(String, Vec<u8>)>>> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         let values = self.read(&table, &keys)?;
         Ok(Ok(keys
@@ -569,6 +692,7 @@ impl batch::Host for KvHost {
         bucket: Resource<BucketHandle>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> HostResult<()> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         for (k, v) in key_values {
             self.write(&table, k, Some(v))?;
@@ -577,6 +701,7 @@ impl batch::Host for KvHost {
     }
 
     fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> HostResult<()> {
+        self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
         for k in keys {
             self.write(&table, k, None)?;
@@ -813,6 +938,104 @@ mod tests {
         set(&mut kv, &bucket, "def").unwrap();
         kv.open("second".into()).unwrap().unwrap();
         assert!(trap(kv.open("third".into()).unwrap_err()).contains("at most 2 buckets"));
+    }
+
+    /// Every key set or deleted counts one entry, however small: a call of many tiny
+    /// deletes is bounded by entries, not bytes.
+    #[test]
+    fn entries_per_call_are_bounded() {
+        let limits = KvLimits {
+            max_call_entries: 3,
+            ..KvLimits::default()
+        };
+        let (mut kv, bucket) = kv(limits);
+        set(&mut kv, &bucket, "a").unwrap();
+        let keys = vec!["b".to_owned(), "c".to_owned(), "d".to_owned()];
+        let many = kv.delete_many(handle(&bucket), keys).unwrap_err();
+        assert_eq!(
+            trap(many),
+            "harness limit: one call of 1 record(s) may write or delete at most 3 keys"
+        );
+        // A call of two records has twice the entries.
+        kv.discard();
+        kv.begin(Phase::Records(2));
+        let keys: Vec<String> = (0..6).map(|n| n.to_string()).collect();
+        kv.delete_many(handle(&bucket), keys).unwrap().unwrap();
+    }
+
+    /// A table that a call leaves without keys takes its cursor entry along, whether the
+    /// listing was made in an earlier call or in the same one.
+    #[test]
+    fn an_emptied_table_takes_its_cursors_along() {
+        let (mut kv, bucket) = kv(KvLimits {
+            page_size: 2,
+            ..KvLimits::default()
+        });
+        for key in ["a", "b", "c"] {
+            set(&mut kv, &bucket, key).unwrap();
+        }
+        commit(&mut kv);
+        let page = kv.list_keys(handle(&bucket), None).unwrap().unwrap();
+        assert!(page.cursor.is_some());
+        commit(&mut kv);
+        assert!(stored(&mut kv).iter().any(|(t, _)| t == CURSORS_TABLE));
+        let all = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        kv.delete_many(handle(&bucket), all.clone())
+            .unwrap()
+            .unwrap();
+        commit(&mut kv);
+        assert_eq!(stored(&mut kv), []);
+        // Filled, listed and emptied in one call.
+        for key in ["a", "b", "c"] {
+            set(&mut kv, &bucket, key).unwrap();
+        }
+        let page = kv.list_keys(handle(&bucket), None).unwrap().unwrap();
+        assert!(page.cursor.is_some());
+        kv.delete_many(handle(&bucket), all).unwrap().unwrap();
+        commit(&mut kv);
+        assert_eq!(stored(&mut kv), []);
+    }
+
+    /// The cursor entry a listing writes counts against the call's write budget.
+    #[test]
+    fn a_cursor_counts_against_the_write_budget() {
+        let limits = KvLimits {
+            page_size: 1,
+            max_call_write_bytes: 20,
+            ..KvLimits::default()
+        };
+        let (mut kv, bucket) = kv(limits);
+        set(&mut kv, &bucket, "a").unwrap();
+        set(&mut kv, &bucket, "b").unwrap();
+        commit(&mut kv);
+        let listed = kv.list_keys(handle(&bucket), None).unwrap_err();
+        assert_eq!(
+            trap(listed),
+            "harness limit: one call of 1 record(s) may write at most 20 bytes"
+        );
+    }
+
+    /// A host function entered after the call's deadline traps it, with the epoch's
+    /// message; the next call has a deadline of its own.
+    #[test]
+    fn host_functions_check_the_deadline() {
+        let mut kv = KvHost::new(Box::new(MemoryStore::new()), KvLimits::default());
+        kv.set_rule("rule");
+        kv.set_deadline(Duration::from_millis(20));
+        kv.begin(Phase::Records(1));
+        let bucket = kv.open("default".into()).unwrap().unwrap();
+        set(&mut kv, &bucket, "a").unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let late = kv.get(handle(&bucket), "a".into()).unwrap_err();
+        let late = late.downcast::<DeadlineExceeded>().unwrap();
+        assert_eq!(late.to_string(), "the call ran past its deadline of 20ms");
+        discard(&mut kv);
+        set(&mut kv, &bucket, "a").unwrap();
+        // A call of two records may take two records' time.
+        kv.discard();
+        kv.begin(Phase::Records(2));
+        std::thread::sleep(Duration::from_millis(30));
+        set(&mut kv, &bucket, "a").unwrap();
     }
 
     #[test]

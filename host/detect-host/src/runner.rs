@@ -26,7 +26,7 @@ use detect_sdk::prefilter::Prefilter;
 
 use crate::bindings::{self, CallContext, Rule, RuleError, RuleInfo, RulePre};
 use crate::error::{Error, RecordFailure};
-use crate::kv::{Call, KvHost, KvLimitExceeded, Phase};
+use crate::kv::{Call, DeadlineExceeded, KvHost, KvLimitExceeded, Phase};
 use crate::limits::{Limits, MemoryLimitExceeded, StoreData};
 use crate::output::{AlertLine, Catalog};
 use crate::state::{StateStore, StoreError};
@@ -76,7 +76,9 @@ impl RuleRunner {
         store: Box<dyn StateStore>,
         config: Option<String>,
     ) -> Result<RuleRunner, Error> {
-        let kv = KvHost::new(store, limits.kv.clone());
+        let mut kv = KvHost::new(store, limits.kv.clone());
+        // The epoch stops wasm code at the deadline; the host stops its own work there.
+        kv.set_deadline(limits.deadline);
         let mut live = instantiate(&engine, &pre, &limits, kv, config.as_deref())?;
         arm(&mut live.store, &limits, 1);
         let info = live
@@ -373,6 +375,7 @@ fn arm(store: &mut Store<StoreData>, limits: &Limits, records: usize) {
 /// for a fault of its own, which costs no more in a batch than alone).
 fn exhausted_budget(trap: &wasmtime::Error) -> bool {
     trap.is::<KvLimitExceeded>()
+        || trap.is::<DeadlineExceeded>()
         || matches!(
             trap.downcast_ref::<Trap>(),
             Some(Trap::Interrupt | Trap::OutOfFuel)
@@ -400,6 +403,10 @@ fn millis(d: Duration) -> i64 {
 fn describe_trap(error: &wasmtime::Error, limits: &Limits) -> String {
     if let Some(limit) = error.downcast_ref::<KvLimitExceeded>() {
         return limit.to_string();
+    }
+    // The host's own check of the deadline: the same message as the epoch's.
+    if let Some(deadline) = error.downcast_ref::<DeadlineExceeded>() {
+        return deadline.to_string();
     }
     if let Some(memory) = error.downcast_ref::<MemoryLimitExceeded>() {
         return memory.to_string();

@@ -19,7 +19,10 @@ fn component(describe_body: &str, configure_body: &str, process_event: &str) -> 
             (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.exists" (func $exists (param i32 i32 i32 i32)))
             (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.list-keys" (func $list (param i32 i32 i64 i32)))
             (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.set" (func $set (param i32 i32 i32 i32 i32 i32)))
+            (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.delete" (func $delete (param i32 i32 i32 i32)))
             (import "wasi:keyvalue/store@0.2.0-draft" "[resource-drop]bucket" (func $drop (param i32)))
+            (import "wasi:keyvalue/batch@0.2.0-draft" "get-many" (func $get_many (param i32 i32 i32 i32)))
+            (import "wasi:keyvalue/batch@0.2.0-draft" "delete-many" (func $delete_many (param i32 i32 i32 i32)))
             (memory (export "memory") 64)
             (global $heap (mut i32) (i32.const 65536))
             (data (i32.const 16) "default")
@@ -55,7 +58,7 @@ fn component(describe_body: &str, configure_body: &str, process_event: &str) -> 
                 {configure_body}
                 (i32.const 128))
             (func $one (param $ptr i32) (param $len i32) (result i32)
-                (local $bucket i32)
+                (local $bucket i32) (local $i i32)
                 {process_event})
             (func (export "detect:rule/detector@0.3.0#process-event") (param i32 i32 i64) (result i32)
                 (call $one (local.get 0) (local.get 1)))
@@ -112,7 +115,16 @@ const WRITE_IN_CONFIGURE: &str =
     "(drop (call $try_set (i32.const 16) (i32.const 7) (i32.const 48) (i32.const 9)))";
 
 fn start(component: &[u8], store: Box<dyn StateStore>, config: Option<&str>) -> RuleRunner {
-    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    start_with(Limits::default(), component, store, config)
+}
+
+fn start_with(
+    limits: Limits,
+    component: &[u8],
+    store: Box<dyn StateStore>,
+    config: Option<&str>,
+) -> RuleRunner {
+    let sandbox = Sandbox::new(limits).unwrap();
     let rule = sandbox.load(component).unwrap();
     rule.start(store, config.map(str::to_owned)).unwrap()
 }
@@ -260,4 +272,166 @@ fn an_allocation_bomb_is_reported_as_the_memory_limit() {
     );
     // The instance is replaced and the next record runs.
     assert!(matches!(trap_reason(runner.process("{}")), r if r.contains("memory limit")));
+}
+
+/// Opens the bucket the record names, sets `keys` keys of `key_bytes` bytes in it (`A...`,
+/// `B...`, ...), lists its first page, which must have a next page, and deletes them all:
+/// the bucket is gone again at the end of the record. The heap is reset for each record.
+fn fill_list_empty(keys: usize, key_bytes: usize) -> String {
+    format!(
+        r#"
+    (global.set $heap (i32.const 65536))
+    (call $open (local.get $ptr) (local.get $len) (i32.const 64))
+    (if (i32.load8_u (i32.const 64)) (then unreachable))
+    (local.set $bucket (i32.load (i32.const 68)))
+    (memory.fill (i32.const 8192) (i32.const 107) (i32.const {key_bytes}))
+    (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (i32.const {keys})))
+        (i32.store8 (i32.const 8192) (i32.add (i32.const 65) (local.get $i)))
+        (call $set (local.get $bucket) (i32.const 8192) (i32.const {key_bytes}) (i32.const 32) (i32.const 1) (i32.const 96))
+        (if (i32.load8_u (i32.const 96)) (then unreachable))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    ;; result<key-response>: the cursor's option sits at offset 16 of the result.
+    (call $list (local.get $bucket) (i32.const 0) (i64.const 0) (i32.const 192))
+    (if (i32.load8_u (i32.const 192)) (then unreachable))
+    (if (i32.eqz (i32.load8_u (i32.const 208))) (then unreachable))
+    (local.set $i (i32.const 0))
+    (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (i32.const {keys})))
+        (i32.store8 (i32.const 8192) (i32.add (i32.const 65) (local.get $i)))
+        (call $delete (local.get $bucket) (i32.const 8192) (i32.const {key_bytes}) (i32.const 96))
+        (if (i32.load8_u (i32.const 96)) (then unreachable))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (call $drop (local.get $bucket))
+    (i32.const 128)"#
+    )
+}
+
+/// The state file's size and its `harness/cursors` entries after `records` records of
+/// [`fill_list_empty`], with pages of two keys and three keys of 4,000 bytes per record.
+fn size_after_emptying(records: usize) -> (u64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = RedbStore::open(&path).unwrap();
+    let mut limits = Limits::default();
+    limits.kv.page_size = 2;
+    let guest = component("", "", &fill_list_empty(3, 4000));
+    let mut runner = start_with(limits, &guest, Box::new(store), None);
+    for n in 0..records {
+        runner.process(&name(n, 8)).unwrap();
+        if n % 100 == 99 {
+            runner.commit().unwrap();
+        }
+    }
+    runner.commit().unwrap();
+    let entries = runner.store().entries().unwrap();
+    let cursors = entries
+        .iter()
+        .filter(|(t, _, _)| t == "harness/cursors")
+        .count();
+    assert_eq!(
+        runner.store().tables("rule/").unwrap(),
+        Vec::<String>::new()
+    );
+    drop(runner);
+    (std::fs::metadata(&path).unwrap().len(), cursors)
+}
+
+/// A listing of a bucket that its record then empties leaves nothing behind: the
+/// bucket's cursors go with it, so neither `harness/cursors` nor the file grows with the
+/// records.
+#[test]
+fn an_emptied_bucket_takes_its_cursors_along() {
+    let (small, small_cursors) = size_after_emptying(100);
+    let (large, large_cursors) = size_after_emptying(1000);
+    eprintln!("state file: {small} bytes after 100 records, {large} after 1000");
+    assert_eq!((small_cursors, large_cursors), (0, 0));
+    assert!(
+        large <= small + 64 * 1024,
+        "the state file grew from {small} bytes after 100 records to {large} after 1000"
+    );
+}
+
+/// `delete-many` of `count` distinct 4-byte keys (each byte `0x40 | 6 bits of n`), built
+/// in grown memory: the keys at 1 MiB, the list of (ptr, len) at 4 MiB.
+fn delete_many_distinct(count: usize) -> String {
+    format!(
+        r#"
+    (drop (memory.grow (i32.const 128)))
+    (call $open (i32.const 16) (i32.const 7) (i32.const 64))
+    (if (i32.load8_u (i32.const 64)) (then unreachable))
+    (local.set $bucket (i32.load (i32.const 68)))
+    (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (i32.const {count})))
+        (i32.store (i32.add (i32.const 0x100000) (i32.mul (local.get $i) (i32.const 4)))
+            (i32.or (i32.const 0x40404040)
+                (i32.or
+                    (i32.or (i32.and (local.get $i) (i32.const 0x3f))
+                            (i32.shl (i32.and (i32.shr_u (local.get $i) (i32.const 6)) (i32.const 0x3f)) (i32.const 8)))
+                    (i32.or (i32.shl (i32.and (i32.shr_u (local.get $i) (i32.const 12)) (i32.const 0x3f)) (i32.const 16))
+                            (i32.shl (i32.and (i32.shr_u (local.get $i) (i32.const 18)) (i32.const 0x3f)) (i32.const 24))))))
+        (i32.store (i32.add (i32.const 0x400000) (i32.mul (local.get $i) (i32.const 8)))
+            (i32.add (i32.const 0x100000) (i32.mul (local.get $i) (i32.const 4))))
+        (i32.store (i32.add (i32.const 0x400004) (i32.mul (local.get $i) (i32.const 8))) (i32.const 4))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (call $delete_many (local.get $bucket) (i32.const 0x400000) (i32.const {count}) (i32.const 96))
+    (call $drop (local.get $bucket))
+    (i32.const 128)"#
+    )
+}
+
+/// One `delete-many` of many small keys costs the host far more than their bytes: each
+/// key counts against the call's entries, and too many trap the call.
+#[test]
+fn one_huge_delete_many_traps() {
+    let limits = Limits {
+        deadline: std::time::Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let max = limits.kv.max_call_entries;
+    let guest = component("", "", &delete_many_distinct(max + max / 8));
+    let mut runner = start_with(limits, &guest, Box::new(MemoryStore::new()), None);
+    let reason = trap_reason(runner.process("{}"));
+    assert_eq!(
+        reason,
+        format!("harness limit: one call of 1 record(s) may write or delete at most {max} keys"),
+    );
+    // Within the limit, the same call goes through.
+    let limits = Limits {
+        deadline: std::time::Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let guest = component("", "", &delete_many_distinct(1000));
+    let mut runner = start_with(limits, &guest, Box::new(MemoryStore::new()), None);
+    runner.process("{}").unwrap();
+}
+
+/// Time spent in the host counts against the call's deadline: a call that keeps the host
+/// busy past it traps, with the deadline's own message, even if it never runs wasm again
+/// (the epoch is checked only in wasm code, and a rule's last host call may be its
+/// longest). Here one `delete-many` within the entries limit outlasts a 5 ms deadline.
+#[test]
+fn host_work_past_the_deadline_traps() {
+    let limits = Limits {
+        deadline: std::time::Duration::from_millis(5),
+        ..Limits::default()
+    };
+    let message = format!("the call ran past its deadline of {:?}", limits.deadline);
+    let keys = limits.kv.max_call_entries - 1000;
+    let guest = component("", "", &delete_many_distinct(keys));
+    let mut runner = start_with(limits, &guest, Box::new(MemoryStore::new()), None);
+    let started = std::time::Instant::now();
+    let result = runner.process("{}");
+    eprintln!("returned after {:?}", started.elapsed());
+    assert_eq!(trap_reason(result), message);
+    // The same work, within a generous deadline, goes through.
+    let limits = Limits {
+        deadline: std::time::Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let mut runner = start_with(limits, &guest, Box::new(MemoryStore::new()), None);
+    runner.process("{}").unwrap();
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use detect_host::bindings::{FieldError, RuleError};
 use detect_host::judge::Judge;
 use detect_host::kv::{Call, KvHost, KvLimits, Phase};
-use detect_host::state::StateStore;
+use detect_host::state::{StateStore, StoreError};
 use detect_host::{Error, Outcome, RecordFailure};
 use detect_sdk::prefilter::Prefilter;
 use detect_sdk::{AlertLine, Context, KeyValue, Rule, RuleConfig};
@@ -22,6 +22,7 @@ pub struct Native<R: Rule> {
     config: R::Config,
     prefilter: Prefilter,
     max_clock_skew: Duration,
+    traps: u64,
 }
 
 impl<R: Rule> Native<R> {
@@ -46,10 +47,13 @@ impl<R: Rule> Native<R> {
             config,
             prefilter,
             max_clock_skew,
+            traps: 0,
         })
     }
 
-    /// One record in one call: its writes are committed if it succeeds. The rule
+    /// One record in one call: its writes are committed if it succeeds. As in the
+    /// sandbox, whatever the rule makes of a failure of the host under it: the store
+    /// failing stops the run, and a limit traps the record (its writes dropped). The rule
     /// reporting its state unreadable stops the run.
     fn process(
         &mut self,
@@ -57,8 +61,21 @@ impl<R: Rule> Native<R> {
         context: &Context,
     ) -> Result<Result<Outcome, RecordFailure>, Error> {
         let mut call = Call::begin(&mut self.kv, Phase::Records(1));
-        let mut bucket = Bucket { call: &mut call };
-        match R::process(record, &self.config, &mut bucket, context) {
+        let mut bucket = Bucket {
+            call: &mut call,
+            failure: None,
+        };
+        let result = R::process(record, &self.config, &mut bucket, context);
+        if let Some(failure) = bucket.failure {
+            return match failure.downcast::<StoreError>() {
+                Ok(store) => Err(Error::Store(store)),
+                Err(trap) => {
+                    self.traps += 1;
+                    Ok(Err(RecordFailure::Trapped(format!("{trap:#}"))))
+                }
+            };
+        }
+        match result {
             Ok(outcome) => {
                 call.commit()?;
                 Ok(Ok(Outcome {
@@ -97,43 +114,54 @@ impl<R: Rule> Judge for Native<R> {
     }
 
     fn traps(&self) -> u64 {
-        0
+        self.traps
     }
 }
 
 /// The rule's bucket, within the call under way, as a [`KeyValue`].
 struct Bucket<'c, 'k> {
     call: &'c mut Call<'k, KvHost>,
+    /// The first failure of the host (a limit, the store): in the sandbox it would trap
+    /// the call, so it decides the record's fate, not the rule.
+    failure: Option<wasmtime::Error>,
+}
+
+impl Bucket<'_, '_> {
+    /// `result`, a failure kept and handed to the rule as text.
+    fn host<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, String> {
+        result.map_err(|e| {
+            let message = format!("{e:#}");
+            self.failure.get_or_insert(e);
+            message
+        })
+    }
 }
 
 impl KeyValue for Bucket<'_, '_> {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        self.call.read(BUCKET, keys).map_err(|e| format!("{e:#}"))
+        let values = self.call.read(BUCKET, keys);
+        self.host(values)
     }
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
         for (key, value) in entries {
-            self.call
-                .write(BUCKET, key, Some(value))
-                .map_err(|e| format!("{e:#}"))?;
+            let written = self.call.write(BUCKET, key, Some(value));
+            self.host(written)?;
         }
         Ok(())
     }
 
     fn delete_many(&mut self, keys: Vec<String>) -> Result<(), String> {
         for key in keys {
-            self.call
-                .write(BUCKET, key, None)
-                .map_err(|e| format!("{e:#}"))?;
+            let written = self.call.write(BUCKET, key, None);
+            self.host(written)?;
         }
         Ok(())
     }
 
     fn list_keys(&mut self, cursor: Option<u64>) -> Result<(Vec<String>, Option<u64>), String> {
-        let page = self
-            .call
-            .list(BUCKET, cursor)
-            .map_err(|e| format!("{e:#}"))?;
+        let page = self.call.list(BUCKET, cursor);
+        let page = self.host(page)?;
         Ok((page.keys, page.cursor))
     }
 }
@@ -150,5 +178,92 @@ fn wit_error(e: detect_sdk::RuleError) -> RuleError {
         E::InvalidTime(m) => RuleError::InvalidTime(m),
         E::InvalidConfig(m) => RuleError::InvalidConfig(m),
         E::State(m) => RuleError::State(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use detect_host::state::{Changes, MemoryStore};
+    use ssm_rule::SsmSessions;
+
+    fn sample() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/records/panther_sample.json"
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    fn native(store: Box<dyn StateStore>, limits: KvLimits) -> Native<SsmSessions> {
+        let mut native = Native::new(Box::new(MemoryStore::new()), None, Duration::ZERO).unwrap();
+        native.kv = KvHost::new(store, limits);
+        native.kv.set_rule(SsmSessions::info().name);
+        native
+    }
+
+    fn context() -> Context {
+        Context {
+            not_after: i64::MAX,
+        }
+    }
+
+    /// A store that fails every use.
+    struct Broken;
+
+    impl StateStore for Broken {
+        fn get_many(&mut self, _: &str, _: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            Err(StoreError("the disk is gone".into()))
+        }
+        fn keys_after(
+            &mut self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            Err(StoreError("the disk is gone".into()))
+        }
+        fn has_table(&mut self, _: &str) -> Result<bool, StoreError> {
+            Err(StoreError("the disk is gone".into()))
+        }
+        fn apply(&mut self, _: Changes) -> Result<(), StoreError> {
+            Err(StoreError("the disk is gone".into()))
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn entries(&mut self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// The store failing under the rule stops the run as the store's error, as in the
+    /// sandbox, not as the rule's report of unreadable state.
+    #[test]
+    fn a_store_failure_is_the_stores_error() {
+        let mut native = native(Box::new(Broken), KvLimits::default());
+        match native.process(&sample(), &context()) {
+            Err(Error::Store(e)) => assert_eq!(e.0, "the disk is gone"),
+            other => panic!("expected the store's error, got {other:?}"),
+        }
+    }
+
+    /// A limit costs the record, which traps with the limit's message, its writes dropped;
+    /// the run goes on.
+    #[test]
+    fn a_limit_traps_the_record() {
+        let limits = KvLimits {
+            max_value_bytes: 8,
+            ..KvLimits::default()
+        };
+        let mut native = native(Box::new(MemoryStore::new()), limits);
+        match native.process(&sample(), &context()) {
+            Ok(Err(RecordFailure::Trapped(m))) => {
+                assert!(m.starts_with("harness limit: a value of "), "{m}")
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        assert_eq!(native.traps(), 1);
+        assert!(native.store().entries().unwrap().is_empty());
     }
 }
