@@ -1,19 +1,12 @@
 //! Hostile rules against the key-value store: components in WAT that open buckets they
 //! should not be able to afford, or write where no record is being processed.
 
-use std::path::Path;
-
 use detect_host::state::{MemoryStore, RedbStore, StateStore};
 use detect_host::{Error, Limits, RecordFailure, RuleRunner, Sandbox};
+use detect_testing::hostile::Hostile;
 
-/// A component of the `detect:rule` world from core-module pieces: a bump allocator, a
-/// `describe` naming it `hostile` that first runs `describe_body`, a `configure` that runs
-/// `configure_body` and accepts anything, and `process_event` for each record, which
-/// receives the record as (`$ptr`, `$len`) and returns a pointer to its result. Address
-/// 128 holds zeros: the canonical encoding of `ok(outcome { relevant: false, alerts: [] })`.
-fn component(describe_body: &str, configure_body: &str, process_event: &str) -> Vec<u8> {
-    let wat = format!(
-        r#"(module
+/// The key-value functions hostile rules call, and `$try_set`.
+const ITEMS: &str = r#"
             (import "wasi:keyvalue/store@0.2.0-draft" "open" (func $open (param i32 i32 i32)))
             (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.get" (func $get (param i32 i32 i32 i32)))
             (import "wasi:keyvalue/store@0.2.0-draft" "[method]bucket.exists" (func $exists (param i32 i32 i32 i32)))
@@ -23,21 +16,8 @@ fn component(describe_body: &str, configure_body: &str, process_event: &str) -> 
             (import "wasi:keyvalue/store@0.2.0-draft" "[resource-drop]bucket" (func $drop (param i32)))
             (import "wasi:keyvalue/batch@0.2.0-draft" "get-many" (func $get_many (param i32 i32 i32 i32)))
             (import "wasi:keyvalue/batch@0.2.0-draft" "delete-many" (func $delete_many (param i32 i32 i32 i32)))
-            (memory (export "memory") 64)
-            (global $heap (mut i32) (i32.const 65536))
-            (data (i32.const 16) "default")
-            (data (i32.const 32) "1")
             (data (i32.const 40) "describe")
             (data (i32.const 48) "configure")
-            (data (i32.const 400) "hostile")
-            (data (i32.const 410) "0")
-            (data (i32.const 420) "{{}}")
-            (func $alloc (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-                (local $at i32)
-                (local.set $at (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-                                        (i32.sub (i32.const 0) (local.get 2))))
-                (global.set $heap (i32.add (local.get $at) (local.get 3)))
-                (local.get $at))
             ;; Opens the bucket named by (ptr, len) and sets its key `key` to `1`, if the
             ;; store lets it; returns whether it did.
             (func $try_set (param $ptr i32) (param $len i32) (param $key i32) (param $key_len i32) (result i32)
@@ -47,47 +27,11 @@ fn component(describe_body: &str, configure_body: &str, process_event: &str) -> 
                 (local.set $bucket (i32.load (i32.const 68)))
                 (call $set (local.get $bucket) (local.get $key) (local.get $key_len) (i32.const 32) (i32.const 1) (i32.const 96))
                 (call $drop (local.get $bucket))
-                (i32.const 1))
-            (func (export "detect:rule/detector@0.3.0#describe") (result i32)
-                {describe_body}
-                (i32.store (i32.const 256) (i32.const 400)) (i32.store (i32.const 260) (i32.const 7))
-                (i32.store (i32.const 264) (i32.const 410)) (i32.store (i32.const 268) (i32.const 1))
-                (i32.store (i32.const 288) (i32.const 420)) (i32.store (i32.const 292) (i32.const 2))
-                (i32.const 256))
-            (func (export "detect:rule/detector@0.3.0#configure") (param i32 i32) (result i32)
-                {configure_body}
-                (i32.const 128))
-            (func $one (param $ptr i32) (param $len i32) (result i32)
-                (local $bucket i32) (local $i i32)
-                {process_event})
-            (func (export "detect:rule/detector@0.3.0#process-event") (param i32 i32 i64) (result i32)
-                (call $one (local.get 0) (local.get 1)))
-            (func (export "detect:rule/detector@0.3.0#process-batch") (param i32 i32 i64) (result i32)
-                unreachable)
-        )"#
-    );
-    let mut module = wat::parse_str(&wat).expect("the hostile guest is valid WAT");
-    // `Bindgen` holds a `wit_parser::Resolve`: the WIT parser, reached through
-    // wit-component, which this package depends on.
-    let mut bindgen = wit_component::metadata::Bindgen::default();
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
-    let (package, _) = bindgen.resolve.push_dir(&wit).expect("the WIT parses");
-    let world = bindgen
-        .resolve
-        .select_world(&[package], Some("rule"))
-        .expect("the world exists");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &bindgen.resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-        false,
-    )
-    .expect("metadata embeds");
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|e| e.validate(true).encode())
-        .expect("the hostile guest encodes as a component")
+                (i32.const 1))"#;
+
+/// A hostile component (see [`Hostile`]) with [`ITEMS`].
+fn component(describe: &str, configure: &str, process_event: &str) -> Vec<u8> {
+    Hostile { items: ITEMS, describe, configure, process_event }.component()
 }
 
 /// Opens the bucket the record names, which must succeed, and only reads it: `get`,

@@ -10,6 +10,7 @@
 
 pub mod fluent_bit;
 pub mod fluvio;
+pub mod hostile;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
