@@ -230,7 +230,17 @@ fn a_rule_crate_built_by_cargo_runs_its_cases() {
     let log = log.to_str().unwrap();
     let module = module("ssm");
     assert_eq!(
-        alerts(&["--rule", module.to_str().unwrap(), "run", "--state", "memory", log], b""),
+        alerts(
+            &[
+                "--rule",
+                module.to_str().unwrap(),
+                "run",
+                "--state",
+                "memory",
+                log
+            ],
+            b""
+        ),
         alerts(&["run", "--state", "memory", log], b"")
     );
 }
@@ -241,11 +251,23 @@ fn a_rule_crate_built_by_cargo_runs_its_cases() {
 fn export_prepares_the_modules_of_a_rule_crate() {
     let dir = tempfile::tempdir().unwrap();
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let module = |rule, family| detect_testing::path(rule, family, true).to_str().unwrap().to_owned();
+    let module = |rule, family| {
+        detect_testing::path(rule, family, true)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
     // Every rule's, as the test build made them.
     for rule in detect_testing::rules() {
         for artifact in ["fluent-bit", "fluvio"] {
-            let args = ["export", "--for", artifact, "--from", &module(rule, artifact), &out(artifact)];
+            let args = [
+                "export",
+                "--for",
+                artifact,
+                "--from",
+                &module(rule, artifact),
+                &out(artifact),
+            ];
             assert!(harness(&args, b"").status.success(), "{rule} {artifact}");
             assert!(
                 std::fs::read(out(artifact)).unwrap() == detect_testing::artifact(rule, artifact),
@@ -270,7 +292,10 @@ fn export_prepares_the_modules_of_a_rule_crate() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let stderr = refused("fluvio", &module("ssm", "fluent-bit"));
-    assert!(stderr.contains("imports `wasi_snapshot_preview1."), "{stderr}");
+    assert!(
+        stderr.contains("imports `wasi_snapshot_preview1."),
+        "{stderr}"
+    );
     let stderr = refused("fluent-bit", &module("ssm", "fluvio"));
     assert!(stderr.contains("imports `env.copy_records`"), "{stderr}");
     let rule = ["--rule", "x.wasm", "export", &out("y")];

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use detect_sdk::testkit::contract::{self, AlertKey, Binding, Step};
 use cloudtrail_corpus::{Corpus, CorpusSpec};
-use detect_testing::fluent_bit::{Filtered, FluentBitFilter};
-use detect_testing::fluvio::{self, FluvioSmartModule, Record};
 use detect_host::state::MemoryStore;
 use detect_host::{Limits, RecordFailure, RuleRunner, Sandbox};
+use detect_sdk::testkit::contract::{self, AlertKey, Binding, Step};
+use detect_testing::fluent_bit::{Filtered, FluentBitFilter};
+use detect_testing::fluvio::{self, FluvioSmartModule, Record};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -71,7 +71,10 @@ impl Artifacts {
     fn new(artifact: impl Fn(&str) -> &'static [u8]) -> &'static Artifacts {
         let fluent_bit = artifact("fluent-bit");
         let exports = detect_artifact::exports(fluent_bit).unwrap();
-        let alerts = exports.into_iter().find(|e| e.ends_with("_alerts")).expect("an alerts function");
+        let alerts = exports
+            .into_iter()
+            .find(|e| e.ends_with("_alerts"))
+            .expect("an alerts function");
         Box::leak(Box::new(Artifacts {
             component: artifact("component"),
             fluent_bit,
@@ -136,7 +139,9 @@ impl Binding for Component {
     }
 
     fn process_cut_short(&mut self, record: &str, cut: u64) -> Step {
-        Component::step(crate::support::record(self.0.process_with_fuel(record, cut)))
+        Component::step(crate::support::record(
+            self.0.process_with_fuel(record, cut),
+        ))
     }
 
     fn process_batch(&mut self, records: &[String]) -> Vec<AlertKey> {
@@ -527,7 +532,10 @@ fn case_records(dir: PathBuf) -> (Vec<String>, Vec<String>) {
 #[test]
 fn every_rule_runs_in_every_host() {
     let rules = detect_testing::rules();
-    assert!(rules.contains(&"ssm") && rules.contains(&"console-login"), "{rules:?}");
+    assert!(
+        rules.contains(&"ssm") && rules.contains(&"console-login"),
+        "{rules:?}"
+    );
     for rule in rules {
         let cases = root().join("guest/rules").join(rule).join("cases");
         runs_in_every_host(rule, artifacts_of(rule), case_records(cases));
@@ -536,7 +544,11 @@ fn every_rule_runs_in_every_host() {
 
 /// `rule`'s artifacts raise the same alerts in every host over the records of its cases
 /// and a generated stream, and each keeps the contract.
-fn runs_in_every_host(rule: &str, artifacts: &'static Artifacts, cases: (Vec<String>, Vec<String>)) {
+fn runs_in_every_host(
+    rule: &str,
+    artifacts: &'static Artifacts,
+    cases: (Vec<String>, Vec<String>),
+) {
     let (stream, rejected) = cases;
     // Those a fresh state rejects (some cases reject a record only after others: too
     // late behind them, say), among those the rule's prefilter lets through (pipeline
@@ -547,7 +559,10 @@ fn runs_in_every_host(rule: &str, artifacts: &'static Artifacts, cases: (Vec<Str
         .filter(|r| prefilter.is_candidate(r.as_bytes()))
         .filter(|r| matches!(Component::of(artifacts).process(r), Step::Rejected(_)))
         .collect();
-    assert!(!stream.is_empty() && !rejected.is_empty(), "{rule}: its cases");
+    assert!(
+        !stream.is_empty() && !rejected.is_empty(),
+        "{rule}: its cases"
+    );
     let with_corpus: Vec<String> = stream.iter().cloned().chain(corpus_records(300)).collect();
     let raised = the_same_alerts_from_every_binding(artifacts, &with_corpus);
     assert!(!raised.is_empty(), "{rule}: no alert from its cases");
@@ -558,7 +573,12 @@ fn runs_in_every_host(rule: &str, artifacts: &'static Artifacts, cases: (Vec<Str
         .filter(|r| record(judge.0.process(r)).is_ok_and(|o| !o.relevant))
         .take(100)
         .collect();
-    let streams = Streams { stream, rejected, irrelevant, batched: with_corpus };
+    let streams = Streams {
+        stream,
+        rejected,
+        irrelevant,
+        batched: with_corpus,
+    };
     every_binding_keeps_the_contract_for(artifacts, &streams);
 }
 
@@ -585,14 +605,22 @@ fn a_rule_directory_copied_under_a_new_name_runs_in_every_host() {
     std::fs::write(copy.join("Cargo.toml"), manifest).unwrap();
 
     let found = detect_artifact::build::discover(to).unwrap();
-    assert_eq!(found.iter().map(|r| r.dir_name.as_str()).collect::<Vec<_>>(), ["copied"]);
+    assert_eq!(
+        found
+            .iter()
+            .map(|r| r.dir_name.as_str())
+            .collect::<Vec<_>>(),
+        ["copied"]
+    );
     let out = to.join("out");
     std::fs::create_dir(&out).unwrap();
     // The workspace's own guest target directory: dependencies built once serve both.
     let target = root().join("target/rule-guest");
     detect_artifact::build::build_all(to, &target, &out, &found).unwrap();
     let artifacts = Artifacts::new(|family| {
-        std::fs::read(out.join(format!("copied.{family}.wasm"))).unwrap().leak()
+        std::fs::read(out.join(format!("copied.{family}.wasm")))
+            .unwrap()
+            .leak()
     });
     runs_in_every_host("copied", artifacts, case_records(copy.join("cases")));
 }
@@ -985,8 +1013,7 @@ fn a_fluvio_smartmodule_does_not_grow_with_its_output() {
     let config =
         r#"{"baseline": {"dedup_period": "1s"}, "multiple_sessions": {"dedup_period": "1s"}}"#;
     let params = BTreeMap::from([("config".to_owned(), config.to_owned())]);
-    let mut module =
-        FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION).unwrap();
+    let mut module = FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION).unwrap();
     let (mut sizes, mut raised) = (Vec::new(), Vec::new());
     for part in records.chunks(3000) {
         raised.push(fluvio_alerts(&mut module, part, 50).len());

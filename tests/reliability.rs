@@ -136,11 +136,19 @@ fn a_run_killed_at_any_point_then_rerun_raises_every_alert_of_one_run() {
 #[test]
 fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
     use detect_host::pipeline::{Options, Pipeline, Sink, Stop};
-    let Setup { log, state, expected, dir } = setup(3000, 9);
+    let Setup {
+        log,
+        state,
+        expected,
+        dir,
+    } = setup(3000, 9);
     let out = dir.path().join("alerts.ndjson");
     let size = std::fs::metadata(&log).unwrap().len();
     let run = |fail_at: Option<u64>| {
-        let rule = detect_host::Sandbox::new(Default::default()).unwrap().load(default_rule()).unwrap();
+        let rule = detect_host::Sandbox::new(Default::default())
+            .unwrap()
+            .load(default_rule())
+            .unwrap();
         let store = detect_host::state::RedbStore::open(std::path::Path::new(&state)).unwrap();
         let runner = rule.start(Box::new(store), None).unwrap();
         let stop = Stop::new();
@@ -150,18 +158,33 @@ fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
             .alerts(Sink::append(&out, &stop).unwrap())
             .progress(std::sync::Arc::new(move |bytes| {
                 let total = read.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
-                assert!(fail_at.is_none_or(|at| total < at), "failing, as the test asks");
+                assert!(
+                    fail_at.is_none_or(|at| total < at),
+                    "failing, as the test asks"
+                );
             }));
         pipeline.run(Box::new(runner), &stop)
     };
     let failed = run(Some(size * 6 / 10)).err().expect("the run fails");
-    assert!(failed.to_string().contains("failed unexpectedly"), "{failed}");
+    assert!(
+        failed.to_string().contains("failed unexpectedly"),
+        "{failed}"
+    );
     let first = lines(&std::fs::read(&out).unwrap()).len();
-    assert!(first > 0 && first < expected.len(), "{first} of {}", expected.len());
+    assert!(
+        first > 0 && first < expected.len(),
+        "{first} of {}",
+        expected.len()
+    );
     let report = run(None).unwrap();
     assert!(report.skipped > 0, "the rerun resumes");
     let all = lines(&std::fs::read(&out).unwrap());
-    assert!(all.len() == expected.len(), "{} alerts, {} in one run", all.len(), expected.len());
+    assert!(
+        all.len() == expected.len(),
+        "{} alerts, {} in one run",
+        all.len(),
+        expected.len()
+    );
     assert_same_alerts_but_repeats(&all, &expected, "a failed reader");
 }
 

@@ -1,9 +1,9 @@
 //! Shared helpers: running the executable, paths of fixtures, and hostile components.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use cloudtrail_corpus::{Corpus, CorpusSpec};
@@ -37,7 +37,9 @@ pub fn default_rule() -> &'static [u8] {
 
 /// One record's result: its outcome or its failure; an error that stops the run fails
 /// the test.
-pub fn record(result: Result<detect_host::Outcome, detect_host::Error>) -> Result<detect_host::Outcome, detect_host::RecordFailure> {
+pub fn record(
+    result: Result<detect_host::Outcome, detect_host::Error>,
+) -> Result<detect_host::Outcome, detect_host::RecordFailure> {
     match result {
         Ok(outcome) => Ok(outcome),
         Err(detect_host::Error::Record(failure)) => Err(failure),
@@ -124,7 +126,11 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// A hostile component (see [`detect_testing::hostile::Hostile`]) from its imports and
 /// the body run for each record.
 pub fn hostile(imports: &str, process_event: &str) -> Vec<u8> {
-    let hostile = detect_testing::hostile::Hostile { items: imports, process_event, ..Default::default() };
+    let hostile = detect_testing::hostile::Hostile {
+        items: imports,
+        process_event,
+        ..Default::default()
+    };
     hostile.component()
 }
 

@@ -13,11 +13,20 @@ const BUILT_IN: &str = "ssm";
 
 fn main() {
     let dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = dir.ancestors().nth(2).expect("the harness is host/rule-harness");
+    let root = dir
+        .ancestors()
+        .nth(2)
+        .expect("the harness is host/rule-harness");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let rules = build::discover(root).unwrap_or_else(|e| panic!("{e}"));
-    let built_in: Vec<_> = rules.into_iter().filter(|r| r.dir_name == BUILT_IN).collect();
-    assert!(!built_in.is_empty(), "no guest/rules/{BUILT_IN} in the workspace");
+    let built_in: Vec<_> = rules
+        .into_iter()
+        .filter(|r| r.dir_name == BUILT_IN)
+        .collect();
+    assert!(
+        !built_in.is_empty(),
+        "no guest/rules/{BUILT_IN} in the workspace"
+    );
     let target_dir = build::guest_target_dir(&out_dir);
     build::build_all(root, &target_dir, &out_dir, &built_in)
         .unwrap_or_else(|e| panic!("{e}"))

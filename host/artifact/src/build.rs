@@ -57,7 +57,13 @@ pub fn rules_in(metadata: &Value) -> Vec<RuleCrate> {
 /// The rules of the workspace at `root`, as cargo lists its members.
 pub fn discover(root: &Path) -> Result<Vec<RuleCrate>, String> {
     let output = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(root.join("Cargo.toml"))
         .stderr(Stdio::inherit())
         .output()
@@ -175,7 +181,12 @@ fn build(
     }
     let output = command
         .args(["--target", family.target(), "--features", family.feature()])
-        .args(["--profile", "guest", "--message-format", "json-render-diagnostics"])
+        .args([
+            "--profile",
+            "guest",
+            "--message-format",
+            "json-render-diagnostics",
+        ])
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
@@ -185,12 +196,19 @@ fn build(
         .output()
         .map_err(|e| format!("cannot start cargo: {e}"))?;
     if !output.status.success() {
-        return Err(format!("building the rules for {} failed (see above)", family.name()));
+        return Err(format!(
+            "building the rules for {} failed (see above)",
+            family.name()
+        ));
     }
     let mut modules = Vec::new();
     for rule in rules {
         let module = artifact(&output.stdout, &rule.manifest).ok_or_else(|| {
-            format!("cargo reported no {} module for {}", rule.package, family.target())
+            format!(
+                "cargo reported no {} module for {}",
+                rule.package,
+                family.target()
+            )
         })?;
         inputs.0.extend(sources(&module));
         modules.push(std::fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?);
@@ -205,8 +223,16 @@ fn build(
 /// hashes, and so other bytes, than a build from the command line.
 fn outer_build_env() -> Vec<std::ffi::OsString> {
     const OUTER: [&str; 10] = [
-        "RUSTFLAGS", "OUT_DIR", "TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS",
-        "RUSTC_LINKER", "RUSTDOC",
+        "RUSTFLAGS",
+        "OUT_DIR",
+        "TARGET",
+        "HOST",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+        "NUM_JOBS",
+        "RUSTC_LINKER",
+        "RUSTDOC",
     ];
     env::vars_os()
         .map(|(name, _)| name)
@@ -239,7 +265,10 @@ fn sources(module: &Path) -> Vec<PathBuf> {
     let Some((_, inputs)) = deps.lines().next().and_then(|line| line.split_once(": ")) else {
         return Vec::new();
     };
-    dep_info_paths(inputs).into_iter().map(PathBuf::from).collect()
+    dep_info_paths(inputs)
+        .into_iter()
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// The paths of a dep-info line's inputs.
@@ -266,9 +295,7 @@ mod tests {
     /// host crate; a rule directory copied under a new name is found with no other change.
     #[test]
     fn every_directory_under_guest_rules_is_a_rule() {
-        let package = |name: &str, dir: &str| {
-            serde_json::json!({"name": name, "manifest_path": format!("/ws/{dir}/Cargo.toml")})
-        };
+        let package = |name: &str, dir: &str| serde_json::json!({"name": name, "manifest_path": format!("/ws/{dir}/Cargo.toml")});
         let mut metadata = serde_json::json!({
             "workspace_root": "/ws",
             "packages": [
@@ -279,13 +306,22 @@ mod tests {
             ],
         });
         let names = |m: &Value| -> Vec<(String, String)> {
-            rules_in(m).into_iter().map(|r| (r.package, r.dir_name)).collect()
+            rules_in(m)
+                .into_iter()
+                .map(|r| (r.package, r.dir_name))
+                .collect()
         };
         assert_eq!(
             names(&metadata),
-            [("console-login-rule".into(), "console-login".into()), ("ssm-rule".into(), "ssm".into())]
+            [
+                ("console-login-rule".into(), "console-login".into()),
+                ("ssm-rule".into(), "ssm".into())
+            ]
         );
-        metadata["packages"].as_array_mut().unwrap().push(package("copy-rule", "guest/rules/copy"));
+        metadata["packages"]
+            .as_array_mut()
+            .unwrap()
+            .push(package("copy-rule", "guest/rules/copy"));
         assert_eq!(names(&metadata).len(), 3);
         assert!(names(&metadata).contains(&("copy-rule".into(), "copy".into())));
     }
@@ -293,13 +329,26 @@ mod tests {
     /// This workspace, as cargo lists it: both of its rules.
     #[test]
     fn this_workspaces_rules_are_found() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap();
-        let dirs: Vec<String> = discover(root).unwrap().into_iter().map(|r| r.dir_name).collect();
-        assert!(dirs.contains(&"ssm".into()) && dirs.contains(&"console-login".into()), "{dirs:?}");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .unwrap();
+        let dirs: Vec<String> = discover(root)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.dir_name)
+            .collect();
+        assert!(
+            dirs.contains(&"ssm".into()) && dirs.contains(&"console-login".into()),
+            "{dirs:?}"
+        );
     }
 
     #[test]
     fn dep_info_paths_keep_escaped_spaces() {
-        assert_eq!(dep_info_paths("/a/b.rs /c\\ d/e.rs  /f.rs"), ["/a/b.rs", "/c d/e.rs", "/f.rs"]);
+        assert_eq!(
+            dep_info_paths("/a/b.rs /c\\ d/e.rs  /f.rs"),
+            ["/a/b.rs", "/c d/e.rs", "/f.rs"]
+        );
     }
 }

@@ -179,12 +179,19 @@ pub fn check(family: Family, bytes: &[u8]) -> Result<(), ArtifactError> {
     // Only functions are ever allowed: an imported memory, table or global is a channel
     // to the host as much as a function is.
     let permitted = |i: &Import| {
-        i.kind == ImportKind::Function && allowed.iter().any(|(m, n)| *m == i.module && *n == i.name)
+        i.kind == ImportKind::Function
+            && allowed.iter().any(|(m, n)| *m == i.module && *n == i.name)
     };
     if let Some(Import { module, name, kind }) = shape.imports.iter().find(|i| !permitted(i)) {
         let list: Vec<String> = allowed
             .iter()
-            .map(|(m, n)| if n.is_empty() { m.to_string() } else { format!("{m}.{n}") })
+            .map(|(m, n)| {
+                if n.is_empty() {
+                    m.to_string()
+                } else {
+                    format!("{m}.{n}")
+                }
+            })
             .collect();
         return Err(ArtifactError::Forbidden {
             family: family.name(),
@@ -201,7 +208,10 @@ pub fn check(family: Family, bytes: &[u8]) -> Result<(), ArtifactError> {
         .filter(|n| !shape.exports.iter().any(|e| e == n))
         .collect();
     if !missing.is_empty() {
-        return Err(ArtifactError::Missing { missing: missing.join(", "), how: family.how_to_build() });
+        return Err(ArtifactError::Missing {
+            missing: missing.join(", "),
+            how: family.how_to_build(),
+        });
     }
     Ok(())
 }
@@ -269,7 +279,11 @@ impl Shape {
             return Err(ArtifactError::Shape("it is not WebAssembly".into()));
         }
         let component = !Parser::is_core_wasm(bytes);
-        let mut shape = Shape { component, imports: Vec::new(), exports: Vec::new() };
+        let mut shape = Shape {
+            component,
+            imports: Vec::new(),
+            exports: Vec::new(),
+        };
         let mut depth = 0usize;
         for payload in Parser::new(0).parse_all(bytes) {
             match payload.map_err(invalid)? {
@@ -302,7 +316,11 @@ impl Shape {
                         let import = import.map_err(invalid)?;
                         let module = import.name.name.to_owned();
                         let kind = ImportKind::Function;
-                        shape.imports.push(Import { module, name: String::new(), kind });
+                        shape.imports.push(Import {
+                            module,
+                            name: String::new(),
+                            kind,
+                        });
                     }
                 }
                 _ => {}

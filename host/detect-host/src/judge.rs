@@ -54,4 +54,3 @@ impl Judge for RuleRunner {
         RuleRunner::traps(self)
     }
 }
-

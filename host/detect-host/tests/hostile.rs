@@ -31,7 +31,13 @@ const ITEMS: &str = r#"
 
 /// A hostile component (see [`Hostile`]) with [`ITEMS`].
 fn component(describe: &str, configure: &str, process_event: &str) -> Vec<u8> {
-    Hostile { items: ITEMS, describe, configure, process_event }.component()
+    Hostile {
+        items: ITEMS,
+        describe,
+        configure,
+        process_event,
+    }
+    .component()
 }
 
 /// Opens the bucket the record names, which must succeed, and only reads it: `get`,

@@ -5,7 +5,8 @@
 pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ssm.component.wasm"));
 
 /// A Fluent Bit `filter_wasm` filter: functions `ssm_alerts` and `ssm_enrich`.
-pub const FLUENT_BIT_FILTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ssm.fluent-bit.wasm"));
+pub const FLUENT_BIT_FILTER: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ssm.fluent-bit.wasm"));
 
 /// A Fluvio SmartModule (`init`, `array_map`, `look_back`).
 pub const FLUVIO_SMARTMODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ssm.fluvio.wasm"));

@@ -29,7 +29,10 @@ impl Hostile<'_> {
         let mut bindgen = wit_component::metadata::Bindgen::default();
         let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
         let (package, _) = bindgen.resolve.push_dir(&wit).expect("the WIT parses");
-        let world = bindgen.resolve.select_world(&[package], Some("rule")).expect("the world exists");
+        let world = bindgen
+            .resolve
+            .select_world(&[package], Some("rule"))
+            .expect("the world exists");
         let utf8 = wit_component::StringEncoding::UTF8;
         wit_component::embed_component_metadata(&mut module, &bindgen.resolve, world, utf8, false)
             .expect("metadata embeds");
@@ -40,7 +43,12 @@ impl Hostile<'_> {
     }
 
     fn wat(&self) -> String {
-        let Hostile { items, describe, configure, process_event } = self;
+        let Hostile {
+            items,
+            describe,
+            configure,
+            process_event,
+        } = self;
         format!(
             r#"(module
             {items}

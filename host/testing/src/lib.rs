@@ -64,7 +64,9 @@ fn engine() -> wasmtime::Result<Engine> {
 /// The names of the rules the build script found (their directories under
 /// `guest/rules/`), in order.
 pub fn rules() -> Vec<&'static str> {
-    include_str!(concat!(env!("OUT_DIR"), "/rules.txt")).lines().collect()
+    include_str!(concat!(env!("OUT_DIR"), "/rules.txt"))
+        .lines()
+        .collect()
 }
 
 /// One artifact of one rule, as its host loads it: `family` is `component`,

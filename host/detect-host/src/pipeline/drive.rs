@@ -43,14 +43,24 @@ pub(super) fn run(
     dead_letters: Sink,
     stop: &Stop,
 ) -> Result<Report, Error> {
-    let Pipeline { inputs, options, notices, progress, .. } = pipeline;
-    let keyed: Vec<_> = inputs.iter().map(|i| (i.key.as_deref(), &i.source)).collect();
+    let Pipeline {
+        inputs,
+        options,
+        notices,
+        progress,
+        ..
+    } = pipeline;
+    let keyed: Vec<_> = inputs
+        .iter()
+        .map(|i| (i.key.as_deref(), &i.source))
+        .collect();
     let (mut resume, forget) = marks::load(judge.store(), &keyed)?;
     if options.reprocess {
         resume = vec![None; inputs.len()];
     }
     let prefilter = judge.prefilter();
-    let prefilter = (!options.validate_all && !prefilter.is_everything()).then(|| prefilter.clone());
+    let prefilter =
+        (!options.validate_all && !prefilter.is_everything()).then(|| prefilter.clone());
     let sources = inputs.iter().map(|i| i.source.clone()).collect();
     let messages = reader::spawn(sources, resume, options.frame.clone(), prefilter, progress);
     let mut run = Run {
@@ -85,7 +95,9 @@ impl Run<'_> {
             // case often enough to see a stop.
             let wait = match self.since_commit {
                 0 => IDLE,
-                _ => self.commit_interval.saturating_sub(self.last_commit.elapsed()),
+                _ => self
+                    .commit_interval
+                    .saturating_sub(self.last_commit.elapsed()),
             };
             match messages.recv_timeout(wait.clamp(Duration::from_millis(1), IDLE)) {
                 Ok(message) => {
@@ -119,7 +131,12 @@ impl Run<'_> {
     /// Handles one message of the reader. `Break` when a stop came in between items.
     fn handle(&mut self, message: Message) -> Result<ControlFlow<()>, Error> {
         match message {
-            Message::Start { source, identity, skipped, notice } => {
+            Message::Start {
+                source,
+                identity,
+                skipped,
+                notice,
+            } => {
                 let input = &mut self.inputs[source];
                 input.identity = identity;
                 input.done = skipped;
@@ -128,7 +145,12 @@ impl Run<'_> {
                     (self.notices)(&notice);
                 }
             }
-            Message::Items { source, items, unread, through } => {
+            Message::Items {
+                source,
+                items,
+                unread,
+                through,
+            } => {
                 self.report.records += unread.records;
                 self.report.unread += unread.records;
                 self.report.bytes += unread.bytes;
@@ -268,7 +290,10 @@ impl Run<'_> {
         // Records the prefilter ruled out move the inputs on too: their marks are worth
         // keeping on time.
         let pending = self.since_commit > 0
-            || self.inputs.iter().any(|input| input.moved && input.key.is_some());
+            || self
+                .inputs
+                .iter()
+                .any(|input| input.moved && input.key.is_some());
         self.since_commit >= self.commit_every
             || (pending && self.last_commit.elapsed() >= self.commit_interval)
     }
@@ -283,7 +308,11 @@ impl Run<'_> {
         for input in self.inputs.iter_mut().filter(|i| i.moved) {
             input.moved = false;
             if let (Some(key), Some(identity)) = (&input.key, &input.identity) {
-                let mark = InputMark { identity: identity.clone(), items: input.done, read_at };
+                let mark = InputMark {
+                    identity: identity.clone(),
+                    items: input.done,
+                    read_at,
+                };
                 marks::record(&mut changes, key, &mark);
             }
         }

@@ -21,7 +21,10 @@ pub fn input_key(canonical: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     match canonical.to_str() {
         Some(text) => text.to_owned(),
-        None => format!("bytes:{}", crate::input::hex(canonical.as_os_str().as_bytes())),
+        None => format!(
+            "bytes:{}",
+            crate::input::hex(canonical.as_os_str().as_bytes())
+        ),
     }
 }
 
@@ -72,7 +75,10 @@ pub(crate) fn load(
     for (key, _) in all.iter().filter(|(_, mark)| mark.read_at < horizon) {
         state::change(&mut forget, INPUTS_TABLE, key.clone(), None);
     }
-    let marks = inputs.iter().map(|&(key, source)| find(&all, key?, source)).collect();
+    let marks = inputs
+        .iter()
+        .map(|&(key, source)| find(&all, key?, source))
+        .collect();
     Ok((marks, forget))
 }
 

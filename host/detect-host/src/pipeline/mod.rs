@@ -190,15 +190,27 @@ impl Pipeline {
                     let cannot = |e| Error::Input(format!("cannot open {}: {e}", path.display()));
                     let meta = fs::metadata(path).map_err(cannot)?;
                     let canonical = fs::canonicalize(path).map_err(cannot)?;
-                    (Some(marks::input_key(&canonical)), Some((meta.dev(), meta.ino())))
+                    (
+                        Some(marks::input_key(&canonical)),
+                        Some((meta.dev(), meta.ino())),
+                    )
                 }
             };
             if seen.contains(&id) {
                 let name = source.name();
-                return Err(Error::Input(format!("{name} is named twice; each input is read once")));
+                return Err(Error::Input(format!(
+                    "{name} is named twice; each input is read once"
+                )));
             }
             seen.push(id);
-            inputs.push(Input { source, key, identity: None, done: 0, moved: false, ended: false });
+            inputs.push(Input {
+                source,
+                key,
+                identity: None,
+                done: 0,
+                moved: false,
+                ended: false,
+            });
         }
         Ok(Pipeline {
             inputs,
@@ -240,7 +252,10 @@ impl Pipeline {
     pub fn run(mut self, mut judge: Box<dyn Judge>, stop: &Stop) -> Result<Report, Error> {
         self.check_outputs(judge.state_path().as_deref())?;
         let alerts = self.alerts.take().unwrap_or_else(|| Sink::discard(stop));
-        let dead_letters = self.dead_letters.take().unwrap_or_else(|| Sink::discard(stop));
+        let dead_letters = self
+            .dead_letters
+            .take()
+            .unwrap_or_else(|| Sink::discard(stop));
         drive::run(self, judge, alerts, dead_letters, stop)
     }
 
@@ -263,7 +278,10 @@ impl Pipeline {
             && !self.options.discard_alerts
             && state.is_some()
         {
-            let name = self.alerts.as_ref().map_or("nowhere (no alerts sink)", Sink::name);
+            let name = self
+                .alerts
+                .as_ref()
+                .map_or("nowhere (no alerts sink)", Sink::name);
             return Err(Error::Output(format!(
                 "the alerts go to {name}: this run's alerts would be discarded, and the state \
                  file would record them as raised, so that no later run raises them again; \

@@ -13,11 +13,11 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 use std::time::Duration;
 
-use detect_sdk::prefilter::{Prefilter, framed_as_object};
 use super::Progress;
 use crate::input::{
     self, Ending, FileIdentity, FrameLimits, InputMark, Item, Position, ReadEnd, Source, Visit,
 };
+use detect_sdk::prefilter::{Prefilter, framed_as_object};
 
 /// What reading ahead may hold: batches of about this many bytes (or a single larger
 /// record), each item counted with what it costs beyond its bytes, one batch waiting.
@@ -249,7 +249,10 @@ impl Reading {
             tx,
         };
         let reader: Box<dyn Read> = match &self.progress {
-            Some(progress) => Box::new(Counted { inner: reader, progress: progress.clone() }),
+            Some(progress) => Box::new(Counted {
+                inner: reader,
+                progress: progress.clone(),
+            }),
             None => reader,
         };
         let end = input::read_into(reader, &self.limits, ending, &mut batcher);

@@ -91,12 +91,16 @@ impl Sink {
     }
 
     fn from_fd(fd: BorrowedFd, name: &str, stop: &Stop) -> Result<Sink, Error> {
-        let owned = fd.try_clone_to_owned().map_err(|e| Error::Output(format!("{name}: {e}")))?;
+        let owned = fd
+            .try_clone_to_owned()
+            .map_err(|e| Error::Output(format!("{name}: {e}")))?;
         Sink::new(File::from(owned), name.to_owned(), stop)
     }
 
     fn new(file: File, name: String, stop: &Stop) -> Result<Sink, Error> {
-        let meta = file.metadata().map_err(|e| Error::Output(format!("{name}: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::Output(format!("{name}: {e}")))?;
         let kind = if meta.is_file() {
             Kind::File
         } else if meta.file_type().is_fifo() {

@@ -31,9 +31,13 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     for rule in &rules {
         for family in Family::ALL {
             // The module cargo built is kept beside it only for the build scripts' tests.
-            let core = args.out.join(format!("{}.{}.core.wasm", rule.dir_name, family.name()));
+            let core = args
+                .out
+                .join(format!("{}.{}.core.wasm", rule.dir_name, family.name()));
             std::fs::remove_file(core)?;
-            let ready = args.out.join(format!("{}.{}.wasm", rule.dir_name, family.name()));
+            let ready = args
+                .out
+                .join(format!("{}.{}.wasm", rule.dir_name, family.name()));
             println!("{}", ready.display());
         }
     }
@@ -48,10 +52,16 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .output()
         .context("`build` runs cargo, which could not be started")?;
     if !out.status.success() {
-        bail!("`build` runs in a rule workspace: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`build` runs in a rule workspace: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Ok(manifest.parent().context("a manifest has a directory")?.to_owned())
+    Ok(manifest
+        .parent()
+        .context("a manifest has a directory")?
+        .to_owned())
 }
 
 /// The rules named by their directories, or all of them.
@@ -66,7 +76,10 @@ fn chosen(all: &[RuleCrate], dirs: &[PathBuf]) -> anyhow::Result<Vec<RuleCrate>>
                 .find(|rule| Some(rule.manifest.as_path()) == manifest.as_deref().map(Path::new))
                 .cloned()
                 .with_context(|| {
-                    format!("{} is not a rule of this workspace (a directory under guest/rules/)", dir.display())
+                    format!(
+                        "{} is not a rule of this workspace (a directory under guest/rules/)",
+                        dir.display()
+                    )
                 })
         })
         .collect()

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::RuleArgs;
 use super::export::Artifact;
-use detect_host::output::{mitre_line, severity_name};
 use detect_host::bindings::Detection;
+use detect_host::output::{mitre_line, severity_name};
 use detect_host::state::MemoryStore;
 use detect_host::{Item, RuleInfo};
 
@@ -73,7 +73,12 @@ impl Shown<'_> {
         for (title, items) in [("imports", &self.imports), ("exports", &self.exports)] {
             println!("{title}:");
             for item in items.iter() {
-                println!("  {} ({}): {}", item.name, item.kind, item.functions.join(", "));
+                println!(
+                    "  {} ({}): {}",
+                    item.name,
+                    item.kind,
+                    item.functions.join(", ")
+                );
             }
         }
         println!("\ndetections:");
@@ -84,8 +89,12 @@ impl Shown<'_> {
         if let Value::Object(artifacts) = &self.artifacts {
             println!("\nartifacts (each import checked against its host family's list):");
             for (family, imports) in artifacts {
-                let imports: Vec<&str> =
-                    imports.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let imports: Vec<&str> = imports
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 println!("  {family}: {}", imports.join(", "));
             }
         }
@@ -95,11 +104,17 @@ impl Shown<'_> {
 fn print_detection(d: &Detection) {
     println!("  {} [{}] {}", d.id, severity_name(d.severity), d.name);
     for m in &d.mitre {
-        println!("    ATT&CK {} {} / {} {}", m.tactic_id, m.tactic, m.technique_id, m.technique);
+        println!(
+            "    ATT&CK {} {} / {} {}",
+            m.tactic_id, m.tactic, m.technique_id, m.technique
+        );
     }
     println!("    dedup period: {} s", d.dedup_period_seconds);
     println!("    {}", d.description);
-    println!("    runbook: {}", d.runbook.replace('\n', "\n             "));
+    println!(
+        "    runbook: {}",
+        d.runbook.replace('\n', "\n             ")
+    );
     println!("    reference: {}", d.reference);
 }
 

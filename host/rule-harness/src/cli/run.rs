@@ -16,8 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::RuleArgs;
 use super::summary::Summary;
 use crate::native::Native;
-use detect_host::judge::Judge;
 use detect_host::input::Source;
+use detect_host::judge::Judge;
 use detect_host::pipeline::{self, Options, Pipeline, Sink, Stop};
 use detect_host::state::{MemoryStore, RedbStore, StateStore};
 
@@ -77,7 +77,8 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(&args.files, options(rule_args, args))?;
     let alerts = Sink::stdout(&stop)?;
     if alerts.is_null() {
-        let what = "standard output is /dev/null (or was closed): this run's alerts would be discarded";
+        let what =
+            "standard output is /dev/null (or was closed): this run's alerts would be discarded";
         anyhow::ensure!(
             args.state == "memory" || args.discard_alerts,
             "{what}, and the state file would record them as raised, so that no later run \
@@ -107,7 +108,13 @@ pub fn run(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     let report = report?;
     let undelivered = report.undelivered.clone();
-    eprintln!("{}", Summary { report, elapsed: started.elapsed() });
+    eprintln!(
+        "{}",
+        Summary {
+            report,
+            elapsed: started.elapsed()
+        }
+    );
     Ok(signals.exit_code(undelivered))
 }
 
@@ -135,7 +142,11 @@ fn judge(rule_args: &RuleArgs, args: &RunArgs) -> anyhow::Result<Box<dyn Judge>>
         "--unsandboxed runs the built-in rule; it takes no --rule"
     );
     let skew = rule_args.limits()?.max_clock_skew;
-    Ok(Box::new(Native::<ssm_rule::SsmSessions>::new(store, config.as_deref(), skew)?))
+    Ok(Box::new(Native::<ssm_rule::SsmSessions>::new(
+        store,
+        config.as_deref(),
+        skew,
+    )?))
 }
 
 fn options(rule_args: &RuleArgs, args: &RunArgs) -> Options {
@@ -159,11 +170,22 @@ fn progress_bar(args: &RunArgs) -> ProgressBar {
     let files: Option<u64> = args
         .files
         .iter()
-        .map(|path| fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len()))
+        .map(|path| {
+            fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+        })
         .sum();
     let (bar, template) = match files {
-        Some(total) => (ProgressBar::new(total), "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"),
-        None => (ProgressBar::new_spinner(), "{spinner} {bytes} read, {bytes_per_sec}"),
+        Some(total) => (
+            ProgressBar::new(total),
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} {bytes} read, {bytes_per_sec}",
+        ),
     };
     bar.with_style(ProgressStyle::with_template(template).expect("the template is valid"))
 }

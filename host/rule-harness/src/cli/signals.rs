@@ -24,7 +24,10 @@ impl Signals {
             flag::register(signal, Arc::clone(seen))?;
             flag::register(signal, Arc::clone(stop.flag()))?;
         }
-        Ok(Signals { interrupt, terminate })
+        Ok(Signals {
+            interrupt,
+            terminate,
+        })
     }
 
     /// The signal received, by name and number.
