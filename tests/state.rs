@@ -32,6 +32,38 @@ fn a_restarted_harness_continues_where_it_stopped() {
     assert_eq!(resumed, uninterrupted);
 }
 
+/// `fixtures/state/format-2.redb` was written by the release before state format 3
+/// (commit 3cfc294), running with `format-2.config.json` over the first half of
+/// `generated_log(4000, 14)`. This version upgrades it on first use, keeping what it
+/// learnt: the second half raises exactly the alerts of one uninterrupted run.
+#[test]
+fn a_state_of_the_previous_format_is_upgraded_and_keeps_its_baselines() {
+    let log = generated_log(4000, 14);
+    let lines: Vec<&[u8]> = log.split_inclusive(|&b| b == b'\n').collect();
+    let (first, second) = lines.split_at(2000);
+    let config = fixture("state/format-2.config.json");
+    let config = config.to_str().unwrap();
+    let uninterrupted = alerts(&["run", "--config", config, "--state", "memory", "-"], &log);
+    let before = alerts(
+        &["run", "--config", config, "--state", "memory", "-"],
+        &first.concat(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.redb");
+    std::fs::copy(fixture("state/format-2.redb"), &state).unwrap();
+    let state = state.to_str().unwrap();
+    let run = ["run", "--config", config, "--state", state, "-"];
+    let resumed = alerts(&run, &second.concat());
+    assert!(
+        resumed
+            .iter()
+            .any(|a| a["rule_id"] == "AWS.SSM.UnusualSession"),
+        "the baselines learnt before the upgrade are used"
+    );
+    assert_eq!(before.len() + resumed.len(), uninterrupted.len());
+    assert_eq!(resumed, uninterrupted[before.len()..]);
+}
+
 #[test]
 fn the_default_state_file_is_in_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,10 @@ pub struct Alert {
     pub context: Box<RawValue>,
     /// The record's id, when it has one.
     pub event_id: Option<String>,
+    /// Where the dedup gate keeps its mark: `None`, under a key of its own; or inside the
+    /// [`Entity`](crate::entity::Entity) value of this key, which the rule writes in the
+    /// same record, so that all it knows of the entity is one read and one write.
+    pub dedup_in: Option<String>,
 }
 
 /// An alert's context: `facts`, written as JSON once, by the rule.

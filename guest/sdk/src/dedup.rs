@@ -14,7 +14,8 @@
 //! [`history`](crate::history)) hands these keys to [`usable_until`].
 
 use crate::config::period_at;
-use crate::kv::{decode_time, encode_time, hashed_key};
+use crate::entity::{Entity, Mark, Marks};
+use crate::kv::{decode_time, encode_time, hash_parts, hashed_key};
 use crate::{Alert, Detection, KeyValue, Millis, Rule, RuleError};
 
 /// The key under which a rule of `detections` remembers when `detection` last alerted for
@@ -52,7 +53,9 @@ fn suppressed(last_alert: Option<Millis>, at: Millis, period: Millis) -> bool {
 }
 
 /// The alerts that pass the gate, in order; those that pass are remembered in `kv`. One
-/// read and one write of the store, for all of them.
+/// read and one write of the store, for all of them; an alert kept in an entity
+/// ([`Alert::dedup_in`]) the rule wrote in this record reads it from the record's own
+/// writes, not from the store.
 pub(crate) fn gate<R: Rule>(
     alerts: Vec<Alert>,
     config: &R::Config,
@@ -62,27 +65,150 @@ pub(crate) fn gate<R: Rule>(
         return Ok(alerts);
     }
     let detections = R::info().detections;
-    let keys: Vec<String> = alerts
-        .iter()
-        .map(|a| state_key(detections, a.detection, &a.dedup_key))
-        .collect();
+    let places: Vec<Place> = alerts.iter().map(|a| Place::of(detections, a)).collect();
+    let mut keys: Vec<String> = Vec::new();
+    for place in &places {
+        if !keys.contains(&place.key) {
+            keys.push(place.key.clone());
+        }
+    }
     let stored = kv.get_many(&keys).map_err(RuleError::State)?;
-    // Alerts of one record may share a key: each sees those raised before it.
-    let mut raised: Vec<(String, Millis)> = Vec::new();
+    let mut slots = Vec::with_capacity(keys.len());
+    for (key, value) in keys.into_iter().zip(stored) {
+        slots.push(Slot::decode(key, value.as_deref(), &places)?);
+    }
     let mut passed = Vec::new();
-    for ((alert, key), value) in alerts.into_iter().zip(keys).zip(stored) {
-        let last = match raised.iter().rev().find(|(k, _)| *k == key) {
-            Some(&(_, at)) => Some(at),
-            None => decode_time(&key, value.as_deref())?,
-        };
-        if !suppressed(last, alert.event_time, period(config, alert.detection)?) {
-            raised.push((key, alert.event_time));
+    for (alert, place) in alerts.into_iter().zip(&places) {
+        let slot = slots
+            .iter_mut()
+            .find(|s| s.key == place.key)
+            .expect("a slot per key");
+        let period = period(config, alert.detection)?;
+        if !slot.silences(place, alert.event_time, period) {
+            slot.remember(place, alert.event_time, period);
             passed.push(alert);
         }
     }
-    let writes = raised.into_iter().map(|(k, at)| (k, encode_time(at)));
+    let writes = slots.into_iter().filter_map(Slot::into_write);
     kv.set_many(writes.collect()).map_err(RuleError::State)?;
     Ok(passed)
+}
+
+/// Where an alert's mark is kept: under `key` of its own (`within` is `None`), or as
+/// `mark` in the entity of `key`.
+struct Place {
+    key: String,
+    within: Option<(u16, u64)>,
+}
+
+impl Place {
+    fn of(detections: &[&Detection], alert: &Alert) -> Place {
+        match &alert.dedup_in {
+            None => Place {
+                key: state_key(detections, alert.detection, &alert.dedup_key),
+                within: None,
+            },
+            Some(entity) => Place {
+                key: entity.clone(),
+                within: Some(mark_of(detections, alert.detection, &alert.dedup_key)),
+            },
+        }
+    }
+}
+
+/// The (detection, dedup key) of an alert as an entity's marks name it.
+fn mark_of(detections: &[&Detection], detection: &Detection, dedup_key: &str) -> (u16, u64) {
+    let place = u16::try_from(place(detections, detection)).expect("at most 65,536 detections");
+    (place, hash_parts(&[dedup_key]))
+}
+
+/// What one key of the gate holds, and whether the gate changed it.
+struct Slot {
+    key: String,
+    kept: Kept,
+    changed: bool,
+}
+
+enum Kept {
+    /// The last alert of the one detection and dedup key the key names.
+    Own(Option<Millis>),
+    /// An entity, its marks among the rule's facts.
+    Within(Entity),
+}
+
+impl Slot {
+    fn decode(key: String, value: Option<&[u8]>, places: &[Place]) -> Result<Slot, RuleError> {
+        let within = places.iter().any(|p| p.key == key && p.within.is_some());
+        let kept = match within {
+            true => Kept::Within(Entity::decode(&key, value)?),
+            false => Kept::Own(decode_time(&key, value)?),
+        };
+        Ok(Slot {
+            key,
+            kept,
+            changed: false,
+        })
+    }
+
+    /// Whether an alert at `at` of `place` is silenced.
+    fn silences(&self, place: &Place, at: Millis, period: Millis) -> bool {
+        match (&self.kept, place.within) {
+            (Kept::Own(last), _) => suppressed(*last, at, period),
+            (Kept::Within(entity), Some((detection, key))) => entity
+                .marks
+                .until(detection, key)
+                .is_some_and(|until| at < until),
+            (Kept::Within(_), None) => unreachable!("a key is an entity for all its alerts"),
+        }
+    }
+
+    fn remember(&mut self, place: &Place, at: Millis, period: Millis) {
+        self.changed = true;
+        match (&mut self.kept, place.within) {
+            (Kept::Own(last), _) => *last = Some(at),
+            (Kept::Within(entity), Some((detection, key))) => {
+                let until = at.saturating_add(period);
+                entity.marks.set(
+                    Mark {
+                        detection,
+                        key,
+                        until,
+                    },
+                    false,
+                )
+            }
+            (Kept::Within(_), None) => unreachable!("a key is an entity for all its alerts"),
+        }
+    }
+
+    fn into_write(self) -> Option<(String, Vec<u8>)> {
+        let value = match self.kept {
+            _ if !self.changed => return None,
+            Kept::Own(at) => encode_time(at.expect("remembered")),
+            Kept::Within(entity) => entity.encode(),
+        };
+        Some((self.key, value))
+    }
+}
+
+/// Remembers, in `marks`, that `detection` alerted for `dedup_key` at `at`, unless it is
+/// remembered later: for a rule that folds what it kept elsewhere into an entity.
+pub fn merge_mark<R: Rule>(
+    marks: &mut Marks,
+    config: &R::Config,
+    detection: &Detection,
+    dedup_key: &str,
+    at: Millis,
+) -> Result<(), RuleError> {
+    let (detection_at, key) = mark_of(R::info().detections, detection, dedup_key);
+    let until = at.saturating_add(period(config, detection)?);
+    let mark = Mark {
+        detection: detection_at,
+        key,
+        until,
+    };
+    marks.set(mark, true);
+    Ok(())
 }
 
 /// The last event time at which the SDK's entry `key` (under `d/`) = `value` can still
@@ -181,6 +307,7 @@ mod tests {
                     dedup_key: key.to_owned(),
                     context: crate::alert::context(&()),
                     event_id: None,
+                    dedup_in: None,
                 })
                 .collect();
             Ok(Outcome::relevant(alerts))
@@ -227,6 +354,43 @@ mod tests {
         );
         let key = state_key(Echo::info().detections, &HOURLY, "k");
         assert_eq!(kv.entries[&key], encode_time(DAY + HOUR));
+    }
+
+    #[test]
+    fn marks_kept_in_an_entity_live_in_its_value_beside_the_rules_facts() {
+        let entity = Entity {
+            facts: b"facts".to_vec(),
+            ..Entity::default()
+        };
+        let mut kv = MemoryKv::with_entries([("e/a".to_owned(), entity.encode())].into());
+        let alert = |detection, at| Alert {
+            detection,
+            title: String::new(),
+            event_time: at,
+            dedup_key: "k".into(),
+            context: crate::alert::context(&()),
+            event_id: None,
+            dedup_in: Some("e/a".into()),
+        };
+        let config = Periods::default();
+        let alerts = vec![
+            alert(&DAILY, DAY),
+            alert(&HOURLY, DAY),
+            alert(&DAILY, DAY + 1),
+        ];
+        let passed = gate::<Echo>(alerts, &config, &mut kv).unwrap();
+        let ids: Vec<_> = passed.iter().map(|a| a.detection.id).collect();
+        assert_eq!(ids, ["Daily", "Hourly"]);
+        assert_eq!(kv.keys(), ["e/a"], "no key of its own");
+        let stored = Entity::decode("e/a", kv.entries.get("e/a").map(Vec::as_slice)).unwrap();
+        assert_eq!(stored.facts, b"facts");
+        let key = hash_parts(&["k"]);
+        assert_eq!(stored.marks.until(0, key), Some(2 * DAY));
+        assert_eq!(stored.marks.until(1, key), Some(DAY + HOUR));
+        let mut merged = Marks::default();
+        merge_mark::<Echo>(&mut merged, &config, &HOURLY, "k", DAY).unwrap();
+        merge_mark::<Echo>(&mut merged, &config, &HOURLY, "k", DAY - 1).unwrap();
+        assert_eq!(merged.until(1, key), Some(DAY + HOUR), "the later one");
     }
 
     #[test]

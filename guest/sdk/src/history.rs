@@ -20,10 +20,14 @@ pub const HISTORY_KEY: &str = "meta";
 /// The format of the state the SDK's rules write: [`History`], [`hashed_key`]s and the
 /// values under them. Stored first in the history, so that a state of another format is
 /// refused before anything of it is read. 1 was the JSON state of the rules built for
-/// `detect:rule` before 0.3.0.
+/// `detect:rule` before 0.3.0; 2 kept each fact under a key of its own, and is upgraded
+/// ([`History::legacy_until`]).
 ///
 /// [`hashed_key`]: crate::kv::hashed_key
-pub const STATE_FORMAT: u8 = 2;
+pub const STATE_FORMAT: u8 = 3;
+
+/// The format before [`STATE_FORMAT`], which a rule reads and upgrades.
+pub const LEGACY_FORMAT: u8 = 2;
 
 /// Why a stored history cannot be read by this version.
 fn other_format(bytes: &[u8]) -> String {
@@ -34,7 +38,7 @@ fn other_format(bytes: &[u8]) -> String {
     };
     format!(
         "`{HISTORY_KEY}` says the state was written in {written} and this rule reads only \
-         format {STATE_FORMAT}: \
+         formats {LEGACY_FORMAT} and {STATE_FORMAT}: \
          keep running the rule that wrote it, or move the state aside to start learning \
          again (baselines take the training period to rebuild)"
     )
@@ -56,12 +60,19 @@ pub struct History {
     pub next_sweep: Option<Millis>,
     /// Where a sweep under way goes on.
     pub sweep_cursor: Option<u64>,
+    /// Until when entries of the [`LEGACY_FORMAT`] may still be of use: set when a state
+    /// of that format is first read (its watermark plus the longest retention), cleared
+    /// once the watermark passes it. Until then a rule reads, beside its own keys, the
+    /// keys that format kept the same facts under, and folds them in.
+    pub legacy_until: Option<Millis>,
 }
 
 impl History {
     /// The history as stored (none yet: the default). A history of another state format
-    /// is an error that says what to do: the rest of the state is of that format too.
-    pub fn decode(bytes: Option<&[u8]>) -> Result<History, RuleError> {
+    /// is an error that says what to do: the rest of the state is of that format too. One
+    /// of the [`LEGACY_FORMAT`] is upgraded: what it kept stays of use for `retention`'s
+    /// longest period.
+    pub fn decode(bytes: Option<&[u8]>, retention: &impl Retention) -> Result<History, RuleError> {
         let Some(bytes) = bytes else {
             return Ok(History::default());
         };
@@ -69,25 +80,37 @@ impl History {
             return Err(RuleError::damaged(HISTORY_KEY, "too short"));
         };
         // The earlier binary history had no format byte and 33 bytes.
-        if format != STATE_FORMAT || bytes.len() == 33 {
-            return Err(RuleError::State(other_format(bytes)));
-        }
-        if fields.len() != 32 || present > 0b1111 {
+        let fields_of = match format {
+            _ if bytes.len() == 33 => return Err(RuleError::State(other_format(bytes))),
+            STATE_FORMAT => 5,
+            LEGACY_FORMAT => 4,
+            _ => return Err(RuleError::State(other_format(bytes))),
+        };
+        if fields.len() != fields_of * 8 || present >> fields_of != 0 {
             return Err(RuleError::damaged(HISTORY_KEY, "not a history"));
         }
         let field = |n: usize| {
-            let bytes: [u8; 8] = fields[n * 8..n * 8 + 8].try_into().expect("eight bytes");
+            let bytes: [u8; 8] = fields
+                .get(n * 8..n * 8 + 8)?
+                .try_into()
+                .expect("eight bytes");
             (present & (1 << n) != 0).then_some(bytes)
+        };
+        let watermark = field(1).map(Millis::from_le_bytes);
+        let legacy_until = match format {
+            STATE_FORMAT => field(4).map(Millis::from_le_bytes),
+            _ => watermark.map(|w| w.saturating_add(retention.longest())),
         };
         Ok(History {
             history_start: field(0).map(Millis::from_le_bytes),
-            watermark: field(1).map(Millis::from_le_bytes),
+            watermark,
             next_sweep: field(2).map(Millis::from_le_bytes),
             sweep_cursor: field(3).map(u64::from_le_bytes),
+            legacy_until,
         })
     }
 
-    /// The history to store: the state format, which fields are set, then the four, 8
+    /// The history to store: the state format, which fields are set, then the five, 8
     /// bytes each.
     pub fn encode(&self) -> Vec<u8> {
         let fields = [
@@ -95,13 +118,20 @@ impl History {
             self.watermark.map(Millis::to_le_bytes),
             self.next_sweep.map(Millis::to_le_bytes),
             self.sweep_cursor.map(u64::to_le_bytes),
+            self.legacy_until.map(Millis::to_le_bytes),
         ];
-        let mut out = vec![STATE_FORMAT, 0];
+        let mut out = Vec::with_capacity(2 + 8 * fields.len());
+        out.extend_from_slice(&[STATE_FORMAT, 0]);
         for (n, field) in fields.iter().enumerate() {
             out[1] |= u8::from(field.is_some()) << n;
             out.extend_from_slice(&field.unwrap_or_default());
         }
         out
+    }
+
+    /// Whether entries of the [`LEGACY_FORMAT`] may still be of use.
+    pub fn reads_legacy(&self) -> bool {
+        self.legacy_until.is_some()
     }
 
     /// Places a record at `at` against the watermark: an error for a time the rule cannot
@@ -120,7 +150,11 @@ impl History {
         if starts_history {
             self.history_start.get_or_insert(at);
         }
-        self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
+        let watermark = self.watermark.map_or(at, |w| w.max(at));
+        self.watermark = Some(watermark);
+        if self.legacy_until.is_some_and(|until| watermark > until) {
+            self.legacy_until = None;
+        }
     }
 
     /// Advances the sweep, when one is due, by a page, then schedules the next.
@@ -184,6 +218,9 @@ pub trait Retention {
     fn sweep_interval(&self) -> Millis {
         SWEEP_INTERVAL
     }
+
+    /// The longest any entry is of use after the time it records.
+    fn longest(&self) -> Millis;
 }
 
 #[cfg(test)]
@@ -197,16 +234,42 @@ mod tests {
             watermark: None,
             next_sweep: Some(Millis::MAX),
             sweep_cursor: Some(7),
+            legacy_until: Some(3),
         };
         let bytes = history.encode();
-        assert_eq!(bytes.len(), 34);
-        assert_eq!(History::decode(Some(&bytes)), Ok(history));
-        assert_eq!(History::decode(None), Ok(History::default()));
+        assert_eq!(bytes.len(), 42);
+        assert_eq!(History::decode(Some(&bytes), &OneDay), Ok(history));
+        assert_eq!(History::decode(None, &OneDay), Ok(History::default()));
         for cut in [&bytes[..1], &bytes[..20]] {
             assert!(
-                matches!(History::decode(Some(cut)), Err(RuleError::State(m)) if m.contains("damaged"))
+                matches!(History::decode(Some(cut), &OneDay), Err(RuleError::State(m)) if m.contains("damaged"))
             );
         }
+    }
+
+    #[test]
+    fn a_history_of_the_legacy_format_is_upgraded() {
+        // Format 2, as its rules wrote it: four fields.
+        let mut legacy = vec![LEGACY_FORMAT, 0b0011];
+        for field in [10 * DAY, 40 * DAY, 0, 0] {
+            legacy.extend_from_slice(&field.to_le_bytes());
+        }
+        let history = History::decode(Some(&legacy), &OneDay).unwrap();
+        assert_eq!(
+            history,
+            History {
+                history_start: Some(10 * DAY),
+                watermark: Some(40 * DAY),
+                legacy_until: Some(41 * DAY),
+                ..History::default()
+            }
+        );
+        let mut later = history.clone();
+        later.observe(41 * DAY, true);
+        assert!(later.reads_legacy(), "up to the longest retention");
+        later.observe(41 * DAY + 1, true);
+        assert!(!later.reads_legacy());
+        assert_eq!(History::decode(Some(&later.encode()), &OneDay), Ok(later));
     }
 
     #[test]
@@ -214,23 +277,18 @@ mod tests {
         let json = br#"{"history_start": 1, "watermark": 2}"#;
         let mut newer = History::default().encode();
         newer[0] = STATE_FORMAT + 1;
-        // Of the earlier binary format, one whose first byte looks like the format's.
-        let mut earlier = History {
-            watermark: Some(7),
-            ..History::default()
-        }
-        .encode();
-        earlier.remove(0);
-        assert_eq!(earlier[0], STATE_FORMAT);
+        // Of the earlier binary format, one whose first byte looks like format 2's.
+        let mut earlier = vec![LEGACY_FORMAT];
+        earlier.extend_from_slice(&[0; 32]);
         for (bytes, written) in [
             (
                 &json[..],
                 "format 1, by a rule built for detect:rule before 0.3.0",
             ),
-            (&newer, "format 3, by a newer rule"),
+            (&newer, "format 4, by a newer rule"),
             (&earlier, "an earlier development format"),
         ] {
-            let Err(RuleError::State(message)) = History::decode(Some(bytes)) else {
+            let Err(RuleError::State(message)) = History::decode(Some(bytes), &OneDay) else {
                 panic!("{bytes:?} was read");
             };
             assert!(message.contains(written), "{message}");
@@ -250,6 +308,10 @@ mod tests {
                 return Ok(None);
             }
             Ok(decode_time(key, Some(value))?.map(|t| t + DAY))
+        }
+
+        fn longest(&self) -> Millis {
+            DAY
         }
     }
 
@@ -315,6 +377,9 @@ mod tests {
             Some(10 * DAY),
             "admission alone moves nothing"
         );
-        assert_eq!(History::decode(Some(&history.encode())).unwrap(), history);
+        assert_eq!(
+            History::decode(Some(&history.encode()), &OneDay).unwrap(),
+            history
+        );
     }
 }

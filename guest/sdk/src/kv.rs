@@ -36,13 +36,7 @@ pub trait KeyValue {
 /// and public, so colliding with a given identity takes about 2^64 tries, but two new
 /// names that collide with each other can be found with about 2^32.
 pub fn hashed_key(prefix: &[&str], parts: &[&str]) -> String {
-    use std::hash::Hasher;
-    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
-    for part in parts {
-        hasher.write(&(part.len() as u64).to_le_bytes());
-        hasher.write(part.as_bytes());
-    }
-    let hash = hasher.finish();
+    let hash = hash_parts(parts);
     let mut key = String::with_capacity(prefix.iter().map(|p| p.len() + 1).sum::<usize>() + 16);
     for segment in prefix {
         key.push_str(segment);
@@ -53,6 +47,18 @@ pub fn hashed_key(prefix: &[&str], parts: &[&str]) -> String {
         key.push(char::from_digit(digit, 16).expect("a hex digit"));
     }
     key
+}
+
+/// The 64-bit SipHash of `parts` that [`hashed_key`] writes in hex: for values kept
+/// inside a value, where a number is shorter than its hex.
+pub fn hash_parts(parts: &[&str]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    for part in parts {
+        hasher.write(&(part.len() as u64).to_le_bytes());
+        hasher.write(part.as_bytes());
+    }
+    hasher.finish()
 }
 
 /// A time as stored: decimal milliseconds.

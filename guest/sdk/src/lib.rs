@@ -30,8 +30,10 @@
 pub mod alert;
 pub mod catalog;
 pub mod cloudtrail;
+pub mod codec;
 pub mod config;
 pub mod dedup;
+pub mod entity;
 pub mod error;
 pub mod history;
 pub mod kv;

@@ -97,6 +97,7 @@ fn unprotected_sign_in(record: &Record) -> Result<Option<Alert>> {
         dedup_key: arn.into_owned(),
         context: context(&facts),
         event_id: field("eventID").map(Into::into),
+        dedup_in: None,
     }))
 }
 

@@ -26,9 +26,10 @@ use crate::session::SessionStart;
 /// A property of a session that an identity's history can know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
-    Target,
-    SourceNetwork,
-    Document,
+    // Stored as these numbers (`identity`): a change is a new state format.
+    Target = 0,
+    SourceNetwork = 1,
+    Document = 2,
 }
 
 impl Feature {
@@ -193,6 +194,7 @@ impl Verdict {
             dedup_key: self.dedup_key(s),
             context,
             event_id: s.event_id.as_deref().map(str::to_owned),
+            dedup_in: None,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! * [`baseline`] and [`multiple_sessions`]: the decisions, as pure functions, with their
 //!   tests;
 //! * [`session`]: what is read from a CloudTrail `StartSession` record;
-//! * [`rule`] and [`keys`]: how state is read, updated and kept bounded;
+//! * [`rule`], [`keys`] and [`identity`]: how state is read, updated and kept bounded;
+//!   [`legacy`]: how a state of the previous format is upgraded;
 //! * [`config`]: every period and threshold, and their defaults.
 //!
 //! Its test cases, run by `rule-harness test`, are in `cases/`; its sample records and
@@ -16,7 +17,9 @@
 pub mod baseline;
 pub mod catalog;
 pub mod config;
+pub mod identity;
 pub mod keys;
+pub mod legacy;
 pub mod multiple_sessions;
 pub mod rule;
 pub mod session;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use detect_sdk::alert::context;
-
+use detect_sdk::codec::{Reader, Writer};
 use detect_sdk::{Alert, Millis, RuleError};
 
 use crate::catalog;
@@ -25,30 +25,33 @@ pub struct RecentTargets(BTreeMap<String, Millis>);
 impl RecentTargets {
     /// The value of `key`; nothing stored is no targets.
     pub fn decode(key: &str, bytes: Option<&[u8]>) -> Result<Self, RuleError> {
+        RecentTargets::read(&mut Reader::new(key, bytes.unwrap_or_default()))
+    }
+
+    /// Reads targets up to the end of the value: each target's length, text and time.
+    pub fn read(r: &mut Reader) -> Result<Self, RuleError> {
         let mut targets = BTreeMap::new();
-        let mut rest = bytes.unwrap_or_default();
-        let damaged = || RuleError::damaged(key, "cut short");
-        while !rest.is_empty() {
-            let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(damaged)?;
-            let len = u32::from_le_bytes(*len) as usize;
-            let target = tail.get(..len).ok_or_else(damaged)?;
-            let (at, tail) = tail[len..].split_first_chunk::<8>().ok_or_else(damaged)?;
-            let target = std::str::from_utf8(target).map_err(|e| RuleError::damaged(key, e))?;
-            targets.insert(target.to_owned(), Millis::from_le_bytes(*at));
-            rest = tail;
+        while !r.is_empty() {
+            let target = r.str()?;
+            targets.insert(target.to_owned(), r.time()?);
         }
         Ok(RecentTargets(targets))
     }
 
-    /// The value to store: each target's length, text and time.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// Writes what [`RecentTargets::read`] reads.
+    pub fn write(&self, w: &mut Writer) {
         for (target, at) in &self.0 {
-            out.extend_from_slice(&(target.len() as u32).to_le_bytes());
-            out.extend_from_slice(target.as_bytes());
-            out.extend_from_slice(&at.to_le_bytes());
+            w.str(target);
+            w.time(*at);
         }
-        out
+    }
+
+    /// Folds in `other`, keeping each target's later start.
+    pub fn merge(&mut self, other: RecentTargets) {
+        for (target, at) in other.0 {
+            let latest = self.0.entry(target).or_insert(at);
+            *latest = (*latest).max(at);
+        }
     }
 
     pub fn latest(&self) -> Option<Millis> {
@@ -86,6 +89,11 @@ pub fn evaluate(
     (targets.len() >= config.threshold).then_some(targets)
 }
 
+/// One alert per identity and dedup period.
+pub fn dedup_key(session: &SessionStart) -> String {
+    session.identity.to_string()
+}
+
 /// The alert, titled as Panther's `title()` and with Panther's `aws_rule_context`.
 pub fn alert(session: &SessionStart, targets: Vec<String>) -> Alert {
     let mut facts = session.panther_context();
@@ -98,9 +106,10 @@ pub fn alert(session: &SessionStart, targets: Vec<String>) -> Alert {
             session.actor, session.account
         ),
         event_time: session.time,
-        dedup_key: session.identity.to_string(),
+        dedup_key: dedup_key(session),
         context: context(&facts),
         event_id: session.event_id.as_deref().map(str::to_owned),
+        dedup_in: None,
     }
 }
 
@@ -143,7 +152,9 @@ mod tests {
         assert_eq!(r, recent(&[("a", T), ("b", T + HOUR - 1)]));
         r.record("c", T + HOUR, HOUR);
         assert_eq!(r, recent(&[("b", T + HOUR - 1), ("c", T + HOUR)]));
-        assert_eq!(RecentTargets::decode("k", Some(&r.encode())), Ok(r));
+        let mut w = Writer::default();
+        r.write(&mut w);
+        assert_eq!(RecentTargets::decode("k", Some(&w.0)), Ok(r));
         assert!(RecentTargets::decode("k", Some(b"oops")).is_err());
         assert_eq!(
             RecentTargets::decode("k", None),

@@ -1,22 +1,27 @@
 //! One record in, alerts out: the order in which the rule reads state, decides, and
 //! writes state back.
 //!
-//! Every record reads every key it can touch in one batched read, and (rarely) one page of
-//! the sweep; the SDK then reads and writes the alerts' dedup entries, and the host gets
-//! all of the record's writes in one batch. Nothing is written until every check has
-//! passed, so a bad record changes no state.
+//! A session start reads two keys in one batch: the stream's history and all the rule
+//! knows of the identity, dedup marks included ([`keys`]); while a state of the previous
+//! format is upgraded, a second batch reads what that format kept ([`legacy`]); once per
+//! sweep interval, a page of the sweep. The SDK's dedup gate then finds the marks in the
+//! identity's value this record writes, and the host gets all of the record's writes in
+//! one batch. Nothing is written until every check has passed, so a bad record changes no
+//! state.
 
 use detect_sdk::cloudtrail::Record;
+use detect_sdk::entity::Entity;
 use detect_sdk::history::{HISTORY_KEY, History};
-use detect_sdk::kv::{decode_time, encode_time};
 use detect_sdk::timeline::Bounds;
-use detect_sdk::{Alert, Context, KeyValue, Millis, Outcome, Rule, RuleError, RuleInfo};
+use detect_sdk::{Alert, Context, KeyValue, Outcome, Rule, RuleError, RuleInfo};
 
 use crate::baseline::{self, Feature, Prior};
 use crate::catalog;
 use crate::config::Config;
+use crate::identity::Known;
 use crate::keys;
-use crate::multiple_sessions::{self, RecentTargets};
+use crate::legacy;
+use crate::multiple_sessions;
 use crate::session::{EVENT_NAME, EVENT_SOURCE, SessionStart};
 
 /// The rule's name; hosts keep its state under this name.
@@ -64,145 +69,108 @@ fn detect_sessions(
         return Ok(Outcome::default());
     }
     let session = SessionStart::read(record)?;
-    let mut judged = Judged::default();
-    if !config.is_allowlisted(&session.identity) {
-        let keys = Keys::new(&session);
-        let values = kv.get_many(&keys.0).map_err(RuleError::State)?;
-        let mut loaded = Loaded::new(&keys, &values)?;
-        loaded.history.admit(
-            session.time,
-            &Bounds {
-                not_after: context.not_after,
-                max_lateness: config.max_lateness(),
-                fresh_after: config.baseline.training_period,
-            },
-        )?;
-        if session.succeeded {
-            judged.baseline(&session, &keys, &loaded, config);
-        }
-        judged.multiple_sessions(&session, &keys, &mut loaded, config);
-        loaded.history.observe(session.time, session.succeeded);
-        // The sweep deletes before the batch below writes, so it never undoes this record.
-        loaded.history.sweep(kv, config)?;
-        judged.write(keys.history(), loaded.history.encode());
-        kv.set_many(judged.writes).map_err(RuleError::State)?;
+    if config.is_allowlisted(&session.identity) {
+        return Ok(Outcome::relevant(Vec::new()));
     }
-    Ok(Outcome::relevant(judged.alerts))
+    let key = keys::identity_key(&session.identity);
+    let mut state = State::read(kv, key, config)?;
+    state.history.admit(
+        session.time,
+        &Bounds {
+            not_after: context.not_after,
+            max_lateness: config.max_lateness(),
+            fresh_after: config.baseline.training_period,
+        },
+    )?;
+    let folded = match state.history.reads_legacy() {
+        true => legacy::fold(&session, kv, config, &mut state)?,
+        false => Vec::new(),
+    };
+    let alerts = judge(&session, &mut state, config);
+    state.history.observe(session.time, session.succeeded);
+    // The sweep deletes before the batch below writes, so it never undoes this record.
+    state.history.sweep(kv, config)?;
+    state.write(kv, config)?;
+    if !folded.is_empty() {
+        kv.delete_many(folded).map_err(RuleError::State)?;
+    }
+    Ok(Outcome::relevant(alerts))
 }
 
-/// What one record raises and writes.
-#[derive(Default)]
-struct Judged {
-    alerts: Vec<Alert>,
-    writes: Vec<(String, Vec<u8>)>,
-}
-
-impl Judged {
-    fn write(&mut self, key: &str, value: Vec<u8>) {
-        self.writes.push((key.to_owned(), value));
-    }
-
-    /// Raises `alert` unless its detection is disabled.
-    fn raise(&mut self, alert: Alert, config: &Config) {
-        if config.is_enabled(alert.detection.id) {
-            self.alerts.push(alert);
-        }
-    }
-
-    /// The Cortex family, for a successful start: its verdict, and what it learns.
-    fn baseline(&mut self, session: &SessionStart, keys: &Keys, loaded: &Loaded, config: &Config) {
+/// The alerts of one session start, and what the identity's state learns from it.
+fn judge(session: &SessionStart, state: &mut State, config: &Config) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    let known = &mut state.known;
+    if session.succeeded {
         let at = session.time;
         let prior = Prior {
-            history_start: loaded.history.history_start,
-            last_session: loaded.last_session,
-            last_seen: loaded.seen,
+            history_start: state.history.history_start,
+            last_session: known.last_session,
+            last_seen: Feature::ALL.map(|f| known.last_seen(f, f.value(session))),
         };
         let verdict = baseline::classify(at, &prior, &config.baseline);
-        self.raise(verdict.alert(session, &prior), config);
-        self.write(
-            keys.last_session(),
-            encode_time(max(prior.last_session, at)),
-        );
-        for (feature, seen) in prior.last_seen.iter().enumerate() {
-            self.write(keys.seen(feature), encode_time(max(*seen, at)));
+        alerts.push(verdict.alert(session, &prior));
+        known.last_session = Some(prior.last_session.map_or(at, |t| t.max(at)));
+        for feature in Feature::ALL {
+            known.see(feature, feature.value(session), at);
         }
     }
+    let window = config.multiple_sessions.window.millis();
+    known.targets.record(&session.target, session.time, window);
+    if let Some(targets) =
+        multiple_sessions::evaluate(session, &known.targets, &config.multiple_sessions)
+    {
+        alerts.push(multiple_sessions::alert(session, targets));
+    }
+    alerts.retain(|a| config.is_enabled(a.detection.id));
+    for alert in &mut alerts {
+        alert.dedup_in = Some(state.key.clone());
+    }
+    alerts
+}
 
-    /// `AWS.SSM.MultipleSessions`, for every start.
-    fn multiple_sessions(
-        &mut self,
-        session: &SessionStart,
-        keys: &Keys,
-        loaded: &mut Loaded,
+/// What one session start reads and writes: the stream's history, and the identity's
+/// value (its dedup marks, and what the rule knows of it) under `key`.
+pub(crate) struct State {
+    pub history: History,
+    pub key: String,
+    pub entity: Entity,
+    pub known: Known,
+}
+
+impl State {
+    /// Reads both in one batch. A value that cannot be decoded is an error.
+    pub(crate) fn read(
+        kv: &mut impl KeyValue,
+        key: String,
         config: &Config,
-    ) {
-        let window = config.multiple_sessions.window.millis();
-        loaded.targets.record(&session.target, session.time, window);
-        if let Some(targets) =
-            multiple_sessions::evaluate(session, &loaded.targets, &config.multiple_sessions)
-        {
-            self.raise(multiple_sessions::alert(session, targets), config);
-        }
-        self.write(keys.targets(), loaded.targets.encode());
-    }
-}
-
-fn max(stored: Option<Millis>, at: Millis) -> Millis {
-    stored.map_or(at, |t| t.max(at))
-}
-
-/// Every key one record can read or write, in the order they are read: the history, the
-/// identity's last session and recent targets, and the features it used.
-struct Keys([String; 6]);
-
-const SEEN: usize = 3;
-
-impl Keys {
-    fn new(s: &SessionStart) -> Keys {
-        let seen = |f: Feature| keys::seen_key(f, &s.identity, f.value(s));
-        Keys([
-            HISTORY_KEY.to_owned(),
-            keys::last_session_key(&s.identity),
-            keys::targets_key(&s.identity),
-            seen(Feature::ALL[0]),
-            seen(Feature::ALL[1]),
-            seen(Feature::ALL[2]),
-        ])
-    }
-
-    fn history(&self) -> &str {
-        &self.0[0]
-    }
-
-    fn last_session(&self) -> &str {
-        &self.0[1]
-    }
-
-    fn targets(&self) -> &str {
-        &self.0[2]
-    }
-
-    fn seen(&self, feature: usize) -> &str {
-        &self.0[SEEN + feature]
-    }
-}
-
-/// The values of [`Keys`], decoded. A value that cannot be decoded is an error.
-struct Loaded {
-    history: History,
-    last_session: Option<Millis>,
-    targets: RecentTargets,
-    seen: [Option<Millis>; 3],
-}
-
-impl Loaded {
-    fn new(keys: &Keys, values: &[Option<Vec<u8>>]) -> Result<Loaded, RuleError> {
-        let time = |i: usize| decode_time(&keys.0[i], values[i].as_deref());
-        Ok(Loaded {
-            history: History::decode(values[0].as_deref())?,
-            last_session: time(1)?,
-            targets: RecentTargets::decode(keys.targets(), values[2].as_deref())?,
-            seen: [time(SEEN)?, time(SEEN + 1)?, time(SEEN + 2)?],
+    ) -> Result<State, RuleError> {
+        let values = kv
+            .get_many(&[HISTORY_KEY.to_owned(), key.clone()])
+            .map_err(RuleError::State)?;
+        let history = History::decode(values[0].as_deref(), config)?;
+        let entity = Entity::decode(&key, values[1].as_deref())?;
+        let known = Known::decode(&key, &entity.facts)?;
+        Ok(State {
+            history,
+            key,
+            entity,
+            known,
         })
+    }
+
+    /// Writes both in one batch, the identity's value without what no later record can
+    /// use.
+    fn write(mut self, kv: &mut impl KeyValue, config: &Config) -> Result<(), RuleError> {
+        if let Some(now) = self.history.watermark {
+            self.known.prune(now, config);
+            self.entity.marks.forget_before(now);
+        }
+        self.entity.facts = self.known.encode();
+        let writes = vec![
+            (HISTORY_KEY.to_owned(), self.history.encode()),
+            (self.key, self.entity.encode()),
+        ];
+        kv.set_many(writes).map_err(RuleError::State)
     }
 }

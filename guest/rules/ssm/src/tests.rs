@@ -444,8 +444,7 @@ fn state_stays_bounded_over_a_long_stream() {
     );
     // ...and never loses what is still inside the training period.
     for day in 170..200 {
-        let last =
-            crate::keys::last_session_key(&format!("arn:aws:iam::111122223333:user/u{day}-9"));
+        let last = crate::keys::identity_key(&format!("arn:aws:iam::111122223333:user/u{day}-9"));
         assert!(
             rule.kv.entries.contains_key(&last),
             "{last} was swept too early"
@@ -471,14 +470,14 @@ fn tampered_state_is_an_error_never_a_panic_nor_a_fresh_start() {
             "meta".to_owned(),
             r#"{"history_start": -9223372036854775808, "watermark": 9223372036854775807, "next_sweep": 9223372036854775807}"#,
         ),
-        (crate::keys::last_session_key(ALICE), "-9223372036854775808"),
+        (crate::keys::identity_key(ALICE), "-9223372036854775808"),
         (
-            crate::keys::targets_key(ALICE),
+            crate::keys::identity_key(ALICE),
             r#"{"i-9": -9223372036854775808}"#,
         ),
-        (crate::keys::last_session_key(ALICE), "yesterday"),
+        (crate::keys::identity_key(ALICE), "yesterday"),
         ("meta".to_owned(), "[1, 2]"),
-        (crate::keys::targets_key(ALICE), "{\"i-9\": \"soon\"}"),
+        (crate::keys::identity_key(ALICE), "\0\0\x01"),
     ] {
         let mut rule = Rule::new();
         rule.kv

@@ -1,15 +1,24 @@
 //! State in memory: for fixture tests (each case starts empty) and for runs whose state
 //! need not outlive the process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
 use super::{Changes, StateStore, StoreError};
 
-/// A [`StateStore`] in a map of sorted maps. Every table in it holds at least one key.
+/// A [`StateStore`] in hash maps, one per table: a record's reads and writes of keys
+/// that exist touch no ordered index. Each table keeps its keys' order apart, changed
+/// only when a key comes or goes, for listings (a rule's sweep). Every table in it holds
+/// at least one key.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    tables: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    tables: HashMap<String, Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    values: HashMap<String, Vec<u8>>,
+    order: BTreeSet<String>,
 }
 
 impl MemoryStore {
@@ -24,7 +33,7 @@ impl StateStore for MemoryStore {
         let table = self.tables.get(table);
         Ok(keys
             .iter()
-            .map(|k| table.and_then(|t| t.get(*k)).cloned())
+            .map(|k| table.and_then(|t| t.values.get(*k)).cloned())
             .collect())
     }
 
@@ -38,19 +47,17 @@ impl StateStore for MemoryStore {
             return Ok(Vec::new());
         };
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let range = table.range::<str, _>((start, Bound::Unbounded));
-        Ok(range.take(limit).map(|(k, _)| k.clone()).collect())
+        let range = table.order.range::<str, _>((start, Bound::Unbounded));
+        Ok(range.take(limit).cloned().collect())
     }
 
     fn tables(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let names = self
-            .tables
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded));
-        Ok(names
-            .map(|(name, _)| name)
-            .take_while(|name| name.starts_with(prefix))
+        let mut names: Vec<String> = (self.tables.keys())
+            .filter(|name| name.starts_with(prefix))
             .cloned()
-            .collect())
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
@@ -59,17 +66,26 @@ impl StateStore for MemoryStore {
 
     fn apply(&mut self, changes: Changes) -> Result<(), StoreError> {
         for (name, writes) in changes {
-            let mut table = self.tables.remove(&name).unwrap_or_default();
+            let table = self.tables.entry(name).or_default();
             for (key, value) in writes {
                 match value {
-                    Some(value) => table.insert(key, value),
-                    None => table.remove(&key),
-                };
-            }
-            if !table.is_empty() {
-                self.tables.insert(name, table);
+                    Some(value) => {
+                        if let Some(stored) = table.values.get_mut(&key) {
+                            *stored = value;
+                        } else {
+                            table.order.insert(key.clone());
+                            table.values.insert(key, value);
+                        }
+                    }
+                    None => {
+                        if table.values.remove(&key).is_some() {
+                            table.order.remove(&key);
+                        }
+                    }
+                }
             }
         }
+        self.tables.retain(|_, table| !table.values.is_empty());
         Ok(())
     }
 
@@ -82,9 +98,8 @@ impl StateStore for MemoryStore {
         let mut all: Vec<_> = self
             .tables
             .iter()
-            .flat_map(|(b, kv)| {
-                kv.iter()
-                    .map(move |(k, v)| (b.clone(), k.clone(), v.clone()))
+            .flat_map(|(b, table)| {
+                (table.values.iter()).map(move |(k, v)| (b.clone(), k.clone(), v.clone()))
             })
             .collect();
         all.sort();
