@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::catalog::{Detection, Mitre};
+use crate::json::ObjectWriter;
 use crate::time::{Millis, format_event_time};
 
 /// One alert.
@@ -17,8 +18,8 @@ pub struct Alert {
     pub event_time: Millis,
     /// Alerts of one detection with one dedup key describe the same activity.
     pub dedup_key: String,
-    /// A JSON object with the facts an analyst needs first, as JSON text ([`context`]).
-    pub context: Box<RawValue>,
+    /// A JSON object with the facts an analyst needs first, as JSON text.
+    pub context: Facts,
     /// The record's id, when it has one.
     pub event_id: Option<String>,
     /// Where the dedup gate keeps its mark: `None`, under a key of its own; or inside the
@@ -27,9 +28,32 @@ pub struct Alert {
     pub dedup_in: Option<String>,
 }
 
-/// An alert's context: `facts`, written as JSON once, by the rule.
-pub fn context(facts: &impl Serialize) -> Box<RawValue> {
-    serde_json::value::to_raw_value(facts).expect("an alert's context serializes")
+/// An alert's context as JSON text, written once, by the rule: with [`context`], or
+/// field by field with an [`ObjectWriter`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts(String);
+
+impl Facts {
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The JSON text.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl From<ObjectWriter> for Facts {
+    fn from(object: ObjectWriter) -> Facts {
+        Facts(object.finish())
+    }
+}
+
+/// An alert's context: `facts` (a JSON object, as serde writes it).
+pub fn context(facts: &impl Serialize) -> Facts {
+    Facts(serde_json::to_string(facts).expect("an alert's context serializes"))
 }
 
 /// An alert as a JSON line: what `rule-harness` prints and the pipeline bindings emit.
@@ -96,7 +120,8 @@ impl From<&Alert> for AlertLine {
             mitre: d.mitre.iter().map(MitreLine::from).collect(),
             runbook: d.runbook.into(),
             reference: d.reference.into(),
-            context: a.context.clone(),
+            context: RawValue::from_string(a.context.as_str().to_owned())
+                .expect("an alert's context is JSON"),
             event_id: a.event_id.clone(),
         }
     }

@@ -146,7 +146,7 @@ fn process<R: Rule>(
             title: a.title,
             event_time: a.event_time,
             dedup_key: a.dedup_key,
-            context: Box::<str>::from(a.context).into_string(),
+            context: a.context.into_string(),
             event_id: a.event_id,
         })
         .collect();

@@ -36,6 +36,7 @@ pub mod dedup;
 pub mod entity;
 pub mod error;
 pub mod history;
+pub mod json;
 pub mod kv;
 pub mod prefilter;
 pub mod time;

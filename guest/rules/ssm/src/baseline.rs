@@ -13,9 +13,7 @@
 //! state holds maxima and minima, so a record that arrives late is judged against
 //! everything seen so far, including later records.
 
-use serde::Serialize;
-
-use detect_sdk::alert::context;
+use detect_sdk::json::ObjectWriter;
 use detect_sdk::time::format_rfc3339;
 use detect_sdk::{Alert, Detection, Millis};
 
@@ -51,25 +49,6 @@ impl Feature {
             Feature::Document => &session.document,
         }
     }
-}
-
-/// The facts of a session alert, in the order they are written.
-#[derive(Serialize)]
-struct SessionContext<'s> {
-    account: &'s str,
-    actor: &'s str,
-    document: &'s str,
-    identity: &'s str,
-    identity_type: Option<&'s str>,
-    previous_session_time: Option<String>,
-    region: Option<&'s str>,
-    session_id: Option<&'s str>,
-    source_ip: Option<&'s str>,
-    source_network: &'s str,
-    target: &'s str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unusual_features: Option<Vec<&'static str>>,
-    user_agent: Option<&'s str>,
 }
 
 /// What the state knew before this record.
@@ -132,13 +111,11 @@ impl Verdict {
     /// UnusualSession: one per distinct combination of features.
     pub fn dedup_key(&self, s: &SessionStart) -> String {
         match self {
-            Verdict::Started => format!("{}|{}", s.identity, s.target),
+            Verdict::Started => [&*s.identity, "|", &s.target].concat(),
             Verdict::UnusualIdentity => s.identity.to_string(),
             Verdict::UnusualSession(_) => {
-                format!(
-                    "{}|{}|{}|{}",
-                    s.identity, s.target, s.source_network, s.document
-                )
+                let parts = [&*s.identity, &s.target, &s.source_network, &s.document];
+                parts.join("|")
             }
         }
     }
@@ -146,57 +123,49 @@ impl Verdict {
     /// The alert for `session`.
     pub fn alert(&self, session: &SessionStart, history: &Prior) -> Alert {
         let s = session;
-        let who = s.identity_name();
-        let title = match self {
-            Verdict::Started => format!(
-                "{} started an AWS SSM session on {} in {}",
-                who, s.target, s.account
-            ),
-            Verdict::UnusualIdentity => format!(
-                "Unusual identity {} started an AWS SSM session on {} in {}",
-                who, s.target, s.account
-            ),
-            Verdict::UnusualSession(features) => format!(
-                "{} started an unusual AWS SSM session on {} in {} (new {})",
-                who,
-                s.target,
-                s.account,
-                features
-                    .iter()
-                    .map(|f| f.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        let (prefix, action) = match self {
+            Verdict::Started => ("", " started an AWS SSM session on "),
+            Verdict::UnusualIdentity => ("Unusual identity ", " started an AWS SSM session on "),
+            Verdict::UnusualSession(_) => ("", " started an unusual AWS SSM session on "),
         };
-        let unusual_features = match self {
-            Verdict::UnusualSession(features) => Some(features.iter().map(|f| f.name()).collect()),
-            _ => None,
-        };
-        let context = context(&SessionContext {
-            account: &s.account,
-            actor: &s.actor,
-            document: &s.document,
-            identity: &s.identity,
-            identity_type: s.identity_type.as_deref(),
-            previous_session_time: history.last_session.map(format_rfc3339),
-            region: s.region.as_deref(),
-            session_id: s.session_id.as_deref(),
-            source_ip: s.source_ip.as_deref(),
-            source_network: &s.source_network,
-            target: &s.target,
-            unusual_features,
-            user_agent: s.user_agent.as_deref(),
-        });
+        let mut title = [prefix, s.identity_name(), action, &s.target, " in ", &s.account].concat();
+        if let Verdict::UnusualSession(features) = self {
+            let names: Vec<&str> = features.iter().map(|f| f.name()).collect();
+            title += &format!(" (new {})", names.join(", "));
+        }
         Alert {
             detection: self.detection(),
             title,
             event_time: s.time,
             dedup_key: self.dedup_key(s),
-            context,
+            context: context(s, history, self).into(),
             event_id: s.event_id.as_deref().map(str::to_owned),
             dedup_in: None,
         }
     }
+}
+
+/// The facts of a session alert, in this order.
+fn context(s: &SessionStart, history: &Prior, verdict: &Verdict) -> ObjectWriter {
+    let previous = history.last_session.map(format_rfc3339);
+    let mut facts = ObjectWriter::with_capacity(512);
+    facts
+        .str("account", &s.account)
+        .str("actor", &s.actor)
+        .str("document", &s.document)
+        .str("identity", &s.identity)
+        .opt_str("identity_type", s.identity_type.as_deref())
+        .opt_str("previous_session_time", previous.as_deref())
+        .opt_str("region", s.region.as_deref())
+        .opt_str("session_id", s.session_id.as_deref())
+        .opt_str("source_ip", s.source_ip.as_deref())
+        .str("source_network", &s.source_network)
+        .str("target", &s.target);
+    if let Verdict::UnusualSession(features) = verdict {
+        facts.strs("unusual_features", features.iter().map(|f| f.name()));
+    }
+    facts.opt_str("user_agent", s.user_agent.as_deref());
+    facts
 }
 
 #[cfg(test)]

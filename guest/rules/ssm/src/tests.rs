@@ -12,7 +12,7 @@ use crate::{Config, SsmSessions};
 
 /// An alert's context, parsed.
 fn facts(alert: &Alert) -> serde_json::Value {
-    serde_json::from_str(alert.context.get()).unwrap()
+    serde_json::from_str(alert.context.as_str()).unwrap()
 }
 
 const ALICE: &str = "arn:aws:sts::111122223333:assumed-role/SampleRole/bobson.dugnutt";

@@ -1,100 +1,37 @@
 //! Reading CloudTrail records: what many rules over CloudTrail need.
 //!
 //! A record is read once, without building it: [`Record::parse`] checks that the text is
-//! one JSON object and keeps its fields as raw JSON text, borrowed from the record; a field
+//! one JSON object and indexes its fields where they lie in the text ([`json`]); a field
 //! is decoded only when the rule asks for it, by path, typed (a wrong type is an error that
-//! names the path), and nested objects are read when first reached. Plus Panther's
-//! helpers that detections commonly use: [`actor::actor_user`], [`aws_rule_context`] and
-//! [`source_network`].
+//! names the path). Plus Panther's helpers that detections commonly use:
+//! [`actor::actor_user`], [`aws_rule_context`] and [`source_network`].
 
 pub mod actor;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::rc::Rc;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::RuleError;
-
-/// The fields of one JSON object, as raw JSON, in order.
-#[derive(Debug, Default)]
-pub(crate) struct Object<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Object<'a> {
-    /// The value of `key` (the last, if the object repeats it).
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Fields<'a> {
-            type Value = Object<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Object<'a>, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
-                while let Some(Key(key)) = map.next_key()? {
-                    fields.push((key, map.next_value()?));
-                }
-                Ok(Object(fields))
-            }
-        }
-        deserializer.deserialize_map(Fields(std::marker::PhantomData))
-    }
-}
-
-/// A key, borrowed from the text unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Text<'a> {
-            type Value = Key<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(Text(std::marker::PhantomData))
-    }
-}
+use crate::json::{Document, Kind, Object};
 
 /// A CloudTrail record, read once and decoded field by field.
 #[derive(Debug)]
 pub struct Record<'a> {
-    top: Object<'a>,
-    /// Nested objects read so far, by path.
-    nested: RefCell<Vec<(Vec<String>, Rc<Object<'a>>)>>,
+    doc: Document<'a>,
 }
 
 impl<'a> Record<'a> {
     /// Reads `text`, which must be one JSON object: the whole text is checked, once.
     pub fn parse(text: &'a str) -> Result<Record<'a>, RuleError> {
-        // serde would also read a JSON array as a map, entry by entry.
         if !text.trim_start().starts_with('{') {
             return Err(not_an_object(text));
         }
-        let top = serde_json::from_str(text).map_err(|e| RuleError::InvalidJson(e.to_string()))?;
-        Ok(Record {
-            top,
-            nested: RefCell::new(Vec::new()),
-        })
+        let doc = Document::parse(text).map_err(|e| RuleError::InvalidJson(e.to_string()))?;
+        Ok(Record { doc })
     }
 
     /// Whether this is a record of `event_source` named `event_name` (e.g.
@@ -104,69 +41,57 @@ impl<'a> Record<'a> {
             && self.str(&["eventName"])?.as_deref() == Some(event_name))
     }
 
-    /// The top-level field `key` as raw JSON, if present (`null` included).
-    pub fn raw(&self, key: &str) -> Option<&'a RawValue> {
-        self.top.get(key)
+    /// The top-level field `key` as JSON text, if present (`null` included).
+    pub fn raw(&self, key: &str) -> Option<&'a str> {
+        self.doc.root().get(key).map(|value| value.raw())
+    }
+
+    /// The top-level fields, in order: each key and its JSON text.
+    pub fn fields(&self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + '_ {
+        self.doc.root().members().map(|(key, value)| (key, value.raw()))
     }
 
     /// The string at `path`: `None` when absent, null or empty; an error naming the path
     /// when it, or an object on the way, has another type.
     pub fn str(&self, path: &[&str]) -> Result<Option<Cow<'a, str>>, RuleError> {
         let (last, parents) = path.split_last().expect("a path has a field");
-        let raw = match parents {
-            [] => self.top.get(last),
-            _ => match self.object(parents)? {
-                Some(object) => object.get(last),
-                None => return Ok(None),
-            },
+        let Some(object) = self.object(parents)? else {
+            return Ok(None);
         };
-        let Some(raw) = raw else { return Ok(None) };
-        let json = raw.get();
-        match json.as_bytes()[0] {
-            _ if json == "null" || json == "\"\"" => Ok(None),
-            // A string without escapes is its own text between the quotes.
-            b'"' if !json.contains('\\') => Ok(Some(Cow::Borrowed(&json[1..json.len() - 1]))),
-            b'"' => serde_json::from_str::<String>(json)
-                .map(|s| Some(Cow::Owned(s)))
-                .map_err(|e| RuleError::field(&path.join("."), e.to_string())),
-            _ => Err(RuleError::field(
+        let Some(value) = object.get(last) else {
+            return Ok(None);
+        };
+        match value.as_str() {
+            Some(Ok(text)) if text.is_empty() => Ok(None),
+            Some(Ok(text)) => Ok(Some(text)),
+            Some(Err(e)) => Err(RuleError::field(&path.join("."), e.to_string())),
+            None if value.kind() == Kind::Null => Ok(None),
+            None => Err(RuleError::field(
                 &path.join("."),
-                format!("expected a string, found {}", kind_of_raw(json)),
+                format!("expected a string, found {}", value.kind().name()),
             )),
         }
     }
 
-    /// The object at `path`, read once; `None` when absent or null.
-    fn object(&self, path: &[&str]) -> Result<Option<Rc<Object<'a>>>, RuleError> {
-        let known = self.nested.borrow();
-        if let Some((_, object)) = known.iter().find(|(p, _)| p.iter().eq(path.iter())) {
-            return Ok(Some(object.clone()));
+    /// The object at `path` (the record itself for none); `None` when it, or an object on
+    /// the way, is absent or null.
+    fn object(&self, path: &[&str]) -> Result<Option<Object<'_, 'a>>, RuleError> {
+        let mut object = self.doc.root();
+        for (depth, key) in path.iter().enumerate() {
+            let Some(value) = object.get(key) else {
+                return Ok(None);
+            };
+            object = match (value.as_object(), value.kind()) {
+                (Some(inner), _) => inner,
+                (None, Kind::Null) => return Ok(None),
+                (None, kind) => {
+                    return Err(RuleError::field(
+                        &path[..=depth].join("."),
+                        format!("expected an object, found {}", kind.name()),
+                    ));
+                }
+            };
         }
-        drop(known);
-        let (last, parents) = path.split_last().expect("a path has a field");
-        let raw = match parents {
-            [] => self.top.get(last),
-            _ => match self.object(parents)? {
-                Some(object) => object.get(last),
-                None => return Ok(None),
-            },
-        };
-        let Some(raw) = raw.filter(|r| r.get() != "null") else {
-            return Ok(None);
-        };
-        let field = || path.join(".");
-        if !raw.get().starts_with('{') {
-            let found = kind_of_raw(raw.get());
-            return Err(RuleError::field(
-                &field(),
-                format!("expected an object, found {found}"),
-            ));
-        }
-        let object: Object<'a> = serde_json::from_str(raw.get())
-            .map_err(|e| RuleError::field(&field(), e.to_string()))?;
-        let object = Rc::new(object);
-        let path = path.iter().map(|p| p.to_string()).collect();
-        self.nested.borrow_mut().push((path, object.clone()));
         Ok(Some(object))
     }
 }
@@ -183,17 +108,6 @@ pub fn not_an_object(text: &str) -> RuleError {
     match serde_json::from_str::<Value>(text) {
         Ok(value) => RuleError::NotAnObject(kind_of(&value).into()),
         Err(e) => RuleError::InvalidJson(e.to_string()),
-    }
-}
-
-fn kind_of_raw(json: &str) -> &'static str {
-    match json.as_bytes()[0] {
-        b'{' => "an object",
-        b'[' => "an array",
-        b'"' => "a string",
-        b't' | b'f' => "a boolean",
-        b'n' => "null",
-        _ => "a number",
     }
 }
 
@@ -243,7 +157,7 @@ pub fn aws_rule_context(record: &Record) -> serde_json::Map<String, Value> {
         .map(|(key, missing)| {
             let value = record
                 .raw(key)
-                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .and_then(|raw| serde_json::from_str(raw).ok())
                 .unwrap_or_else(|| Value::from(*missing));
             (key.to_string(), value)
         })

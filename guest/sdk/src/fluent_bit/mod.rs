@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use crate::binding::{Resident, Slot, Stamps};
-use crate::cloudtrail::{self, Object};
+use crate::cloudtrail::{self, Record};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
 use crate::{AlertLine, Millis, Outcome, Rule, RuleConfig};
@@ -564,26 +564,26 @@ fn enrich(
     record: &str,
     added: &serde_json::Map<String, Value>,
     out: &mut Vec<u8>,
-) -> serde_json::Result<()> {
-    let Object(entries) = serde_json::from_str(record)?;
-    let taken = |name: &str| added.contains_key(name) || entries.iter().any(|(k, _)| k == name);
+) -> Result<(), crate::RuleError> {
+    let record = Record::parse(record)?;
+    let taken = |name: &str| added.contains_key(name) || record.fields().any(|(k, _)| k == name);
     out.push(b'{');
-    for (key, value) in &entries {
-        let mut key = key.to_string();
+    for (key, value) in record.fields() {
+        let mut key = key.into_owned();
         if added.contains_key(&key) {
             while taken(&key) {
                 key.insert_str(0, "original_");
             }
         }
-        serde_json::to_writer(&mut *out, &key)?;
+        serde_json::to_writer(&mut *out, &key).expect("a key serializes");
         out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
+        out.extend_from_slice(value.as_bytes());
         out.push(b',');
     }
     for (key, value) in added {
-        serde_json::to_writer(&mut *out, key)?;
+        serde_json::to_writer(&mut *out, key).expect("a key serializes");
         out.push(b':');
-        serde_json::to_writer(&mut *out, value)?;
+        serde_json::to_writer(&mut *out, value).expect("a value serializes");
         out.push(b',');
     }
     *out.last_mut().expect("an added key") = b'}';

@@ -1,0 +1,722 @@
+//! JSON text read in one pass: the whole text is checked once, and every member of every
+//! object outside arrays is indexed by where its key and value lie in the text, so that a
+//! field is then found by path without reading the text again, and nothing is copied (a
+//! string without escapes is its own text between its quotes).
+//!
+//! A rule reads a dozen fields of a record of a few kilobytes, and runs where every byte
+//! read costs (an interpreter inside a log shipper): so the text is scanned once, strings
+//! eight bytes at a time, with one allocation for the index. The grammar is RFC 8259's,
+//! as `serde_json` accepts it (the tests hold the two to the same verdicts), up to 128
+//! nested objects and arrays.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Deepest nesting of objects and arrays, as `serde_json` allows.
+const MAX_DEPTH: usize = 128;
+
+/// What kind of value a JSON value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `{...}`
+    Object,
+    /// `[...]`
+    Array,
+    /// `"..."`
+    String,
+    /// `-1.5e3`
+    Number,
+    /// `true`, `false`
+    Bool,
+    /// `null`
+    Null,
+}
+
+impl Kind {
+    /// As messages name it: "an object", "a string", ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Object => "an object",
+            Kind::Array => "an array",
+            Kind::String => "a string",
+            Kind::Number => "a number",
+            Kind::Bool => "a boolean",
+            Kind::Null => "null",
+        }
+    }
+}
+
+/// Text that is not JSON: what is wrong, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    what: &'static str,
+    line: usize,
+    column: usize,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at line {} column {}", self.what, self.line, self.column)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One member of an indexed object: offsets into the text.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    /// The key, between its quotes.
+    key: (u32, u32),
+    /// The value's text (a string's with its quotes).
+    value: (u32, u32),
+    /// The index past this member and, for an object, every member inside it.
+    next: u32,
+    /// The key's [`tag`], to pass over most other keys without comparing them.
+    tag: u32,
+    kind: Kind,
+    key_escaped: bool,
+    value_escaped: bool,
+}
+
+/// A JSON object's text, checked and indexed.
+#[derive(Debug)]
+pub struct Document<'a> {
+    text: &'a str,
+    members: Vec<Member>,
+}
+
+impl<'a> Document<'a> {
+    /// Checks `text`, which must be one JSON object, and indexes its members.
+    pub fn parse(text: &'a str) -> Result<Document<'a>, Error> {
+        let mut parser = Parser {
+            text,
+            pos: 0,
+            members: Vec::with_capacity(64),
+        };
+        parser.document()?;
+        Ok(Document {
+            text,
+            members: parser.members,
+        })
+    }
+
+    /// The object the text is.
+    pub fn root(&self) -> Object<'_, 'a> {
+        Object {
+            doc: self,
+            first: 0,
+            end: self.members.len() as u32,
+        }
+    }
+}
+
+/// An object of a [`Document`].
+#[derive(Clone, Copy, Debug)]
+pub struct Object<'d, 'a> {
+    doc: &'d Document<'a>,
+    first: u32,
+    end: u32,
+}
+
+impl<'d, 'a> Object<'d, 'a> {
+    /// The value of `key`: the last, if the object repeats it, as a parsed object keeps it.
+    pub fn get(&self, key: &str) -> Option<Value<'d, 'a>> {
+        let want = tag(key.as_bytes());
+        let mut found = None;
+        let mut at = self.first;
+        while at < self.end {
+            let member = &self.doc.members[at as usize];
+            if (member.tag == want || member.key_escaped) && self.doc.key_is(member, key) {
+                found = Some(at);
+            }
+            at = member.next;
+        }
+        found.map(|at| Value { doc: self.doc, at })
+    }
+
+    /// The members, in order: each key (decoded) and its value.
+    pub fn members(self) -> impl Iterator<Item = (Cow<'a, str>, Value<'d, 'a>)> + 'd {
+        let (doc, end) = (self.doc, self.end);
+        let mut at = self.first;
+        std::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let member = &doc.members[at as usize];
+            let key = doc.key(member);
+            let value = Value { doc, at };
+            at = member.next;
+            Some((key, value))
+        })
+    }
+}
+
+/// A member's value in a [`Document`].
+#[derive(Clone, Copy, Debug)]
+pub struct Value<'d, 'a> {
+    doc: &'d Document<'a>,
+    at: u32,
+}
+
+impl<'d, 'a> Value<'d, 'a> {
+    fn member(&self) -> &'d Member {
+        &self.doc.members[self.at as usize]
+    }
+
+    /// What kind of value it is.
+    pub fn kind(&self) -> Kind {
+        self.member().kind
+    }
+
+    /// Its JSON text, as written.
+    pub fn raw(&self) -> &'a str {
+        let (start, end) = self.member().value;
+        &self.doc.text[start as usize..end as usize]
+    }
+
+    /// The object it is, if it is one.
+    pub fn as_object(&self) -> Option<Object<'d, 'a>> {
+        (self.kind() == Kind::Object).then(|| Object {
+            doc: self.doc,
+            first: self.at + 1,
+            end: self.member().next,
+        })
+    }
+
+    /// The string it is, decoded, if it is one: borrowed from the text unless it has
+    /// escapes. A `\u` escape of half a surrogate pair is an error.
+    pub fn as_str(&self) -> Option<Result<Cow<'a, str>, Error>> {
+        let member = self.member();
+        if member.kind != Kind::String {
+            return None;
+        }
+        let inner = &self.raw()[1..self.raw().len() - 1];
+        Some(match member.value_escaped {
+            false => Ok(Cow::Borrowed(inner)),
+            true => unescape(inner)
+                .map(Cow::Owned)
+                .map_err(|what| self.doc.error_at(member.value.0 as usize, what)),
+        })
+    }
+}
+
+impl<'a> Document<'a> {
+    fn key_text(&self, member: &Member) -> &'a str {
+        &self.text[member.key.0 as usize..member.key.1 as usize]
+    }
+
+    fn key_is(&self, member: &Member, key: &str) -> bool {
+        match member.key_escaped {
+            false => self.key_text(member) == key,
+            true => self.key(member) == key,
+        }
+    }
+
+    fn key(&self, member: &Member) -> Cow<'a, str> {
+        let text = self.key_text(member);
+        match member.key_escaped {
+            false => Cow::Borrowed(text),
+            // Checked when indexed.
+            true => Cow::Owned(unescape(text).unwrap_or_default()),
+        }
+    }
+
+    fn error_at(&self, pos: usize, what: &'static str) -> Error {
+        error_at(self.text, pos, what)
+    }
+}
+
+/// A key's length, and its first, middle and last bytes: keys of one object seldom share
+/// all four.
+fn tag(key: &[u8]) -> u32 {
+    let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
+        return 0;
+    };
+    u32::from_le_bytes([key.len() as u8, first, key[key.len() / 2], last])
+}
+
+/// `what` at byte `pos` of `text`, by line and column (1-based).
+fn error_at(text: &str, pos: usize, what: &'static str) -> Error {
+    let before = &text.as_bytes()[..pos.min(text.len())];
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+    Error {
+        what,
+        line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+        column: 1 + text[line_start..pos.min(text.len())].chars().count(),
+    }
+}
+
+/// An object or array being read.
+#[derive(Clone, Copy)]
+struct Frame {
+    object: bool,
+    /// Its members are indexed: it is the document or an indexed member's object.
+    indexed: bool,
+    /// The indexed member whose value it is.
+    member: Option<u32>,
+}
+
+/// Where the reader is, between tokens.
+enum State {
+    /// Just after the `{` or `[` of the innermost frame.
+    Open,
+    /// At a member or element of the innermost frame.
+    Item,
+    /// After a value of the innermost frame.
+    After,
+    /// Just after the `}` or `]` of the innermost frame.
+    Close,
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+    members: Vec<Member>,
+}
+
+impl Parser<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn error(&self, what: &'static str) -> Error {
+        error_at(self.text, self.pos, what)
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The whole text: one object, and nothing after it but whitespace.
+    fn document(&mut self) -> Result<(), Error> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b'{') => self.pos += 1,
+            None => return Err(self.error("EOF while parsing a value")),
+            Some(_) => return Err(self.error("expected an object")),
+        }
+        let mut stack = Vec::with_capacity(8);
+        stack.push(Frame {
+            object: true,
+            indexed: true,
+            member: None,
+        });
+        let mut state = State::Open;
+        while let Some(&frame) = stack.last() {
+            state = match state {
+                State::Open => self.open(frame),
+                State::Item => self.item(frame, &mut stack)?,
+                State::After => self.after(frame)?,
+                State::Close => {
+                    stack.pop();
+                    if let Some(at) = frame.member {
+                        let next = self.members.len() as u32;
+                        let member = &mut self.members[at as usize];
+                        member.value.1 = self.pos as u32;
+                        member.next = next;
+                    }
+                    State::After
+                }
+            };
+        }
+        self.skip_whitespace();
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.error("trailing characters")),
+        }
+    }
+
+    fn open(&mut self, frame: Frame) -> State {
+        self.skip_whitespace();
+        let close = if frame.object { b'}' } else { b']' };
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return State::Close;
+        }
+        State::Item
+    }
+
+    /// A member (its key, `:` and value) or an element; a nested object or array is
+    /// opened, a scalar read whole.
+    fn item(&mut self, frame: Frame, stack: &mut Vec<Frame>) -> Result<State, Error> {
+        let mut member = None;
+        if frame.object {
+            let key = self.key(frame.indexed)?;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b':') => self.pos += 1,
+                None => return Err(self.error("EOF while parsing an object")),
+                Some(_) => return Err(self.error("expected `:`")),
+            }
+            self.skip_whitespace();
+            if frame.indexed {
+                member = Some(self.members.len() as u32);
+                self.members.push(Member {
+                    key: (key.0 as u32, key.1 as u32),
+                    tag: tag(&self.bytes()[key.0..key.1]),
+                    key_escaped: key.2,
+                    value: (self.pos as u32, self.pos as u32),
+                    next: 0,
+                    kind: Kind::Null,
+                    value_escaped: false,
+                });
+            }
+        } else {
+            self.skip_whitespace();
+        }
+        let (kind, escaped) = match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                if stack.len() == MAX_DEPTH {
+                    return Err(self.error("recursion limit exceeded"));
+                }
+                self.pos += 1;
+                let object = open == b'{';
+                stack.push(Frame {
+                    object,
+                    indexed: object && frame.indexed,
+                    member,
+                });
+                if let Some(at) = member {
+                    self.members[at as usize].kind = if object { Kind::Object } else { Kind::Array };
+                }
+                return Ok(State::Open);
+            }
+            _ => self.scalar()?,
+        };
+        if let Some(at) = member {
+            let next = self.members.len() as u32;
+            let m = &mut self.members[at as usize];
+            (m.kind, m.value_escaped, m.value.1, m.next) = (kind, escaped, self.pos as u32, next);
+        }
+        Ok(State::After)
+    }
+
+    fn after(&mut self, frame: Frame) -> Result<State, Error> {
+        self.skip_whitespace();
+        let (close, expected, eof) = match frame.object {
+            true => (b'}', "expected `,` or `}`", "EOF while parsing an object"),
+            false => (b']', "expected `,` or `]`", "EOF while parsing a list"),
+        };
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_whitespace();
+                Ok(State::Item)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(State::Close)
+            }
+            None => Err(self.error(eof)),
+            Some(_) => Err(self.error(expected)),
+        }
+    }
+
+    /// A key: where its text lies between the quotes, and whether it has escapes (those of
+    /// an indexed member are checked to decode).
+    fn key(&mut self, indexed: bool) -> Result<(usize, usize, bool), Error> {
+        match self.peek() {
+            Some(b'"') => self.pos += 1,
+            None => return Err(self.error("EOF while parsing an object")),
+            Some(_) => return Err(self.error("key must be a string")),
+        }
+        let start = self.pos;
+        let escaped = self.string()?;
+        let end = self.pos - 1;
+        if escaped && indexed {
+            unescape(&self.text[start..end]).map_err(|what| error_at(self.text, start, what))?;
+        }
+        Ok((start, end, escaped))
+    }
+
+    /// A string, number or literal; for a string, whether it has escapes.
+    fn scalar(&mut self) -> Result<(Kind, bool), Error> {
+        let literal = |parser: &mut Self, word: &[u8], kind| {
+            match parser.bytes()[parser.pos..].starts_with(word) {
+                true => {
+                    parser.pos += word.len();
+                    Ok((kind, false))
+                }
+                false => Err(parser.error("expected ident")),
+            }
+        };
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                Ok((Kind::String, self.string()?))
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(|()| (Kind::Number, false)),
+            Some(b't') => literal(self, b"true", Kind::Bool),
+            Some(b'f') => literal(self, b"false", Kind::Bool),
+            Some(b'n') => literal(self, b"null", Kind::Null),
+            None => Err(self.error("EOF while parsing a value")),
+            Some(_) => Err(self.error("expected value")),
+        }
+    }
+
+    /// The rest of a string after its opening quote; whether it has escapes.
+    fn string(&mut self) -> Result<bool, Error> {
+        let mut escaped = false;
+        loop {
+            self.pos = plain_until(self.bytes(), self.pos);
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                Some(_) => {
+                    return Err(self.error(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ));
+                }
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+        }
+    }
+
+    /// An escape, at its backslash.
+    fn escape(&mut self) -> Result<(), Error> {
+        self.pos += 1;
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+            Some(b'u') => {
+                self.pos += 1;
+                for _ in 0..4 {
+                    match self.peek() {
+                        Some(b) if b.is_ascii_hexdigit() => self.pos += 1,
+                        None => return Err(self.error("EOF while parsing a string")),
+                        Some(_) => return Err(self.error("invalid escape")),
+                    }
+                }
+            }
+            None => return Err(self.error("EOF while parsing a string")),
+            Some(_) => return Err(self.error("invalid escape")),
+        }
+        Ok(())
+    }
+
+    fn number(&mut self) -> Result<(), Error> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            Some(b'0'..=b'9') => {
+                self.digits();
+                Ok(())
+            }
+            _ => Err(self.error("invalid number")),
+        }
+    }
+}
+
+/// The first byte at or after `from` that a string cannot hold as it is (a quote, a
+/// backslash, a control character), or the end; eight bytes at a time.
+fn plain_until(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // Flags the bytes of `x` below `n`: exactly for the first one, perhaps for later ones.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * n as u64) & !x & HIGH;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = below(x ^ (ONES * b'"' as u64), 1)
+            | below(x ^ (ONES * b'\\' as u64), 1)
+            | below(x, 0x20);
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let special = |b: &u8| matches!(b, b'"' | b'\\' | 0..=0x1f);
+    at + bytes[at..].iter().position(special).unwrap_or(bytes.len() - at)
+}
+
+/// Appends `text` to `out` as a JSON string, escaping only what JSON requires (as
+/// `serde_json` writes it, byte for byte).
+pub fn write_str(out: &mut String, text: &str) {
+    out.push('"');
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    loop {
+        let plain = plain_until(bytes, at);
+        out.push_str(&text[at..plain]);
+        let Some(&special) = bytes.get(plain) else {
+            break;
+        };
+        match special {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            control => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[usize::from(control >> 4)] as char);
+                out.push(HEX[usize::from(control & 0xf)] as char);
+            }
+        }
+        at = plain + 1;
+    }
+    out.push('"');
+}
+
+/// A JSON object written field by field, in the order given, with no other allocation
+/// than its text.
+#[derive(Debug)]
+pub struct ObjectWriter(String);
+
+impl ObjectWriter {
+    /// An object about `capacity` bytes long.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut text = String::with_capacity(capacity);
+        text.push('{');
+        ObjectWriter(text)
+    }
+
+    fn key(&mut self, key: &str) -> &mut String {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        write_str(&mut self.0, key);
+        self.0.push(':');
+        &mut self.0
+    }
+
+    /// A string field.
+    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        write_str(self.key(key), value);
+        self
+    }
+
+    /// A string field, `null` for none.
+    pub fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(value) => self.str(key, value),
+            None => {
+                self.key(key).push_str("null");
+                self
+            }
+        }
+    }
+
+    /// An array of strings.
+    pub fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
+        let out = self.key(key);
+        out.push('[');
+        for (n, value) in values.into_iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            write_str(out, value);
+        }
+        out.push(']');
+        self
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// A string's text between its quotes, checked by the parser, decoded.
+fn unescape(text: &str) -> Result<String, &'static str> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
+        out.push_str(&text[at..at + found]);
+        at += found + 1;
+        let simple = match bytes[at] {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => {
+                let (c, len) = code_point(&bytes[at - 1..])?;
+                out.push(c);
+                at += len - 1;
+                continue;
+            }
+        };
+        out.push(simple);
+        at += 1;
+    }
+    out.push_str(&text[at..]);
+    Ok(out)
+}
+
+/// The character of the `\uXXXX` escape (or surrogate pair of them) at the start of
+/// `bytes`, and how many bytes it took.
+fn code_point(bytes: &[u8]) -> Result<(char, usize), &'static str> {
+    let hex = |at: usize| {
+        std::str::from_utf8(&bytes[at..at + 4])
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .expect("checked by the parser")
+    };
+    let first = hex(2);
+    match first {
+        0xD800..=0xDBFF => {
+            let second = match bytes.get(6..8) {
+                Some(b"\\u") => hex(8),
+                _ => return Err("lone leading surrogate in hex escape"),
+            };
+            if !(0xDC00..=0xDFFF).contains(&second) {
+                return Err("lone leading surrogate in hex escape");
+            }
+            let c = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+            Ok((char::from_u32(c).expect("a surrogate pair"), 12))
+        }
+        _ => char::from_u32(first)
+            .map(|c| (c, 6))
+            .ok_or("invalid unicode code point"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
