@@ -147,6 +147,7 @@ impl Run<'_> {
             }
             Message::Items {
                 source,
+                text,
                 items,
                 unread,
                 through,
@@ -154,7 +155,7 @@ impl Run<'_> {
                 self.report.records += unread.records;
                 self.report.unread += unread.records;
                 self.report.bytes += unread.bytes;
-                self.items(source, items)?;
+                self.items(source, &text, items)?;
                 if self.stop.requested() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -197,7 +198,12 @@ impl Run<'_> {
 
     /// Hands a source's items to the rule, records in batches, in order; commits on
     /// schedule between batches, and stops early when asked to.
-    fn items(&mut self, source: usize, items: Vec<(Position, Owned)>) -> Result<(), Error> {
+    fn items(
+        &mut self,
+        source: usize,
+        text: &str,
+        items: Vec<(Position, Owned)>,
+    ) -> Result<(), Error> {
         let mut items = items.into_iter().peekable();
         while !self.stop.requested() {
             // A batch never runs past the next commit: a crash costs one commit's worth.
@@ -211,7 +217,7 @@ impl Run<'_> {
                 let Some((_, Owned::Record(record))) = items.next() else {
                     unreachable!("peeked")
                 };
-                batch.push((at, record));
+                batch.push((at, text[record].to_owned()));
             }
             let last = match batch.last().map(|(at, _)| *at) {
                 Some(at) => {
