@@ -697,8 +697,16 @@ fn a_fluent_bit_filter_outlives_a_thousand_traps() {
             Step::Trapped
         );
     }
-    let expected = contract::alerts(&mut FluentBit::new(), &stream);
-    assert_eq!(contract::alerts(&mut filter, &stream), expected);
+    let mut fresh = FluentBit::new();
+    let (first, expected_first) = (filter.process(&stream[0]), fresh.process(&stream[0]));
+    // A trap that landed in the allocator abandoned the heap and the state (none yet
+    // here), which the next answer reports; the record is judged all the same.
+    assert!(
+        first == expected_first || first == Step::Rejected("state".into()),
+        "{first:?}"
+    );
+    let expected = contract::alerts(&mut fresh, &stream[1..]);
+    assert_eq!(contract::alerts(&mut filter, &stream[1..]), expected);
 }
 
 /// The descriptors this process holds open on what is under `dir`: a filter's, since the

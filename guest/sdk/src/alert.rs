@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::catalog::{Detection, Mitre};
-use crate::json::ObjectWriter;
+use crate::catalog::{Detection, Mitre, Severity};
+use crate::json::{ObjectWriter, write_str};
 use crate::time::{Millis, format_event_time};
 
 /// One alert.
@@ -109,20 +109,188 @@ impl From<&Mitre> for MitreLine {
 
 impl From<&Alert> for AlertLine {
     fn from(a: &Alert) -> Self {
-        let d = a.detection;
-        AlertLine {
-            rule_id: d.id.into(),
+        AlertLine::new(&Declared::from(a.detection), &a.raised())
+    }
+}
+
+impl Alert {
+    /// What varies from this alert of its detection to the next.
+    pub fn raised(&self) -> Raised<'_> {
+        Raised {
+            title: &self.title,
+            event_time: self.event_time,
+            dedup_key: &self.dedup_key,
+            context: self.context.as_str(),
+            event_id: self.event_id.as_deref(),
+        }
+    }
+}
+
+/// What a detection declares of every alert it raises, as a host learns it (from a rule's
+/// `describe`, or from the rule compiled in): what the host adds to each alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    /// Stable identifier, e.g. `AWS.SSM.SessionStarted`.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// How urgent its alerts are.
+    pub severity: Severity,
+    /// MITRE ATT&CK mappings.
+    pub mitre: Vec<MitreLine>,
+    /// What an analyst should do with an alert.
+    pub runbook: String,
+    /// Where to read more.
+    pub reference: String,
+}
+
+impl From<&Detection> for Declared {
+    fn from(d: &Detection) -> Self {
+        Declared {
+            id: d.id.into(),
             name: d.name.into(),
-            title: a.title.clone(),
-            severity: d.severity.name().into(),
-            event_time: format_event_time(a.event_time),
-            dedup_key: a.dedup_key.clone(),
+            severity: d.severity,
             mitre: d.mitre.iter().map(MitreLine::from).collect(),
             runbook: d.runbook.into(),
             reference: d.reference.into(),
-            context: RawValue::from_string(a.context.as_str().to_owned())
+        }
+    }
+}
+
+/// What varies from one alert of a detection to the next, as the rule raised it.
+#[derive(Clone, Copy, Debug)]
+pub struct Raised<'a> {
+    /// One line for an analyst.
+    pub title: &'a str,
+    /// The record's event time.
+    pub event_time: Millis,
+    /// Alerts of one detection with one dedup key describe the same activity.
+    pub dedup_key: &'a str,
+    /// A JSON value's text: the facts an analyst needs first.
+    pub context: &'a str,
+    /// The record's id, when it has one.
+    pub event_id: Option<&'a str>,
+}
+
+impl AlertLine {
+    /// The line of an alert `raised` of the detection `declared`.
+    pub fn new(declared: &Declared, raised: &Raised) -> AlertLine {
+        AlertLine {
+            rule_id: declared.id.clone(),
+            name: declared.name.clone(),
+            title: raised.title.to_owned(),
+            severity: declared.severity.name().to_owned(),
+            event_time: format_event_time(raised.event_time),
+            dedup_key: raised.dedup_key.to_owned(),
+            mitre: declared.mitre.clone(),
+            runbook: declared.runbook.clone(),
+            reference: declared.reference.clone(),
+            context: RawValue::from_string(raised.context.to_owned())
                 .expect("an alert's context is JSON"),
-            event_id: a.event_id.clone(),
+            event_id: raised.event_id.map(str::to_owned),
+        }
+    }
+}
+
+/// The parts of a detection's alert lines that it declares, written as JSON once, so that
+/// each alert costs only its own parts: what hosts write on their hot path.
+#[derive(Clone, Debug)]
+pub struct LineTemplate {
+    /// `{"rule_id":…,"name":…,"title":`
+    head: String,
+    /// `,"severity":…,"event_time":`
+    severity: String,
+    /// `,"mitre":[…],"runbook":…,"reference":…,"context":`
+    tail: String,
+}
+
+impl LineTemplate {
+    /// The template of `declared`'s alert lines.
+    pub fn new(declared: &Declared) -> Self {
+        let field = |out: &mut String, key: &str, value: &str| {
+            write_str(out, key);
+            out.push(':');
+            write_str(out, value);
+        };
+        let mut head = String::from("{");
+        field(&mut head, "rule_id", &declared.id);
+        head.push(',');
+        field(&mut head, "name", &declared.name);
+        head.push_str(",\"title\":");
+        let mut severity = String::from(",");
+        field(&mut severity, "severity", declared.severity.name());
+        severity.push_str(",\"event_time\":");
+        let mitre = serde_json::to_string(&declared.mitre).expect("mappings serialize");
+        let mut tail = format!(",\"mitre\":{mitre},");
+        field(&mut tail, "runbook", &declared.runbook);
+        tail.push(',');
+        field(&mut tail, "reference", &declared.reference);
+        tail.push_str(",\"context\":");
+        LineTemplate {
+            head,
+            severity,
+            tail,
+        }
+    }
+
+    /// Appends the line of `raised` (with its newline) to `out`: byte for byte what
+    /// serializing its [`AlertLine`] writes. `raised.context` must be JSON.
+    pub fn write(&self, out: &mut String, raised: &Raised) {
+        out.push_str(&self.head);
+        write_str(out, raised.title);
+        out.push_str(&self.severity);
+        write_str(out, &format_event_time(raised.event_time));
+        out.push_str(",\"dedup_key\":");
+        write_str(out, raised.dedup_key);
+        out.push_str(&self.tail);
+        out.push_str(raised.context);
+        out.push_str(",\"event_id\":");
+        match raised.event_id {
+            Some(id) => write_str(out, id),
+            None => out.push_str("null"),
+        }
+        out.push_str("}\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Mitre;
+
+    const DETECTION: Detection = Detection {
+        id: "A.B",
+        name: "A \"quoted\" name",
+        severity: Severity::Medium,
+        mitre: &[Mitre {
+            tactic_id: "TA0001",
+            tactic: "Initial Access",
+            technique_id: "T1078",
+            technique: "Valid Accounts",
+        }],
+        description: "",
+        runbook: "Look\nat it.",
+        reference: "https://example.com/",
+        tags: &[],
+        dedup_period: "p",
+    };
+
+    #[test]
+    fn a_template_writes_what_serializing_the_line_writes() {
+        let declared = Declared::from(&DETECTION);
+        let template = LineTemplate::new(&declared);
+        for (context, event_id) in [(r#"{"k":["v",1]}"#, Some("e\\1")), ("null", None)] {
+            let raised = Raised {
+                title: "a\ttitle",
+                event_time: 1_739_996_029_250,
+                dedup_key: "x|y",
+                context,
+                event_id,
+            };
+            let mut out = String::new();
+            template.write(&mut out, &raised);
+            let line = AlertLine::new(&declared, &raised);
+            assert_eq!(out, serde_json::to_string(&line).unwrap() + "\n");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use crate::binding::Slot;
 use crate::catalog::{Mitre, Severity};
-use crate::config::period_at;
+use crate::config::{Configured, Period};
 use crate::kv::KeyValue;
 use crate::{Context, Rule, RuleConfig, RuleError};
 
@@ -30,8 +30,8 @@ use bindings::wasi::keyvalue::{batch, store};
 
 /// What the instance keeps between calls: the configuration in force, and the bucket,
 /// opened on first use and held for the instance's life.
-struct Instance<C> {
-    config: C,
+struct Instance<R: Rule> {
+    config: Configured<R>,
     bucket: Option<Bucket>,
 }
 
@@ -43,11 +43,11 @@ const BUCKET: &str = "default";
 /// The world's exports for rule `R`; [`export_rule!`](crate::export_rule) names it.
 pub struct Component<R>(PhantomData<R>);
 
-fn instance<R: Rule>() -> &'static mut Instance<R::Config> {
+fn instance<R: Rule>() -> &'static mut Instance<R> {
     // SAFETY: one exported call at a time, and each takes the reference once.
     unsafe {
         INSTANCE.get(|| Instance {
-            config: R::Config::default(),
+            config: Configured::defaults(),
             bucket: None,
         })
     }
@@ -61,10 +61,8 @@ impl<R: Rule> wit::Guest for Component<R> {
             name: info.name.into(),
             version: info.version.into(),
             description: info.description.into(),
-            detections: info
-                .detections
-                .iter()
-                .map(|d| wit::Detection {
+            detections: (info.detections.iter().enumerate())
+                .map(|(place, d)| wit::Detection {
                     id: d.id.into(),
                     name: d.name.into(),
                     severity: severity(d.severity),
@@ -72,13 +70,11 @@ impl<R: Rule> wit::Guest for Component<R> {
                     description: d.description.into(),
                     runbook: d.runbook.into(),
                     reference: d.reference.into(),
-                    // The test kit checks that each detection names a period.
-                    dedup_period_seconds: period_at(config, d.dedup_period)
-                        .map_or(0, |p| p.seconds()),
+                    dedup_period_seconds: Period(config.dedup_period(place)).seconds(),
                     tags: d.tags.iter().map(|t| t.to_string()).collect(),
                 })
                 .collect(),
-            config: config.to_json(),
+            config: config.config().to_json(),
             prefilter: info
                 .prefilter
                 .iter()
@@ -88,7 +84,7 @@ impl<R: Rule> wit::Guest for Component<R> {
     }
 
     fn configure(json: String) -> Result<(), wit::RuleError> {
-        let parsed = R::Config::from_json(&json).map_err(|e| error(RuleError::InvalidConfig(e)))?;
+        let parsed = Configured::from_json(&json).map_err(|e| error(RuleError::InvalidConfig(e)))?;
         instance::<R>().config = parsed;
         Ok(())
     }
@@ -130,7 +126,7 @@ fn open(bucket: &mut Option<Bucket>) -> Result<&mut Bucket, RuleError> {
 /// end, and only if it succeeded ([`Rule::process`]).
 fn process<R: Rule>(
     event: &str,
-    config: &R::Config,
+    config: &Configured<R>,
     bucket: &mut Bucket,
     context: &wit::CallContext,
 ) -> Result<wit::Outcome, wit::RuleError> {
@@ -202,8 +198,16 @@ fn kv_error(e: store::Error) -> String {
 /// The host's bucket as the rule's [`KeyValue`].
 struct Bucket(store::Bucket);
 
+/// Reads of this many keys or fewer are single `get`s.
+const FEW_KEYS: usize = 4;
+
 impl KeyValue for Bucket {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        // The batch's answer repeats every key found, each copied into the rule's memory
+        // by a call of its own: for a few keys, a `get` each costs less.
+        if keys.len() <= FEW_KEYS {
+            return keys.iter().map(|k| self.0.get(k).map_err(kv_error)).collect();
+        }
         let values = batch::get_many(&self.0, keys).map_err(kv_error)?;
         Ok(values
             .into_iter()

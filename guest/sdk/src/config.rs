@@ -1,6 +1,7 @@
-//! Helpers for rule configurations ([`RuleConfig`](crate::RuleConfig)): lengths of event
-//! time written the way people write them, identity patterns with wildcards, and reading
-//! one period of a configuration by its path ([`period_at`]).
+//! Helpers for rule configurations ([`RuleConfig`]): lengths of event time written the
+//! way people write them, identity patterns with wildcards, reading one period of a
+//! configuration by its path ([`period_at`]), and the configuration in force with what
+//! the SDK reads from it once ([`Configured`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,7 @@ use serde::ser::{self, Impossible};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::time::{DAY, HOUR, MINUTE, Millis, SECOND};
+use crate::{Rule, RuleConfig};
 
 /// A length of event time. In JSON: whole seconds (`3600`) or a number with a unit,
 /// `s`, `m`, `h` or `d` (`"1h"`, `"14d"`).
@@ -106,6 +108,50 @@ impl FromStr for Period {
             .filter(|m| *m >= 0)
             .map(Period)
             .ok_or_else(bad)
+    }
+}
+
+/// A rule's configuration in force, with what the SDK reads from it once rather than for
+/// every alert: each detection's dedup period.
+pub struct Configured<R: Rule> {
+    config: R::Config,
+    /// By the detection's place in the rule's catalog.
+    dedup_periods: Vec<Millis>,
+}
+
+impl<R: Rule> Configured<R> {
+    /// `config`, if it names a dedup period for each of the rule's detections.
+    pub fn new(config: R::Config) -> Result<Self, String> {
+        let periods = R::info().detections.iter().map(|d| {
+            period_at(&config, d.dedup_period)
+                .map(Period::millis)
+                .map_err(|e| format!("{}'s dedup period: {e}", d.id))
+        });
+        Ok(Configured {
+            dedup_periods: periods.collect::<Result<_, _>>()?,
+            config,
+        })
+    }
+
+    /// The configuration in `text` (JSON), checked.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        Configured::new(R::Config::from_json(text)?)
+    }
+
+    /// The rule's defaults; a rule whose defaults lack a dedup period is a bug its test
+    /// cases meet first.
+    pub fn defaults() -> Self {
+        Configured::new(R::Config::default()).expect("the defaults name every dedup period")
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &R::Config {
+        &self.config
+    }
+
+    /// The dedup period of the detection at `place` in the rule's catalog.
+    pub fn dedup_period(&self, place: usize) -> Millis {
+        self.dedup_periods[place]
     }
 }
 

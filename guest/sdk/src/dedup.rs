@@ -13,7 +13,7 @@
 //! A rule keeps its own keys out of `d/`. A rule that sweeps its state (see
 //! [`history`](crate::history)) hands these keys to [`usable_until`].
 
-use crate::config::period_at;
+use crate::config::{Configured, period_at};
 use crate::entity::{Entity, Mark, Marks};
 use crate::kv::{decode_time, encode_time, hash_parts, hashed_key};
 use crate::{Alert, Detection, KeyValue, Millis, Rule, RuleError};
@@ -35,7 +35,7 @@ pub fn state_key(detections: &[&Detection], detection: &Detection, dedup_key: &s
 fn place(detections: &[&Detection], detection: &Detection) -> usize {
     detections
         .iter()
-        .position(|d| d.id == detection.id)
+        .position(|d| std::ptr::eq(*d, detection) || d.id == detection.id)
         .unwrap_or_else(|| panic!("`{}` is not among the rule's detections", detection.id))
 }
 
@@ -52,68 +52,88 @@ fn suppressed(last_alert: Option<Millis>, at: Millis, period: Millis) -> bool {
     last_alert.is_some_and(|t0| at < t0.saturating_add(period))
 }
 
-/// The alerts that pass the gate, in order; those that pass are remembered in `kv`. One
-/// read and one write of the store, for all of them; an alert kept in an entity
-/// ([`Alert::dedup_in`]) the rule wrote in this record reads it from the record's own
-/// writes, not from the store.
+/// The alerts that pass the gate, in order; those that pass are remembered: in the
+/// entities the record writes (`entities`, which the caller then writes), or in `kv`, with
+/// one read and one write of the store for all of them.
 pub(crate) fn gate<R: Rule>(
     alerts: Vec<Alert>,
-    config: &R::Config,
+    entities: &mut [(String, Entity)],
+    config: &Configured<R>,
     kv: &mut impl KeyValue,
 ) -> Result<Vec<Alert>, RuleError> {
     if alerts.is_empty() {
         return Ok(alerts);
     }
     let detections = R::info().detections;
-    let places: Vec<Place> = alerts.iter().map(|a| Place::of(detections, a)).collect();
-    let mut keys: Vec<String> = Vec::new();
-    for place in &places {
-        if !keys.contains(&place.key) {
-            keys.push(place.key.clone());
-        }
-    }
-    let stored = kv.get_many(&keys).map_err(RuleError::State)?;
-    let mut slots = Vec::with_capacity(keys.len());
-    for (key, value) in keys.into_iter().zip(stored) {
-        slots.push(Slot::decode(key, value.as_deref(), &places)?);
-    }
-    let mut passed = Vec::new();
+    let places: Vec<Place> = (alerts.iter())
+        .map(|a| Place::of(detections, a, entities))
+        .collect();
+    let mut stored = Stored::read(&places, kv)?;
+    let mut passed = Vec::with_capacity(alerts.len());
     for (alert, place) in alerts.into_iter().zip(&places) {
-        let slot = slots
-            .iter_mut()
-            .find(|s| s.key == place.key)
-            .expect("a slot per key");
-        let period = period(config, alert.detection)?;
-        if !slot.silences(place, alert.event_time, period) {
-            slot.remember(place, alert.event_time, period);
+        let period = config.dedup_period(self::place(detections, alert.detection));
+        let at = alert.event_time;
+        let admitted = match place {
+            Place::Written { entity, mark } => admit(&mut entities[*entity].1.marks, *mark, at, period),
+            place => stored.admit(place, at, period),
+        };
+        if admitted {
             passed.push(alert);
         }
     }
-    let writes = slots.into_iter().filter_map(Slot::into_write);
-    kv.set_many(writes.collect()).map_err(RuleError::State)?;
+    stored.write(kv)?;
     Ok(passed)
 }
 
-/// Where an alert's mark is kept: under `key` of its own (`within` is `None`), or as
-/// `mark` in the entity of `key`.
-struct Place {
-    key: String,
-    within: Option<(u16, u64)>,
+/// Where an alert's mark is kept.
+enum Place {
+    /// Under a key of its own: the time of the last alert.
+    Own(String),
+    /// In the stored entity of this key.
+    Stored { key: String, mark: (u16, u64) },
+    /// In the entity this record writes, at this place among the outcome's.
+    Written { entity: usize, mark: (u16, u64) },
 }
 
 impl Place {
-    fn of(detections: &[&Detection], alert: &Alert) -> Place {
-        match &alert.dedup_in {
-            None => Place {
-                key: state_key(detections, alert.detection, &alert.dedup_key),
-                within: None,
-            },
-            Some(entity) => Place {
-                key: entity.clone(),
-                within: Some(mark_of(detections, alert.detection, &alert.dedup_key)),
+    fn of(detections: &[&Detection], alert: &Alert, entities: &[(String, Entity)]) -> Place {
+        let Some(key) = &alert.dedup_in else {
+            return Place::Own(state_key(detections, alert.detection, &alert.dedup_key));
+        };
+        let mark = mark_of(detections, alert.detection, &alert.dedup_key);
+        match entities.iter().position(|(k, _)| k == key) {
+            Some(entity) => Place::Written { entity, mark },
+            None => Place::Stored {
+                key: key.clone(),
+                mark,
             },
         }
     }
+
+    /// The key read for it, if it is read from the store.
+    fn stored_key(&self) -> Option<&str> {
+        match self {
+            Place::Own(key) | Place::Stored { key, .. } => Some(key),
+            Place::Written { .. } => None,
+        }
+    }
+}
+
+/// Whether an alert at `at` of `mark` passes `marks`; if it does, it is remembered.
+fn admit(marks: &mut Marks, (detection, key): (u16, u64), at: Millis, period: Millis) -> bool {
+    if marks.until(detection, key).is_some_and(|until| at < until) {
+        return false;
+    }
+    let until = at.saturating_add(period);
+    marks.set(
+        Mark {
+            detection,
+            key,
+            until,
+        },
+        false,
+    );
+    true
 }
 
 /// The (detection, dedup key) of an alert as an entity's marks name it.
@@ -122,12 +142,9 @@ fn mark_of(detections: &[&Detection], detection: &Detection, dedup_key: &str) ->
     (place, hash_parts(&[dedup_key]))
 }
 
-/// What one key of the gate holds, and whether the gate changed it.
-struct Slot {
-    key: String,
-    kept: Kept,
-    changed: bool,
-}
+/// The marks kept in the store, read in one batch: each key's value, and whether the gate
+/// changed it.
+struct Stored(Vec<(String, Kept, bool)>);
 
 enum Kept {
     /// The last alert of the one detection and dedup key the key names.
@@ -136,58 +153,66 @@ enum Kept {
     Within(Entity),
 }
 
-impl Slot {
-    fn decode(key: String, value: Option<&[u8]>, places: &[Place]) -> Result<Slot, RuleError> {
-        let within = places.iter().any(|p| p.key == key && p.within.is_some());
-        let kept = match within {
-            true => Kept::Within(Entity::decode(&key, value)?),
-            false => Kept::Own(decode_time(&key, value)?),
-        };
-        Ok(Slot {
-            key,
-            kept,
-            changed: false,
-        })
-    }
-
-    /// Whether an alert at `at` of `place` is silenced.
-    fn silences(&self, place: &Place, at: Millis, period: Millis) -> bool {
-        match (&self.kept, place.within) {
-            (Kept::Own(last), _) => suppressed(*last, at, period),
-            (Kept::Within(entity), Some((detection, key))) => entity
-                .marks
-                .until(detection, key)
-                .is_some_and(|until| at < until),
-            (Kept::Within(_), None) => unreachable!("a key is an entity for all its alerts"),
-        }
-    }
-
-    fn remember(&mut self, place: &Place, at: Millis, period: Millis) {
-        self.changed = true;
-        match (&mut self.kept, place.within) {
-            (Kept::Own(last), _) => *last = Some(at),
-            (Kept::Within(entity), Some((detection, key))) => {
-                let until = at.saturating_add(period);
-                entity.marks.set(
-                    Mark {
-                        detection,
-                        key,
-                        until,
-                    },
-                    false,
-                )
+impl Stored {
+    fn read(places: &[Place], kv: &mut impl KeyValue) -> Result<Stored, RuleError> {
+        let mut keys: Vec<String> = Vec::new();
+        for key in places.iter().filter_map(Place::stored_key) {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
             }
-            (Kept::Within(_), None) => unreachable!("a key is an entity for all its alerts"),
         }
+        if keys.is_empty() {
+            return Ok(Stored(Vec::new()));
+        }
+        let values = kv.get_many(&keys).map_err(RuleError::State)?;
+        let mut stored = Vec::with_capacity(keys.len());
+        for (key, value) in keys.into_iter().zip(values) {
+            let within = (places.iter())
+                .any(|p| matches!(p, Place::Stored { key: k, .. } if *k == key));
+            let kept = match within {
+                true => Kept::Within(Entity::decode(&key, value.as_deref())?),
+                false => Kept::Own(decode_time(&key, value.as_deref())?),
+            };
+            stored.push((key, kept, false));
+        }
+        Ok(Stored(stored))
     }
 
-    fn into_write(self) -> Option<(String, Vec<u8>)> {
-        let value = match self.kept {
-            _ if !self.changed => return None,
-            Kept::Own(at) => encode_time(at.expect("remembered")),
-            Kept::Within(entity) => entity.encode(),
+    /// Whether an alert at `at` of `place` passes; if it does, it is remembered.
+    fn admit(&mut self, place: &Place, at: Millis, period: Millis) -> bool {
+        let key = place.stored_key().expect("a stored place");
+        let (_, kept, changed) = (self.0.iter_mut())
+            .find(|(k, ..)| k == key)
+            .expect("read for each place");
+        let admitted = match (kept, place) {
+            (Kept::Own(last), _) => {
+                let pass = !suppressed(*last, at, period);
+                if pass {
+                    *last = Some(at);
+                }
+                pass
+            }
+            (Kept::Within(entity), Place::Stored { mark, .. }) => {
+                admit(&mut entity.marks, *mark, at, period)
+            }
+            (Kept::Within(_), _) => unreachable!("a key is an entity for all its alerts"),
         };
-        Some((self.key, value))
+        *changed |= admitted;
+        admitted
+    }
+
+    fn write(self, kv: &mut impl KeyValue) -> Result<(), RuleError> {
+        let writes: Vec<(String, Vec<u8>)> = (self.0.into_iter())
+            .filter(|(_, _, changed)| *changed)
+            .map(|(key, kept, _)| match kept {
+                Kept::Own(at) => (key, encode_time(at.expect("remembered"))),
+                Kept::Within(entity) => (key, entity.encode()),
+            })
+            .collect();
+        match writes.is_empty() {
+            true => Ok(()),
+            false => kv.set_many(writes).map_err(RuleError::State),
+        }
     }
 }
 
@@ -319,7 +344,8 @@ mod tests {
         record: &str,
         not_after: Millis,
     ) -> Result<Vec<&'static str>, RuleError> {
-        let outcome = Echo::process(record, &Periods::default(), kv, &Context { not_after })?;
+        let config = Configured::defaults();
+        let outcome = Echo::process(record, &config, kv, &Context { not_after })?;
         Ok(outcome.alerts.iter().map(|a| a.detection.id).collect())
     }
 
@@ -372,15 +398,20 @@ mod tests {
             event_id: None,
             dedup_in: Some("e/a".into()),
         };
-        let config = Periods::default();
+        let config = Configured::<Echo>::defaults();
         let alerts = vec![
             alert(&DAILY, DAY),
             alert(&HOURLY, DAY),
             alert(&DAILY, DAY + 1),
         ];
-        let passed = gate::<Echo>(alerts, &config, &mut kv).unwrap();
+        let passed = gate::<Echo>(alerts.clone(), &mut [], &config, &mut kv).unwrap();
         let ids: Vec<_> = passed.iter().map(|a| a.detection.id).collect();
         assert_eq!(ids, ["Daily", "Hourly"]);
+        // An entity the record writes is marked where it is, and the store not read.
+        let mut written = [("e/a".to_owned(), entity.clone())];
+        let passed = gate::<Echo>(alerts, &mut written, &config, &mut MemoryKv::new()).unwrap();
+        assert_eq!(passed.len(), 2);
+        assert_eq!(written[0].1.marks.until(0, hash_parts(&["k"])), Some(2 * DAY));
         assert_eq!(kv.keys(), ["e/a"], "no key of its own");
         let stored = Entity::decode("e/a", kv.entries.get("e/a").map(Vec::as_slice)).unwrap();
         assert_eq!(stored.facts, b"facts");
@@ -388,8 +419,8 @@ mod tests {
         assert_eq!(stored.marks.until(0, key), Some(2 * DAY));
         assert_eq!(stored.marks.until(1, key), Some(DAY + HOUR));
         let mut merged = Marks::default();
-        merge_mark::<Echo>(&mut merged, &config, &HOURLY, "k", DAY).unwrap();
-        merge_mark::<Echo>(&mut merged, &config, &HOURLY, "k", DAY - 1).unwrap();
+        merge_mark::<Echo>(&mut merged, config.config(), &HOURLY, "k", DAY).unwrap();
+        merge_mark::<Echo>(&mut merged, config.config(), &HOURLY, "k", DAY - 1).unwrap();
         assert_eq!(merged.until(1, key), Some(DAY + HOUR), "the later one");
     }
 

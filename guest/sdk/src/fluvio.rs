@@ -47,7 +47,7 @@ use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Context, Rule, RuleConfig};
+use crate::{AlertLine, Configured, Context, Rule};
 
 /// The parameter that carries the rule's configuration.
 pub const CONFIG_PARAM: &str = "config";
@@ -94,7 +94,7 @@ impl Waiting {
 
 impl<R: Rule> Module<R> {
     /// The module for `config`; an invalid prefilter is a rule bug that `init` reports.
-    fn new(config: R::Config) -> Result<Self, String> {
+    fn new(config: Configured<R>) -> Result<Self, String> {
         Ok(Module {
             resident: Resident::new(config, MemoryKv::new()),
             prefilter: Prefilter::new(R::info().prefilter)
@@ -182,7 +182,7 @@ fn module<R: Rule>() -> &'static mut Module<R> {
     // SAFETY: each exported call takes it once.
     unsafe {
         MODULE.get(|| {
-            Module::<R>::new(R::Config::default()).expect("`init` refuses an invalid prefilter")
+            Module::<R>::new(Configured::defaults()).expect("`init` refuses an invalid prefilter")
         })
     }
 }
@@ -246,12 +246,12 @@ pub unsafe fn init<R: Rule>(ptr: *mut u8, len: usize, version: i16) -> i32 {
     }
 }
 
-fn configuration<R: Rule>(params: &SmartModuleExtraParams) -> Result<R::Config, String> {
+fn configuration<R: Rule>(params: &SmartModuleExtraParams) -> Result<Configured<R>, String> {
     match params.get(CONFIG_PARAM) {
-        Some(json) => R::Config::from_json(json).map_err(|e| {
+        Some(json) => Configured::from_json(json).map_err(|e| {
             format!("the `{CONFIG_PARAM}` parameter is not a valid configuration: {e}")
         }),
-        None => Ok(R::Config::default()),
+        None => Ok(Configured::defaults()),
     }
 }
 

@@ -69,84 +69,131 @@ struct Member {
     key: (u32, u32),
     /// The value's text (a string's with its quotes).
     value: (u32, u32),
-    /// The index past this member and, for an object, every member inside it.
-    next: u32,
-    /// The key's [`tag`], to pass over most other keys without comparing them.
-    tag: u32,
+    /// For an object: where its own members' keys are in [`Document::keys`].
+    keys: (u32, u32),
     kind: Kind,
     key_escaped: bool,
     value_escaped: bool,
+}
+
+/// A member of an object, in that object's run of [`Document::keys`]: its key's [`tag`]
+/// beside it, so that a lookup reads one small array and passes over most keys without
+/// comparing them.
+#[derive(Clone, Copy, Debug)]
+struct Key {
+    tag: u32,
+    member: u32,
 }
 
 /// A JSON object's text, checked and indexed.
 #[derive(Debug)]
 pub struct Document<'a> {
     text: &'a str,
+    buffers: Buffers,
+    /// The run of the document's own members.
+    root: (u32, u32),
+}
+
+/// What a document's index is kept in.
+#[derive(Debug, Default)]
+struct Buffers {
     members: Vec<Member>,
+    /// Each object's own members, in order, one run per object.
+    keys: Vec<Key>,
+    /// The keys of the objects being read, innermost last: each object's move to `keys`
+    /// when it closes, so that its run there is whole.
+    open: Vec<Key>,
+}
+
+impl Buffers {
+    fn cleared(mut self) -> Self {
+        self.members.clear();
+        self.keys.clear();
+        self.open.clear();
+        self
+    }
+}
+
+thread_local! {
+    /// The buffers of the document dropped last, for the next one: a rule reads one record
+    /// after another, and need not allocate its index each time.
+    static SPARE: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+}
+
+impl Drop for Document<'_> {
+    fn drop(&mut self) {
+        let buffers = std::mem::take(&mut self.buffers);
+        SPARE.set(Some(buffers.cleared()));
+    }
 }
 
 impl<'a> Document<'a> {
     /// Checks `text`, which must be one JSON object, and indexes its members.
     pub fn parse(text: &'a str) -> Result<Document<'a>, Error> {
-        let mut parser = Parser {
-            text,
-            pos: 0,
-            members: Vec::with_capacity(64),
-        };
-        parser.document()?;
-        Ok(Document {
-            text,
-            members: parser.members,
-        })
+        let mut parser = Parser::new(text, SPARE.take().unwrap_or_default());
+        let root = parser.document();
+        let Parser { buffers, .. } = parser;
+        match root {
+            Ok(root) => Ok(Document {
+                text,
+                buffers,
+                root,
+            }),
+            Err(e) => {
+                SPARE.set(Some(buffers.cleared()));
+                Err(e)
+            }
+        }
     }
 
     /// The object the text is.
     pub fn root(&self) -> Object<'_, 'a> {
         Object {
             doc: self,
-            first: 0,
-            end: self.members.len() as u32,
+            keys: self.root,
         }
     }
+}
+
+/// Checks that `text` is one JSON object, as [`Document::parse`] does, indexing nothing
+/// (so escaped keys are not decoded).
+pub fn check_object(text: &str) -> Result<(), Error> {
+    let mut parser = Parser::new(text, Buffers::default());
+    parser.index = false;
+    parser.document().map(drop)
 }
 
 /// An object of a [`Document`].
 #[derive(Clone, Copy, Debug)]
 pub struct Object<'d, 'a> {
     doc: &'d Document<'a>,
-    first: u32,
-    end: u32,
+    keys: (u32, u32),
 }
 
 impl<'d, 'a> Object<'d, 'a> {
+    fn keys(&self) -> &'d [Key] {
+        &self.doc.buffers.keys[self.keys.0 as usize..self.keys.1 as usize]
+    }
+
     /// The value of `key`: the last, if the object repeats it, as a parsed object keeps it.
     pub fn get(&self, key: &str) -> Option<Value<'d, 'a>> {
         let want = tag(key.as_bytes());
-        let mut found = None;
-        let mut at = self.first;
-        while at < self.end {
-            let member = &self.doc.members[at as usize];
-            if (member.tag == want || member.key_escaped) && self.doc.key_is(member, key) {
-                found = Some(at);
-            }
-            at = member.next;
-        }
-        found.map(|at| Value { doc: self.doc, at })
+        let members = &self.doc.buffers.members;
+        let found = (self.keys().iter().rev())
+            .find(|k| k.tag == want && self.doc.key_is(&members[k.member as usize], key));
+        found.map(|k| Value {
+            doc: self.doc,
+            at: k.member,
+        })
     }
 
     /// The members, in order: each key (decoded) and its value.
     pub fn members(self) -> impl Iterator<Item = (Cow<'a, str>, Value<'d, 'a>)> + 'd {
-        let (doc, end) = (self.doc, self.end);
-        let mut at = self.first;
-        std::iter::from_fn(move || {
-            if at >= end {
-                return None;
-            }
-            let member = &doc.members[at as usize];
-            let key = doc.key(member);
-            let value = Value { doc, at };
-            at = member.next;
-            Some((key, value))
+        let doc = self.doc;
+        self.keys().iter().map(move |k| {
+            let key = doc.key(&doc.buffers.members[k.member as usize]);
+            let value = Value { doc, at: k.member };
+            (key, value)
         })
     }
 }
@@ -160,7 +207,7 @@ pub struct Value<'d, 'a> {
 
 impl<'d, 'a> Value<'d, 'a> {
     fn member(&self) -> &'d Member {
-        &self.doc.members[self.at as usize]
+        &self.doc.buffers.members[self.at as usize]
     }
 
     /// What kind of value it is.
@@ -178,8 +225,7 @@ impl<'d, 'a> Value<'d, 'a> {
     pub fn as_object(&self) -> Option<Object<'d, 'a>> {
         (self.kind() == Kind::Object).then(|| Object {
             doc: self.doc,
-            first: self.at + 1,
-            end: self.member().next,
+            keys: self.member().keys,
         })
     }
 
@@ -195,7 +241,7 @@ impl<'d, 'a> Value<'d, 'a> {
             false => Ok(Cow::Borrowed(inner)),
             true => unescape(inner)
                 .map(Cow::Owned)
-                .map_err(|what| self.doc.error_at(member.value.0 as usize, what)),
+                .map_err(|what| error_at(self.doc.text, member.value.0 as usize, what)),
         })
     }
 }
@@ -220,10 +266,6 @@ impl<'a> Document<'a> {
             true => Cow::Owned(unescape(text).unwrap_or_default()),
         }
     }
-
-    fn error_at(&self, pos: usize, what: &'static str) -> Error {
-        error_at(self.text, pos, what)
-    }
 }
 
 /// A key's length, and its first, middle and last bytes: keys of one object seldom share
@@ -246,36 +288,25 @@ fn error_at(text: &str, pos: usize, what: &'static str) -> Error {
     }
 }
 
-/// An object or array being read.
-#[derive(Clone, Copy)]
-struct Frame {
-    object: bool,
-    /// Its members are indexed: it is the document or an indexed member's object.
-    indexed: bool,
-    /// The indexed member whose value it is.
-    member: Option<u32>,
-}
-
-/// Where the reader is, between tokens.
-enum State {
-    /// Just after the `{` or `[` of the innermost frame.
-    Open,
-    /// At a member or element of the innermost frame.
-    Item,
-    /// After a value of the innermost frame.
-    After,
-    /// Just after the `}` or `]` of the innermost frame.
-    Close,
-}
-
+/// Reads a text by recursive descent, indexing (if asked) what it reads.
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
-    members: Vec<Member>,
+    index: bool,
+    buffers: Buffers,
 }
 
-impl Parser<'_> {
-    fn bytes(&self) -> &[u8] {
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, buffers: Buffers) -> Self {
+        Parser {
+            text,
+            pos: 0,
+            index: true,
+            buffers,
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
 
@@ -293,134 +324,149 @@ impl Parser<'_> {
         }
     }
 
-    /// The whole text: one object, and nothing after it but whitespace.
-    fn document(&mut self) -> Result<(), Error> {
+    /// The whole text: one object, and nothing after it but whitespace; the run of its
+    /// own keys.
+    fn document(&mut self) -> Result<(u32, u32), Error> {
         self.skip_whitespace();
         match self.peek() {
-            Some(b'{') => self.pos += 1,
+            Some(b'{') => {}
             None => return Err(self.error("EOF while parsing a value")),
             Some(_) => return Err(self.error("expected an object")),
         }
-        let mut stack = Vec::with_capacity(8);
-        stack.push(Frame {
-            object: true,
-            indexed: true,
-            member: None,
-        });
-        let mut state = State::Open;
-        while let Some(&frame) = stack.last() {
-            state = match state {
-                State::Open => self.open(frame),
-                State::Item => self.item(frame, &mut stack)?,
-                State::After => self.after(frame)?,
-                State::Close => {
-                    stack.pop();
-                    if let Some(at) = frame.member {
-                        let next = self.members.len() as u32;
-                        let member = &mut self.members[at as usize];
-                        member.value.1 = self.pos as u32;
-                        member.next = next;
-                    }
-                    State::After
-                }
-            };
-        }
+        let root = self.object(self.index, 1)?;
         self.skip_whitespace();
         match self.peek() {
-            None => Ok(()),
+            None => Ok(root),
             Some(_) => Err(self.error("trailing characters")),
         }
     }
 
-    fn open(&mut self, frame: Frame) -> State {
+    /// An object, at its `{`, `depth` deep; if `indexed`, its members are, and the run of
+    /// their keys is returned.
+    fn object(&mut self, indexed: bool, depth: usize) -> Result<(u32, u32), Error> {
+        self.pos += 1;
+        let from = self.buffers.open.len();
         self.skip_whitespace();
-        let close = if frame.object { b'}' } else { b']' };
-        if self.peek() == Some(close) {
+        if self.peek() == Some(b'}') {
             self.pos += 1;
-            return State::Close;
+        } else {
+            loop {
+                self.member(indexed, depth)?;
+                self.skip_whitespace();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_whitespace();
+                    }
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    None => return Err(self.error("EOF while parsing an object")),
+                    Some(_) => return Err(self.error("expected `,` or `}`")),
+                }
+            }
         }
-        State::Item
+        let Buffers { keys, open, .. } = &mut self.buffers;
+        let start = keys.len() as u32;
+        if indexed {
+            keys.extend(open.drain(from..));
+        }
+        Ok((start, keys.len() as u32))
     }
 
-    /// A member (its key, `:` and value) or an element; a nested object or array is
-    /// opened, a scalar read whole.
-    fn item(&mut self, frame: Frame, stack: &mut Vec<Frame>) -> Result<State, Error> {
-        let mut member = None;
-        if frame.object {
-            let key = self.key(frame.indexed)?;
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b':') => self.pos += 1,
-                None => return Err(self.error("EOF while parsing an object")),
-                Some(_) => return Err(self.error("expected `:`")),
-            }
-            self.skip_whitespace();
-            if frame.indexed {
-                member = Some(self.members.len() as u32);
-                self.members.push(Member {
-                    key: (key.0 as u32, key.1 as u32),
-                    tag: tag(&self.bytes()[key.0..key.1]),
-                    key_escaped: key.2,
-                    value: (self.pos as u32, self.pos as u32),
-                    next: 0,
-                    kind: Kind::Null,
-                    value_escaped: false,
-                });
-            }
-        } else {
-            self.skip_whitespace();
+    /// A member: its key, `:` and value.
+    fn member(&mut self, indexed: bool, depth: usize) -> Result<(), Error> {
+        let (key, key_escaped) = self.key()?;
+        let key_tag = match (indexed, key_escaped) {
+            (false, _) => 0,
+            (true, false) => tag(&self.bytes()[key.0..key.1]),
+            // Checked, and tagged, as it reads.
+            (true, true) => match unescape(&self.text[key.0..key.1]) {
+                Ok(decoded) => tag(decoded.as_bytes()),
+                Err(what) => return Err(error_at(self.text, key.0, what)),
+            },
+        };
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b':') => self.pos += 1,
+            None => return Err(self.error("EOF while parsing an object")),
+            Some(_) => return Err(self.error("expected `:`")),
         }
-        let (kind, escaped) = match self.peek() {
+        self.skip_whitespace();
+        if !indexed {
+            return self.value(None, depth);
+        }
+        let at = self.buffers.members.len() as u32;
+        self.buffers.members.push(Member {
+            key: (key.0 as u32, key.1 as u32),
+            value: (0, 0),
+            keys: (0, 0),
+            kind: Kind::Null,
+            key_escaped,
+            value_escaped: false,
+        });
+        self.buffers.open.push(Key {
+            tag: key_tag,
+            member: at,
+        });
+        self.value(Some(at), depth)
+    }
+
+    /// A value, indexed as `member`'s if that is given, in a container `depth` deep.
+    fn value(&mut self, member: Option<u32>, depth: usize) -> Result<(), Error> {
+        let start = self.pos;
+        let (kind, escaped, keys) = match self.peek() {
             Some(open @ (b'{' | b'[')) => {
-                if stack.len() == MAX_DEPTH {
+                if depth == MAX_DEPTH {
                     return Err(self.error("recursion limit exceeded"));
                 }
-                self.pos += 1;
-                let object = open == b'{';
-                stack.push(Frame {
-                    object,
-                    indexed: object && frame.indexed,
-                    member,
-                });
-                if let Some(at) = member {
-                    self.members[at as usize].kind = if object { Kind::Object } else { Kind::Array };
+                match open {
+                    b'{' => (Kind::Object, false, self.object(member.is_some(), depth + 1)?),
+                    _ => (Kind::Array, false, self.array(depth + 1)?),
                 }
-                return Ok(State::Open);
             }
-            _ => self.scalar()?,
+            _ => {
+                let (kind, escaped) = self.scalar()?;
+                (kind, escaped, (0, 0))
+            }
         };
         if let Some(at) = member {
-            let next = self.members.len() as u32;
-            let m = &mut self.members[at as usize];
-            (m.kind, m.value_escaped, m.value.1, m.next) = (kind, escaped, self.pos as u32, next);
+            let m = &mut self.buffers.members[at as usize];
+            (m.kind, m.value_escaped, m.keys) = (kind, escaped, keys);
+            m.value = (start as u32, self.pos as u32);
         }
-        Ok(State::After)
+        Ok(())
     }
 
-    fn after(&mut self, frame: Frame) -> Result<State, Error> {
+    /// An array, at its `[`, `depth` deep: its elements are checked, not indexed.
+    fn array(&mut self, depth: usize) -> Result<(u32, u32), Error> {
+        self.pos += 1;
         self.skip_whitespace();
-        let (close, expected, eof) = match frame.object {
-            true => (b'}', "expected `,` or `}`", "EOF while parsing an object"),
-            false => (b']', "expected `,` or `]`", "EOF while parsing a list"),
-        };
-        match self.peek() {
-            Some(b',') => {
-                self.pos += 1;
-                self.skip_whitespace();
-                Ok(State::Item)
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok((0, 0));
+        }
+        loop {
+            self.value(None, depth)?;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok((0, 0));
+                }
+                None => return Err(self.error("EOF while parsing a list")),
+                Some(_) => return Err(self.error("expected `,` or `]`")),
             }
-            Some(b) if b == close => {
-                self.pos += 1;
-                Ok(State::Close)
-            }
-            None => Err(self.error(eof)),
-            Some(_) => Err(self.error(expected)),
         }
     }
 
-    /// A key: where its text lies between the quotes, and whether it has escapes (those of
-    /// an indexed member are checked to decode).
-    fn key(&mut self, indexed: bool) -> Result<(usize, usize, bool), Error> {
+    /// A key: where its text lies between the quotes, and whether it has escapes.
+    fn key(&mut self) -> Result<((usize, usize), bool), Error> {
         match self.peek() {
             Some(b'"') => self.pos += 1,
             None => return Err(self.error("EOF while parsing an object")),
@@ -428,11 +474,7 @@ impl Parser<'_> {
         }
         let start = self.pos;
         let escaped = self.string()?;
-        let end = self.pos - 1;
-        if escaped && indexed {
-            unescape(&self.text[start..end]).map_err(|what| error_at(self.text, start, what))?;
-        }
-        Ok((start, end, escaped))
+        Ok(((start, self.pos - 1), escaped))
     }
 
     /// A string, number or literal; for a string, whether it has escapes.

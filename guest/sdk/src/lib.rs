@@ -92,6 +92,7 @@ pub mod prelude {
 
 pub use alert::{Alert, AlertLine};
 pub use catalog::{Detection, Mitre, Severity};
+pub use config::Configured;
 pub use error::RuleError;
 pub use kv::{KeyValue, MemoryKv};
 pub use time::Millis;
@@ -126,7 +127,7 @@ pub trait Rule: Sized + 'static {
     /// `kv` only if it succeeds. Provided; a rule implements `detect`.
     fn process(
         record: &str,
-        config: &Self::Config,
+        config: &Configured<Self>,
         kv: &mut impl KeyValue,
         context: &Context,
     ) -> Result<Outcome, RuleError> {
@@ -135,12 +136,17 @@ pub trait Rule: Sized + 'static {
             base: kv,
             pending: &mut pending,
         };
-        let mut outcome = Self::detect(record, config, &mut overlay, context)?;
+        let mut outcome = Self::detect(record, config.config(), &mut overlay, context)?;
         for alert in &outcome.alerts {
             timeline::check_not_after(alert.event_time, context.not_after)
                 .map_err(RuleError::InvalidTime)?;
         }
-        outcome.alerts = dedup::gate::<Self>(outcome.alerts, config, &mut overlay)?;
+        let entities = &mut outcome.entities;
+        outcome.alerts = dedup::gate::<Self>(outcome.alerts, entities, config, &mut overlay)?;
+        if !entities.is_empty() {
+            let writes = entities.drain(..).map(|(key, e)| (key, e.encode()));
+            overlay.set_many(writes.collect()).map_err(RuleError::State)?;
+        }
         overlay.flush().map_err(RuleError::State)?;
         Ok(outcome)
     }
@@ -205,6 +211,10 @@ pub struct Outcome {
     pub relevant: bool,
     /// The alerts it raises.
     pub alerts: Vec<Alert>,
+    /// The entities this record writes, by key: the SDK adds the dedup marks of the
+    /// alerts kept in them ([`Alert::dedup_in`]) and writes each once, after the rule's
+    /// own writes, so that an entity is read and written once per record.
+    pub entities: Vec<(String, entity::Entity)>,
 }
 
 impl Outcome {
@@ -213,7 +223,14 @@ impl Outcome {
         Outcome {
             relevant: true,
             alerts,
+            entities: Vec::new(),
         }
+    }
+
+    /// The outcome, with `entity` to write under `key` ([`Outcome::entities`]).
+    pub fn writing(mut self, key: String, entity: entity::Entity) -> Self {
+        self.entities.push((key, entity));
+        self
     }
 }
 

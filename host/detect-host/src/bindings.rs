@@ -29,5 +29,5 @@ pub const DETECTOR_EXPORT: &str = "detect:rule/detector@0.3.0";
 
 /// An open bucket, as the rule holds it: the name of its table in the store.
 pub struct BucketHandle {
-    pub(crate) table: String,
+    pub(crate) table: std::sync::Arc<str>,
 }

@@ -38,6 +38,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::{Bound, Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -396,7 +397,7 @@ impl KvHost {
     }
 
     /// The table of an open bucket, if the call may use the store.
-    fn bucket(&self, handle: &Resource<BucketHandle>) -> HostResult<String> {
+    fn bucket(&self, handle: &Resource<BucketHandle>) -> HostResult<Arc<str>> {
         if self.pending.is_none() {
             return Ok(Err(store::Error::Other(UNAVAILABLE.to_owned())));
         }
@@ -620,6 +621,7 @@ impl store::Host for KvHost {
             return Err(limit(format!("at most {max} buckets may be open at once")));
         }
         self.open_buckets += 1;
+        let table = table.into();
         Ok(Ok(self.table.push(BucketHandle { table })?))
     }
 }

@@ -2,42 +2,50 @@
 //! the dead-letter stream.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-pub use detect_sdk::alert::{AlertLine, MitreLine};
-use detect_sdk::time::format_event_time;
+pub use detect_sdk::alert::{AlertLine, Declared, MitreLine};
+use detect_sdk::alert::{LineTemplate, Raised};
+use detect_sdk::{Millis, json};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::bindings::{Alert, Detection, Mitre, Severity};
+use crate::bindings::{self, Detection, Mitre, Severity};
 use crate::input::{Unusable, hex};
 
 /// What a rule declares of each detection, by id: what the host adds to its alerts.
 #[derive(Clone, Debug, Default)]
-pub struct Catalog(HashMap<String, Declared>);
+pub struct Catalog(HashMap<String, Arc<Declaration>>);
 
-#[derive(Clone, Debug)]
-struct Declared {
-    name: String,
-    severity: &'static str,
-    mitre: Vec<MitreLine>,
-    runbook: String,
-    reference: String,
+/// A detection as the host writes its alerts: what the rule declares, and the parts of
+/// its lines that this makes the same for every alert, written once.
+#[derive(Debug)]
+pub struct Declaration {
+    /// What the rule declares.
+    pub declared: Declared,
+    line: LineTemplate,
 }
 
 impl Catalog {
+    /// The catalog of a rule that described its detections as `detections`.
     pub fn new(detections: &[Detection]) -> Catalog {
-        let declared = detections.iter().map(|d| {
-            let declared = Declared {
-                name: d.name.clone(),
-                severity: severity_name(d.severity),
-                mitre: d.mitre.iter().map(mitre_line).collect(),
-                runbook: d.runbook.clone(),
-                reference: d.reference.clone(),
-            };
-            (d.id.clone(), declared)
+        Catalog::of(detections.iter().map(|d| Declared {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            severity: severity(d.severity),
+            mitre: d.mitre.iter().map(mitre_line).collect(),
+            runbook: d.runbook.clone(),
+            reference: d.reference.clone(),
+        }))
+    }
+
+    /// The catalog of `detections`.
+    pub fn of(detections: impl IntoIterator<Item = Declared>) -> Catalog {
+        let declared = detections.into_iter().map(|declared| {
+            let line = LineTemplate::new(&declared);
+            (declared.id.clone(), Arc::new(Declaration { declared, line }))
         });
         Catalog(declared.collect())
     }
@@ -47,35 +55,92 @@ impl Catalog {
         self.0.contains_key(id)
     }
 
-    /// An alert of the rule as the JSON line every host of this project writes, with what
-    /// its detection declares; `None` for a detection the rule did not declare. The
-    /// context is kept as the rule wrote it, once checked to be a JSON object; anything
-    /// else is wrapped as `{"text": ...}`.
-    pub fn line(&self, alert: Alert) -> Option<AlertLine> {
-        let declared = self.0.get(&alert.rule_id)?;
-        let context = match RawValue::from_string(alert.context) {
-            Ok(raw) if raw.get().starts_with('{') => raw,
-            Ok(raw) => text_context(raw.get()),
-            Err(e) => text_context(&format!("the rule's context is not JSON: {e}")),
+    /// An alert of the rule, with what its detection declares; `None` for a detection the
+    /// rule did not declare. The context is kept as the rule wrote it, once checked to be
+    /// a JSON object; anything else is wrapped as `{"text": ...}`.
+    pub fn alert(&self, alert: bindings::Alert) -> Option<Alert> {
+        let detection = self.0.get(&alert.rule_id)?.clone();
+        let context = match json::check_object(&alert.context) {
+            Ok(()) => alert.context,
+            Err(e) => match serde_json::from_str::<serde::de::IgnoredAny>(&alert.context) {
+                Ok(_) => text_context(&alert.context),
+                Err(_) => text_context(&format!("the rule's context is not JSON: {e}")),
+            },
         };
-        Some(AlertLine {
-            rule_id: alert.rule_id,
-            name: declared.name.clone(),
+        Some(Alert {
+            detection,
             title: alert.title,
-            severity: declared.severity.to_owned(),
-            event_time: format_event_time(alert.event_time),
+            event_time: alert.event_time,
             dedup_key: alert.dedup_key,
-            mitre: declared.mitre.clone(),
-            runbook: declared.runbook.clone(),
-            reference: declared.reference.clone(),
             context,
             event_id: alert.event_id,
         })
     }
 }
 
-fn text_context(text: &str) -> Box<RawValue> {
-    serde_json::value::to_raw_value(&serde_json::json!({ "text": text })).expect("JSON serializes")
+/// One alert, as the host writes it: what the rule raised, with what its detection
+/// declares.
+#[derive(Clone, Debug)]
+pub struct Alert {
+    detection: Arc<Declaration>,
+    /// One line for an analyst.
+    pub title: String,
+    /// The record's event time.
+    pub event_time: Millis,
+    /// Alerts of one detection with one dedup key describe the same activity.
+    pub dedup_key: String,
+    /// A JSON object's text, checked.
+    context: String,
+    /// The record's id, when it has one.
+    pub event_id: Option<String>,
+}
+
+impl Alert {
+    /// The id of the detection that fired.
+    pub fn rule_id(&self) -> &str {
+        &self.detection.declared.id
+    }
+
+    /// What its detection declares.
+    pub fn declared(&self) -> &Declared {
+        &self.detection.declared
+    }
+
+    /// The context, a JSON object's text.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    fn raised(&self) -> Raised<'_> {
+        Raised {
+            title: &self.title,
+            event_time: self.event_time,
+            dedup_key: &self.dedup_key,
+            context: &self.context,
+            event_id: self.event_id.as_deref(),
+        }
+    }
+
+    /// Its JSON line, as a value.
+    pub fn line(&self) -> AlertLine {
+        AlertLine::new(self.declared(), &self.raised())
+    }
+
+    /// Appends its JSON line, newline included, to `out`.
+    pub fn write_line(&self, out: &mut String) {
+        self.detection.line.write(out, &self.raised());
+    }
+}
+
+/// As its JSON line.
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.line().serialize(serializer)
+    }
+}
+
+fn text_context(text: &str) -> String {
+    serde_json::json!({ "text": text }).to_string()
 }
 
 pub fn mitre_line(m: &Mitre) -> MitreLine {
@@ -87,14 +152,19 @@ pub fn mitre_line(m: &Mitre) -> MitreLine {
     }
 }
 
-pub fn severity_name(severity: Severity) -> &'static str {
+fn severity(severity: Severity) -> detect_sdk::Severity {
     match severity {
-        Severity::Info => "info",
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
+        Severity::Info => detect_sdk::Severity::Info,
+        Severity::Low => detect_sdk::Severity::Low,
+        Severity::Medium => detect_sdk::Severity::Medium,
+        Severity::High => detect_sdk::Severity::High,
+        Severity::Critical => detect_sdk::Severity::Critical,
     }
+}
+
+/// `info`, `low`, `medium`, `high` or `critical`.
+pub fn severity_name(s: Severity) -> &'static str {
+    severity(s).name()
 }
 
 /// A record the harness could not process, as a JSON line: where it was, why it failed,

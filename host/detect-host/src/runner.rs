@@ -28,7 +28,7 @@ use crate::bindings::{self, CallContext, Rule, RuleError, RuleInfo, RulePre};
 use crate::error::{Error, RecordFailure};
 use crate::kv::{Call, DeadlineExceeded, KvHost, KvLimitExceeded, Phase};
 use crate::limits::{Limits, MemoryLimitExceeded, StoreData};
-use crate::output::{AlertLine, Catalog};
+use crate::output::{Alert, Catalog};
 use crate::state::{StateStore, StoreError};
 
 /// What one record produced.
@@ -37,7 +37,7 @@ pub struct Outcome {
     /// The record is of a kind the rule examines.
     pub relevant: bool,
     /// Its alerts, as the harness writes them.
-    pub alerts: Vec<AlertLine>,
+    pub alerts: Vec<Alert>,
 }
 
 /// A live instance and its typed exports.
@@ -448,7 +448,7 @@ fn accept(
         alerts: outcome
             .alerts
             .into_iter()
-            .filter_map(|a| catalog.line(a))
+            .filter_map(|a| catalog.alert(a))
             .collect(),
     })
 }

@@ -3,13 +3,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use detect_host::bindings::{FieldError, RuleError};
+use detect_host::bindings::{self, FieldError, RuleError};
 use detect_host::judge::Judge;
 use detect_host::kv::{Call, KvHost, KvLimits, Phase};
 use detect_host::state::{StateStore, StoreError};
 use detect_host::{Error, Outcome, RecordFailure};
 use detect_sdk::prefilter::Prefilter;
-use detect_sdk::{AlertLine, Context, KeyValue, Rule, RuleConfig};
+use detect_host::output::{Catalog, Declared};
+use detect_sdk::{Configured, Context, KeyValue, Rule};
 
 /// The bucket the SDK's rules keep their state in.
 const BUCKET: &str = "default";
@@ -19,7 +20,8 @@ const BUCKET: &str = "default";
 /// memory.
 pub struct Native<R: Rule> {
     kv: KvHost,
-    config: R::Config,
+    config: Configured<R>,
+    catalog: Catalog,
     prefilter: Prefilter,
     max_clock_skew: Duration,
     traps: u64,
@@ -35,16 +37,18 @@ impl<R: Rule> Native<R> {
     ) -> Result<Self, Error> {
         let info = R::info();
         let config = match config {
-            Some(json) => R::Config::from_json(json).map_err(Error::Config)?,
-            None => R::Config::default(),
+            Some(json) => Configured::from_json(json).map_err(Error::Config)?,
+            None => Configured::new(R::Config::default()).map_err(Error::Config)?,
         };
         let prefilter = Prefilter::new(info.prefilter)
             .map_err(|e| Error::WrongWorld(format!("its prefilter is invalid: {e}")))?;
         let mut kv = KvHost::new(store, KvLimits::default());
         kv.set_rule(info.name);
+        let catalog = Catalog::of(info.detections.iter().map(|d| Declared::from(*d)));
         Ok(Native {
             kv,
             config,
+            catalog,
             prefilter,
             max_clock_skew,
             traps: 0,
@@ -78,9 +82,20 @@ impl<R: Rule> Native<R> {
         match result {
             Ok(outcome) => {
                 call.commit()?;
+                // As the sandbox's alerts: checked by the host, which adds the catalog's.
+                let alerts = outcome.alerts.into_iter().filter_map(|a| {
+                    self.catalog.alert(bindings::Alert {
+                        rule_id: a.detection.id.to_owned(),
+                        title: a.title,
+                        event_time: a.event_time,
+                        dedup_key: a.dedup_key,
+                        context: a.context.into_string(),
+                        event_id: a.event_id,
+                    })
+                });
                 Ok(Ok(Outcome {
                     relevant: outcome.relevant,
-                    alerts: outcome.alerts.iter().map(AlertLine::from).collect(),
+                    alerts: alerts.collect(),
                 }))
             }
             Err(detect_sdk::RuleError::State(message)) => Err(Error::RuleState(message)),

@@ -62,20 +62,27 @@ impl RecentTargets {
     /// before the identity's newest start. That bounds the state; the price is that a
     /// record arriving later than that (by event time) no longer finds them.
     pub fn record(&mut self, target: &str, at: Millis, window: Millis) {
-        let latest = self.0.entry(target.to_owned()).or_insert(at);
-        *latest = (*latest).max(at);
+        match self.0.get_mut(target) {
+            Some(latest) => *latest = (*latest).max(at),
+            None => {
+                self.0.insert(target.to_owned(), at);
+            }
+        }
         let newest = self.latest().unwrap_or(at);
         self.0.retain(|_, t| newest.saturating_sub(*t) < window);
     }
 
-    /// The distinct targets started less than `window` from `at`. The record's own target
-    /// always counts: it was started at `at` even if a later start is stored.
-    pub fn near(&self, target: &str, at: Millis, window: Millis) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(t, latest)| *t == target || latest.abs_diff(at) < window.unsigned_abs())
-            .map(|(t, _)| t.clone())
-            .collect()
+    /// The distinct targets started less than `window` from `at`, in order. The record's
+    /// own target always counts: it was started at `at` even if a later start is stored.
+    pub fn near<'s>(
+        &'s self,
+        target: &'s str,
+        at: Millis,
+        window: Millis,
+    ) -> impl Iterator<Item = &'s str> + 's {
+        (self.0.iter())
+            .filter(move |(t, latest)| *t == target || latest.abs_diff(at) < window.unsigned_abs())
+            .map(|(t, _)| t.as_str())
     }
 }
 
@@ -85,8 +92,8 @@ pub fn evaluate(
     recent: &RecentTargets,
     config: &MultipleSessionsConfig,
 ) -> Option<Vec<String>> {
-    let targets = recent.near(&session.target, session.time, config.window.millis());
-    (targets.len() >= config.threshold).then_some(targets)
+    let near = || recent.near(&session.target, session.time, config.window.millis());
+    (near().count() >= config.threshold).then(|| near().map(str::to_owned).collect())
 }
 
 /// One alert per identity and dedup period.
@@ -133,13 +140,13 @@ mod tests {
             ("d", T + HOUR),
             ("e", T),
         ]);
-        assert_eq!(r.near("e", T, HOUR), ["b", "c", "e"]);
+        assert_eq!(r.near("e", T, HOUR).collect::<Vec<_>>(), ["b", "c", "e"]);
     }
 
     #[test]
     fn the_records_own_target_always_counts() {
         let r = recent(&[("a", T + 2 * HOUR)]);
-        assert_eq!(r.near("a", T, HOUR), ["a"]);
+        assert_eq!(r.near("a", T, HOUR).collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]

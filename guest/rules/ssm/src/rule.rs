@@ -4,10 +4,10 @@
 //! A session start reads two keys in one batch: the stream's history and all the rule
 //! knows of the identity, dedup marks included ([`keys`]); while a state of the previous
 //! format is upgraded, a second batch reads what that format kept ([`legacy`]); once per
-//! sweep interval, a page of the sweep. The SDK's dedup gate then finds the marks in the
-//! identity's value this record writes, and the host gets all of the record's writes in
-//! one batch. Nothing is written until every check has passed, so a bad record changes no
-//! state.
+//! sweep interval, a page of the sweep. The rule hands the identity's value back with its
+//! alerts; the SDK's dedup gate adds their marks to it, and the host gets all of the
+//! record's writes in one batch. Nothing is written until every check has passed, so a bad
+//! record changes no state.
 
 use detect_sdk::cloudtrail::Record;
 use detect_sdk::entity::Entity;
@@ -88,13 +88,13 @@ fn detect_sessions(
     };
     let alerts = judge(&session, &mut state, config);
     state.history.observe(session.time, session.succeeded);
-    // The sweep deletes before the batch below writes, so it never undoes this record.
+    // The sweep deletes before this record writes, so it never undoes this record.
     state.history.sweep(kv, config)?;
-    state.write(kv, config)?;
     if !folded.is_empty() {
         kv.delete_many(folded).map_err(RuleError::State)?;
     }
-    Ok(Outcome::relevant(alerts))
+    let (key, entity) = state.write(kv, config)?;
+    Ok(Outcome::relevant(alerts).writing(key, entity))
 }
 
 /// The alerts of one session start, and what the identity's state learns from it.
@@ -159,18 +159,20 @@ impl State {
         })
     }
 
-    /// Writes both in one batch, the identity's value without what no later record can
-    /// use.
-    fn write(mut self, kv: &mut impl KeyValue, config: &Config) -> Result<(), RuleError> {
+    /// Writes the history, and gives back the identity's value, without what no later
+    /// record can use, for the SDK to add the record's dedup marks to and write.
+    fn write(
+        mut self,
+        kv: &mut impl KeyValue,
+        config: &Config,
+    ) -> Result<(String, Entity), RuleError> {
         if let Some(now) = self.history.watermark {
             self.known.prune(now, config);
             self.entity.marks.forget_before(now);
         }
         self.entity.facts = self.known.encode();
-        let writes = vec![
-            (HISTORY_KEY.to_owned(), self.history.encode()),
-            (self.key, self.entity.encode()),
-        ];
-        kv.set_many(writes).map_err(RuleError::State)
+        let history = vec![(HISTORY_KEY.to_owned(), self.history.encode())];
+        kv.set_many(history).map_err(RuleError::State)?;
+        Ok((self.key, self.entity))
     }
 }

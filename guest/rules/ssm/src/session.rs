@@ -64,47 +64,41 @@ impl<'a> SessionStart<'a> {
 
     /// Reads a `StartSession` record.
     pub fn read(record: Record<'a>) -> Result<SessionStart<'a>, RuleError> {
-        let f = &record;
-        let time_text = f
-            .str(&["eventTime"])?
+        let top = record.fields(&[])?;
+        let who = record.fields(&["userIdentity"])?;
+        let request = record.fields(&["requestParameters"])?;
+        let time_text = top
+            .str("eventTime")?
             .ok_or_else(|| RuleError::InvalidTime("missing".into()))?;
         let time = parse_event_time(&time_text).map_err(RuleError::InvalidTime)?;
-        let error_code = f.str(&["errorCode"])?;
-        let error_message = f.str(&["errorMessage"])?;
-        let source_ip = f.str(&["sourceIPAddress"])?;
+        let error_code = top.str("errorCode")?;
+        let error_message = top.str("errorMessage")?;
+        let source_ip = top.str("sourceIPAddress")?;
         let unknown = || Cow::Borrowed(UNKNOWN);
-        let identity = match f.str(&["userIdentity", "arn"])? {
+        let identity = match who.str("arn")? {
             Some(arn) => arn,
-            None => f
-                .str(&["userIdentity", "principalId"])?
-                .unwrap_or_else(unknown),
+            None => who.str("principalId")?.unwrap_or_else(unknown),
         };
-        let account = match f.str(&["recipientAccountId"])? {
+        let account = match top.str("recipientAccountId")? {
             Some(account) => account,
-            None => f
-                .str(&["userIdentity", "accountId"])?
-                .unwrap_or_else(unknown),
+            None => who.str("accountId")?.unwrap_or_else(unknown),
         };
         Ok(SessionStart {
             time,
             succeeded: error_code.is_none() && error_message.is_none(),
             error_code,
             identity,
-            identity_type: f.str(&["userIdentity", "type"])?,
-            actor: actor::actor_user(f)?,
+            identity_type: who.str("type")?,
+            actor: actor::actor_user(&record)?,
             account,
-            target: f
-                .str(&["requestParameters", "target"])?
-                .unwrap_or_else(unknown),
+            target: request.str("target")?.unwrap_or_else(unknown),
             source_network: source_network(source_ip.as_deref()),
             source_ip,
-            document: f
-                .str(&["requestParameters", "documentName"])?
-                .unwrap_or(Cow::Borrowed(DEFAULT_DOCUMENT)),
-            session_id: f.str(&["responseElements", "sessionId"])?,
-            user_agent: f.str(&["userAgent"])?,
-            region: f.str(&["awsRegion"])?,
-            event_id: f.str(&["eventID"])?,
+            document: (request.str("documentName")?).unwrap_or(Cow::Borrowed(DEFAULT_DOCUMENT)),
+            session_id: record.str(&["responseElements", "sessionId"])?,
+            user_agent: top.str("userAgent")?,
+            region: top.str("awsRegion")?,
+            event_id: top.str("eventID")?,
             record,
         })
     }

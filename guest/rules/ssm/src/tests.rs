@@ -6,9 +6,9 @@ use serde_json::json;
 use crate::catalog::{MULTIPLE_SESSIONS, SESSION_STARTED, UNUSUAL_IDENTITY, UNUSUAL_SESSION};
 use crate::testkit::{SAMPLE, record};
 use detect_sdk::time::{DAY, HOUR, MINUTE, format_rfc3339};
-use detect_sdk::{Alert, Context, MemoryKv, Millis, Outcome, Rule as _, RuleConfig, RuleError};
+use detect_sdk::{Alert, Configured, Context, MemoryKv, Millis, Outcome, Rule as _, RuleError};
 
-use crate::{Config, SsmSessions};
+use crate::SsmSessions;
 
 /// An alert's context, parsed.
 fn facts(alert: &Alert) -> serde_json::Value {
@@ -31,7 +31,7 @@ fn start(identity: &str, target: &str, at: Millis) -> String {
 }
 
 struct Rule {
-    config: Config,
+    config: Configured<SsmSessions>,
     kv: MemoryKv,
     /// The host's clock bound; far away unless a test is about it.
     not_after: Millis,
@@ -40,7 +40,7 @@ struct Rule {
 impl Rule {
     fn new() -> Self {
         Rule {
-            config: Config::default(),
+            config: Configured::defaults(),
             kv: MemoryKv::new(),
             not_after: Millis::MAX,
         }
@@ -48,7 +48,7 @@ impl Rule {
 
     fn with_config(json: &str) -> Self {
         Rule {
-            config: Config::from_json(json).unwrap(),
+            config: Configured::from_json(json).unwrap(),
             kv: MemoryKv::new(),
             not_after: Millis::MAX,
         }
@@ -558,7 +558,7 @@ fn records_too_late_to_judge_are_rejected_and_ordinary_lateness_is_not() {
         [UNUSUAL_IDENTITY.id]
     );
     let lenient = Rule {
-        config: Config::from_json(r#"{"max_lateness": "60d"}"#).unwrap(),
+        config: Configured::from_json(r#"{"max_lateness": "60d"}"#).unwrap(),
         ..Rule::trained(ALICE)
     };
     let mut lenient = lenient;

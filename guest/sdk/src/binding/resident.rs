@@ -2,18 +2,18 @@
 //! whole or absent.
 
 use crate::kv::{Changes, MemoryKv, Overlay};
-use crate::{Context, Outcome, Rule, RuleError};
+use crate::{Configured, Context, Outcome, Rule, RuleError};
 
 /// A rule, its configuration and its state, resident in the module.
 pub(crate) struct Resident<R: Rule> {
-    pub config: R::Config,
+    pub config: Configured<R>,
     pub kv: MemoryKv,
     /// The writes of the records judged since the last commit.
     pending: Changes,
 }
 
 impl<R: Rule> Resident<R> {
-    pub fn new(config: R::Config, kv: MemoryKv) -> Self {
+    pub fn new(config: Configured<R>, kv: MemoryKv) -> Self {
         Resident {
             config,
             kv,
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_rejected_record_leaves_nothing_and_writes_wait_for_the_commit() {
-        let mut resident = Resident::<Counter>::new(NoConfig {}, MemoryKv::new());
+        let mut resident = Resident::<Counter>::new(Configured::defaults(), MemoryKv::new());
         resident.process("ok", &CONTEXT).unwrap();
         assert!(resident.process("bad", &CONTEXT).is_err());
         assert_eq!(resident.kv.entries["n"].len(), 1);

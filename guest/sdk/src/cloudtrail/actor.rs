@@ -8,19 +8,20 @@ use crate::error::RuleError;
 
 /// Panther's `get_actor_user(event)`, branch for branch, with its `Unknown...` defaults.
 pub fn actor_user(f: &Record) -> Result<String, RuleError> {
-    let identity_type = f.str(&["userIdentity", "type"])?;
+    let who = f.fields(&["userIdentity"])?;
+    let identity_type = who.str("type")?;
     let identity_type = identity_type.as_deref();
     let unknown = || format!("Unknown{}", identity_type.unwrap_or_default());
     let or_unknown = |value: Option<Cow<str>>| value.map_or_else(unknown, Cow::into_owned);
     Ok(match identity_type {
-        Some("Root") => match f.str(&["userIdentity", "userName"])? {
+        Some("Root") => match who.str("userName")? {
             Some(name) => name.into_owned(),
-            None => f
-                .str(&["userIdentity", "accountId"])?
+            None => who
+                .str("accountId")?
                 .map_or_else(|| "UnknownRootUser".to_owned(), Cow::into_owned),
         },
         Some("IAMUser" | "Directory" | "Unknown" | "SAMLUser" | "WebIdentityUser") => {
-            or_unknown(f.str(&["userIdentity", "userName"])?)
+            or_unknown(who.str("userName")?)
         }
         Some("AssumedRole" | "Role" | "FederatedUser") => {
             let issuer = or_unknown(f.str(&[
@@ -32,7 +33,7 @@ pub fn actor_user(f: &Record) -> Result<String, RuleError> {
             if issuer.starts_with("AWSReservedSSO_") {
                 // An Identity Center permission set: the role name says nothing about the
                 // person, the principal id (`AROA...:alice@example.com`) does.
-                let principal = or_unknown(f.str(&["userIdentity", "principalId"])?);
+                let principal = or_unknown(who.str("principalId")?);
                 principal.split(':').nth(1).unwrap_or(&principal).to_owned()
             } else {
                 issuer
@@ -40,8 +41,8 @@ pub fn actor_user(f: &Record) -> Result<String, RuleError> {
         }
         Some("IdentityCenterUser") => or_unknown(f.str(&["additionalEventData", "UserName"])?),
         Some("AWSService" | "AWSAccount") => or_unknown(f.str(&["sourceIdentity"])?),
-        _ if f.str(&["eventType"])?.as_deref() == Some("AwsServiceEvent") => f
-            .str(&["userIdentity", "invokedBy"])?
+        _ if f.str(&["eventType"])?.as_deref() == Some("AwsServiceEvent") => who
+            .str("invokedBy")?
             .map_or_else(|| "UnknownAwsServiceEvent".to_owned(), Cow::into_owned),
         _ => "UnknownUser".to_owned(),
     })

@@ -9,7 +9,7 @@
 pub mod actor;
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,11 +27,11 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Reads `text`, which must be one JSON object: the whole text is checked, once.
     pub fn parse(text: &'a str) -> Result<Record<'a>, RuleError> {
-        if !text.trim_start().starts_with('{') {
-            return Err(not_an_object(text));
+        match Document::parse(text) {
+            Ok(doc) => Ok(Record { doc }),
+            Err(_) if !text.trim_start().starts_with('{') => Err(not_an_object(text)),
+            Err(e) => Err(RuleError::InvalidJson(e.to_string())),
         }
-        let doc = Document::parse(text).map_err(|e| RuleError::InvalidJson(e.to_string()))?;
-        Ok(Record { doc })
     }
 
     /// Whether this is a record of `event_source` named `event_name` (e.g.
@@ -47,7 +47,7 @@ impl<'a> Record<'a> {
     }
 
     /// The top-level fields, in order: each key and its JSON text.
-    pub fn fields(&self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + '_ {
+    pub fn members(&self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + '_ {
         self.doc.root().members().map(|(key, value)| (key, value.raw()))
     }
 
@@ -55,35 +55,21 @@ impl<'a> Record<'a> {
     /// when it, or an object on the way, has another type.
     pub fn str(&self, path: &[&str]) -> Result<Option<Cow<'a, str>>, RuleError> {
         let (last, parents) = path.split_last().expect("a path has a field");
-        let Some(object) = self.object(parents)? else {
-            return Ok(None);
-        };
-        let Some(value) = object.get(last) else {
-            return Ok(None);
-        };
-        match value.as_str() {
-            Some(Ok(text)) if text.is_empty() => Ok(None),
-            Some(Ok(text)) => Ok(Some(text)),
-            Some(Err(e)) => Err(RuleError::field(&path.join("."), e.to_string())),
-            None if value.kind() == Kind::Null => Ok(None),
-            None => Err(RuleError::field(
-                &path.join("."),
-                format!("expected a string, found {}", value.kind().name()),
-            )),
-        }
+        self.fields(parents)?.str(last)
     }
 
-    /// The object at `path` (the record itself for none); `None` when it, or an object on
-    /// the way, is absent or null.
-    fn object(&self, path: &[&str]) -> Result<Option<Object<'_, 'a>>, RuleError> {
-        let mut object = self.doc.root();
+    /// The fields of the object at `path` (the record's own for none), to read several of
+    /// them without finding the object again; an object on the way that is absent or null
+    /// has no fields, one of another type is an error naming it.
+    pub fn fields<'p>(&self, path: &'p [&'p str]) -> Result<Fields<'_, 'a, 'p>, RuleError> {
+        let mut object = Some(self.doc.root());
         for (depth, key) in path.iter().enumerate() {
-            let Some(value) = object.get(key) else {
-                return Ok(None);
+            let Some(value) = object.and_then(|o| o.get(key)) else {
+                return Ok(Fields { object: None, path });
             };
             object = match (value.as_object(), value.kind()) {
-                (Some(inner), _) => inner,
-                (None, Kind::Null) => return Ok(None),
+                (Some(inner), _) => Some(inner),
+                (None, Kind::Null) => None,
                 (None, kind) => {
                     return Err(RuleError::field(
                         &path[..=depth].join("."),
@@ -92,7 +78,40 @@ impl<'a> Record<'a> {
                 }
             };
         }
-        Ok(Some(object))
+        Ok(Fields { object, path })
+    }
+}
+
+/// The fields of one object of a [`Record`] ([`Record::fields`]).
+pub struct Fields<'r, 'a, 'p> {
+    object: Option<Object<'r, 'a>>,
+    path: &'p [&'p str],
+}
+
+impl<'a> Fields<'_, 'a, '_> {
+    /// The string field `key`: `None` when absent, null or empty; an error naming its path
+    /// when it has another type.
+    pub fn str(&self, key: &str) -> Result<Option<Cow<'a, str>>, RuleError> {
+        let Some(value) = self.object.and_then(|o| o.get(key)) else {
+            return Ok(None);
+        };
+        match value.as_str() {
+            Some(Ok(text)) if text.is_empty() => Ok(None),
+            Some(Ok(text)) => Ok(Some(text)),
+            Some(Err(e)) => Err(RuleError::field(&self.name(key), e.to_string())),
+            None if value.kind() == Kind::Null => Ok(None),
+            None => Err(RuleError::field(
+                &self.name(key),
+                format!("expected a string, found {}", value.kind().name()),
+            )),
+        }
+    }
+
+    /// The dotted path of field `key`.
+    fn name(&self, key: &str) -> String {
+        let mut path = self.path.to_vec();
+        path.push(key);
+        path.join(".")
     }
 }
 
@@ -170,7 +189,8 @@ pub fn source_network(source: Option<&str>) -> String {
     match source.map(|s| (s, s.parse::<IpAddr>())) {
         None => "unknown".to_owned(),
         Some((_, Ok(IpAddr::V4(ip)))) => {
-            format!("{}/24", Ipv4Addr::from(ip.to_bits() & 0xffff_ff00))
+            let [a, b, c, _] = ip.octets();
+            format!("{a}.{b}.{c}.0/24")
         }
         Some((_, Ok(IpAddr::V6(ip)))) => {
             format!("{}/48", Ipv6Addr::from(ip.to_bits() & (!0u128 << 80)))

@@ -59,7 +59,7 @@ use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail::{self, Record};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Millis, Outcome, Rule, RuleConfig};
+use crate::{AlertLine, Configured, Millis, Outcome, Rule};
 use fs::{Access, Dir};
 use journal::Journal;
 
@@ -281,7 +281,7 @@ impl<R: Rule> Running<R> {
     fn start(granted: &[Dir]) -> Result<Self, String> {
         let config = match granted.iter().find(|d| d.is_file(CONFIG_FILE)) {
             Some(dir) => read_config::<R>(dir)?,
-            None => R::Config::default(),
+            None => Configured::defaults(),
         };
         let prefilter = Prefilter::new(R::info().prefilter)
             .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?;
@@ -403,13 +403,13 @@ impl<R: Rule> Running<R> {
 }
 
 /// The configuration in `dir`.
-fn read_config<R: Rule>(dir: &Dir) -> Result<R::Config, String> {
+fn read_config<R: Rule>(dir: &Dir) -> Result<Configured<R>, String> {
     let path = format!("{}/{CONFIG_FILE}", dir.name().trim_end_matches('/'));
     let mut text = String::new();
     dir.open(CONFIG_FILE, Access::Read)
         .and_then(|mut file| file.read_to_string(&mut text))
         .map_err(|e| format!("cannot read {path}: {e}"))?;
-    R::Config::from_json(&text).map_err(|e| format!("{path}: invalid configuration: {e}"))
+    Configured::from_json(&text).map_err(|e| format!("{path}: invalid configuration: {e}"))
 }
 
 /// Takes back the journal frame of a call that a trap cut short while it was kept.
@@ -566,9 +566,9 @@ fn enrich(
     out: &mut Vec<u8>,
 ) -> Result<(), crate::RuleError> {
     let record = Record::parse(record)?;
-    let taken = |name: &str| added.contains_key(name) || record.fields().any(|(k, _)| k == name);
+    let taken = |name: &str| added.contains_key(name) || record.members().any(|(k, _)| k == name);
     out.push(b'{');
-    for (key, value) in record.fields() {
+    for (key, value) in record.members() {
         let mut key = key.into_owned();
         if added.contains_key(&key) {
             while taken(&key) {

@@ -15,6 +15,10 @@ fn serde_verdicts(text: &str) -> (bool, bool) {
 /// text both accept, the same members at every depth.
 fn agrees_with_serde(text: &str) {
     let ours = Document::parse(text);
+    assert_eq!(
+        check_object(text).map_err(|e| e.to_string()),
+        ours.as_ref().map(drop).map_err(|e| e.to_string())
+    );
     let (skipped, decoded) = serde_verdicts(text);
     // Ours decodes the keys it indexes and nothing else: between the two.
     if decoded {

@@ -34,11 +34,10 @@ use serde_json::Value;
 use similar::TextDiff;
 
 use crate::binding::Resident;
-use crate::config::period_at;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
 use crate::time::HOUR;
-use crate::{AlertLine, Context, Rule, RuleConfig};
+use crate::{AlertLine, Configured, Context, Rule, RuleConfig};
 
 /// A record the rule refused: the failure's kind (`invalid-json`, ...) and message.
 pub type Rejection = (String, String);
@@ -62,16 +61,11 @@ fn prefilter<R: Rule>() -> Result<Prefilter, String> {
 /// takes `{}` and refuses unknown fields, and a dedup period for each detection.
 fn check_rule<R: Rule>() -> Result<(), String> {
     prefilter::<R>()?;
-    let config =
-        R::Config::from_json("{}").map_err(|e| format!("the configuration `{{}}`: {e}"))?;
+    Configured::<R>::from_json("{}").map_err(|e| format!("the configuration `{{}}`: {e}"))?;
     if R::Config::from_json(r#"{"no such field": 1}"#).is_ok() {
         return Err("the configuration takes unknown fields: give it \
                     #[serde(deny_unknown_fields)]"
             .into());
-    }
-    for detection in R::info().detections {
-        period_at(&config, detection.dedup_period)
-            .map_err(|e| format!("{}'s dedup period: {e}", detection.id))?;
     }
     Ok(())
 }
@@ -111,7 +105,10 @@ pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
 /// A native run of rule `R`, each record's writes applied only when it succeeds, as
 /// every binding applies them.
 pub fn native<'a, R: Rule>(config: Option<String>) -> Result<Box<dyn Run + 'a>, String> {
-    let config = config.map_or(Ok(R::Config::default()), |c| R::Config::from_json(&c))?;
+    let config = match config {
+        Some(json) => Configured::from_json(&json)?,
+        None => Configured::new(R::Config::default())?,
+    };
     Ok(Box::new(Resident::<R>::new(config, MemoryKv::new())))
 }
 
@@ -423,7 +420,7 @@ mod tests {
             }
             Ok(Outcome {
                 relevant: record.contains("Start") || record.contains("Begin"),
-                alerts: Vec::new(),
+                ..Outcome::default()
             })
         }
     }

@@ -276,8 +276,8 @@ impl Run<'_> {
                 Ok(outcome) => {
                     self.report.relevant += u64::from(outcome.relevant);
                     for alert in &outcome.alerts {
-                        *self.report.alerts.entry(alert.rule_id.clone()).or_default() += 1;
-                        self.alerts.write_line(alert)?;
+                        self.report.alert(alert.rule_id());
+                        self.alerts.write_alert(alert)?;
                     }
                 }
                 Err(failure) => {

@@ -140,6 +140,16 @@ impl Report {
     fn error(&mut self, kind: &'static str) {
         *self.errors.entry(kind).or_default() += 1;
     }
+
+    /// Counts an alert of `rule_id`, allocating its name only the first time.
+    fn alert(&mut self, rule_id: &str) {
+        match self.alerts.get_mut(rule_id) {
+            Some(count) => *count += 1,
+            None => {
+                self.alerts.insert(rule_id.to_owned(), 1);
+            }
+        }
+    }
 }
 
 /// Something worth telling the person running it, that is not an error (a file resumed,

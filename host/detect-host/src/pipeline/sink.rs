@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::Stop;
 use crate::error::Error;
+use crate::output::Alert;
 
 /// Bytes gathered before they go to the writer, and writes queued for it.
 const SHIP_BYTES: usize = 64 * 1024;
@@ -42,7 +43,7 @@ enum Kind {
 /// A stream of JSON lines.
 pub struct Sink {
     name: String,
-    pending: Vec<u8>,
+    pending: String,
     /// `None` for a sink that throws its lines away.
     to_writer: Option<SyncSender<ToWriter>>,
     stop: Stop,
@@ -82,7 +83,7 @@ impl Sink {
     pub fn discard(stop: &Stop) -> Sink {
         Sink {
             name: "nowhere".into(),
-            pending: Vec::new(),
+            pending: String::new(),
             to_writer: None,
             stop: stop.clone(),
             file_id: None,
@@ -112,10 +113,10 @@ impl Sink {
         // puts it there so that no file takes its place).
         let dev_null = std::fs::metadata("/dev/null").ok().map(|m| m.rdev());
         let null = meta.file_type().is_char_device() && Some(meta.rdev()) == dev_null;
-        let mut pending = Vec::with_capacity(SHIP_BYTES);
+        let mut pending = String::with_capacity(SHIP_BYTES);
         // A line cut short by a crash of an earlier run stays one bad line, not two.
         if meta.is_file() && last_byte(&file, meta.len()).is_some_and(|b| b != b'\n') {
-            pending.push(b'\n');
+            pending.push('\n');
         }
         let (to_writer, from_run) = mpsc::sync_channel(QUEUED_WRITES);
         let writer_name = name.clone();
@@ -152,12 +153,26 @@ impl Sink {
         if self.to_writer.is_none() {
             return Ok(());
         }
-        serde_json::to_writer(&mut self.pending, line).expect("output lines serialize");
-        self.pending.push(b'\n');
-        if self.pending.len() >= SHIP_BYTES {
-            self.ship()?;
+        let line = serde_json::to_string(line).expect("output lines serialize");
+        self.pending.push_str(&line);
+        self.pending.push('\n');
+        self.shipped_when_full()
+    }
+
+    /// Queues one alert's JSON line.
+    pub fn write_alert(&mut self, alert: &Alert) -> Result<(), Error> {
+        if self.to_writer.is_none() {
+            return Ok(());
         }
-        Ok(())
+        alert.write_line(&mut self.pending);
+        self.shipped_when_full()
+    }
+
+    fn shipped_when_full(&mut self) -> Result<(), Error> {
+        match self.pending.len() >= SHIP_BYTES {
+            true => self.ship(),
+            false => Ok(()),
+        }
     }
 
     /// Returns once every line written so far has arrived.
@@ -186,8 +201,8 @@ impl Sink {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let lines = std::mem::replace(&mut self.pending, Vec::with_capacity(SHIP_BYTES));
-        self.send(ToWriter::Lines(lines))
+        let lines = std::mem::replace(&mut self.pending, String::with_capacity(SHIP_BYTES));
+        self.send(ToWriter::Lines(lines.into_bytes()))
     }
 
     /// Queues a message for the writer, waiting while its queue is full, unless the run

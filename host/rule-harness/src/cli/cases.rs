@@ -5,7 +5,7 @@ use std::path::Path;
 
 use detect_sdk::testkit::cases::{self, Rejection, Run};
 
-use detect_host::output::AlertLine;
+use detect_host::output::{Alert, AlertLine};
 use detect_host::state::MemoryStore;
 use detect_host::{Error, LoadedRule, RuleRunner};
 
@@ -28,7 +28,7 @@ struct Case(RuleRunner);
 impl Run for Case {
     fn process(&mut self, record: &str) -> Result<Result<Vec<AlertLine>, Rejection>, String> {
         match self.0.process(record) {
-            Ok(outcome) => Ok(Ok(outcome.alerts)),
+            Ok(outcome) => Ok(Ok(outcome.alerts.iter().map(Alert::line).collect())),
             Err(Error::Record(failure)) => Ok(Err((failure.kind().to_owned(), failure.message()))),
             Err(stop) => Err(stop.to_string()),
         }
