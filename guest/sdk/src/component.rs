@@ -84,7 +84,8 @@ impl<R: Rule> wit::Guest for Component<R> {
     }
 
     fn configure(json: String) -> Result<(), wit::RuleError> {
-        let parsed = Configured::from_json(&json).map_err(|e| error(RuleError::InvalidConfig(e)))?;
+        let parsed =
+            Configured::from_json(&json).map_err(|e| error(RuleError::InvalidConfig(e)))?;
         instance::<R>().config = parsed;
         Ok(())
     }
@@ -202,13 +203,17 @@ struct Bucket(store::Bucket);
 const FEW_KEYS: usize = 4;
 
 impl KeyValue for Bucket {
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+    fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
         // The batch's answer repeats every key found, each copied into the rule's memory
         // by a call of its own: for a few keys, a `get` each costs less.
         if keys.len() <= FEW_KEYS {
-            return keys.iter().map(|k| self.0.get(k).map_err(kv_error)).collect();
+            return keys
+                .iter()
+                .map(|k| self.0.get(k).map_err(kv_error))
+                .collect();
         }
-        let values = batch::get_many(&self.0, keys).map_err(kv_error)?;
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let values = batch::get_many(&self.0, &keys).map_err(kv_error)?;
         Ok(values
             .into_iter()
             .map(|v| v.map(|(_, value)| value))

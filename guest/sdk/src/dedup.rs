@@ -74,7 +74,9 @@ pub(crate) fn gate<R: Rule>(
         let period = config.dedup_period(self::place(detections, alert.detection));
         let at = alert.event_time;
         let admitted = match place {
-            Place::Written { entity, mark } => admit(&mut entities[*entity].1.marks, *mark, at, period),
+            Place::Written { entity, mark } => {
+                admit(&mut entities[*entity].1.marks, *mark, at, period)
+            }
             place => stored.admit(place, at, period),
         };
         if admitted {
@@ -155,10 +157,10 @@ enum Kept {
 
 impl Stored {
     fn read(places: &[Place], kv: &mut impl KeyValue) -> Result<Stored, RuleError> {
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
         for key in places.iter().filter_map(Place::stored_key) {
-            if !keys.iter().any(|k| k == key) {
-                keys.push(key.to_owned());
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
         if keys.is_empty() {
@@ -167,8 +169,9 @@ impl Stored {
         let values = kv.get_many(&keys).map_err(RuleError::State)?;
         let mut stored = Vec::with_capacity(keys.len());
         for (key, value) in keys.into_iter().zip(values) {
-            let within = (places.iter())
-                .any(|p| matches!(p, Place::Stored { key: k, .. } if *k == key));
+            let key = key.to_owned();
+            let within =
+                (places.iter()).any(|p| matches!(p, Place::Stored { key: k, .. } if *k == key));
             let kept = match within {
                 true => Kept::Within(Entity::decode(&key, value.as_deref())?),
                 false => Kept::Own(decode_time(&key, value.as_deref())?),
@@ -411,7 +414,10 @@ mod tests {
         let mut written = [("e/a".to_owned(), entity.clone())];
         let passed = gate::<Echo>(alerts, &mut written, &config, &mut MemoryKv::new()).unwrap();
         assert_eq!(passed.len(), 2);
-        assert_eq!(written[0].1.marks.until(0, hash_parts(&["k"])), Some(2 * DAY));
+        assert_eq!(
+            written[0].1.marks.until(0, hash_parts(&["k"])),
+            Some(2 * DAY)
+        );
         assert_eq!(kv.keys(), ["e/a"], "no key of its own");
         let stored = Entity::decode("e/a", kv.entries.get("e/a").map(Vec::as_slice)).unwrap();
         assert_eq!(stored.facts, b"facts");

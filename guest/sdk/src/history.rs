@@ -186,7 +186,8 @@ impl History {
     ) -> Result<(), RuleError> {
         let (keys, cursor) = kv.list_keys(self.sweep_cursor).map_err(RuleError::State)?;
         let keys: Vec<String> = keys.into_iter().filter(|k| k != HISTORY_KEY).collect();
-        let values = kv.get_many(&keys).map_err(RuleError::State)?;
+        let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let values = kv.get_many(&names).map_err(RuleError::State)?;
         let mut expired = Vec::new();
         for (key, value) in keys.into_iter().zip(values) {
             let Some(value) = value else { continue };

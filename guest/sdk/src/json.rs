@@ -56,7 +56,11 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at line {} column {}", self.what, self.line, self.column)
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.what, self.line, self.column
+        )
     }
 }
 
@@ -280,7 +284,10 @@ fn tag(key: &[u8]) -> u32 {
 /// `what` at byte `pos` of `text`, by line and column (1-based).
 fn error_at(text: &str, pos: usize, what: &'static str) -> Error {
     let before = &text.as_bytes()[..pos.min(text.len())];
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |n| n + 1);
     Error {
         what,
         line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
@@ -422,7 +429,11 @@ impl<'a> Parser<'a> {
                     return Err(self.error("recursion limit exceeded"));
                 }
                 match open {
-                    b'{' => (Kind::Object, false, self.object(member.is_some(), depth + 1)?),
+                    b'{' => (
+                        Kind::Object,
+                        false,
+                        self.object(member.is_some(), depth + 1)?,
+                    ),
                     _ => (Kind::Array, false, self.array(depth + 1)?),
                 }
             }
@@ -479,14 +490,14 @@ impl<'a> Parser<'a> {
 
     /// A string, number or literal; for a string, whether it has escapes.
     fn scalar(&mut self) -> Result<(Kind, bool), Error> {
-        let literal = |parser: &mut Self, word: &[u8], kind| {
-            match parser.bytes()[parser.pos..].starts_with(word) {
-                true => {
-                    parser.pos += word.len();
-                    Ok((kind, false))
-                }
-                false => Err(parser.error("expected ident")),
+        let literal = |parser: &mut Self, word: &[u8], kind| match parser.bytes()[parser.pos..]
+            .starts_with(word)
+        {
+            true => {
+                parser.pos += word.len();
+                Ok((kind, false))
             }
+            false => Err(parser.error("expected ident")),
         };
         match self.peek() {
             Some(b'"') => {
@@ -606,7 +617,10 @@ fn plain_until(bytes: &[u8], from: usize) -> usize {
         at += 8;
     }
     let special = |b: &u8| matches!(b, b'"' | b'\\' | 0..=0x1f);
-    at + bytes[at..].iter().position(special).unwrap_or(bytes.len() - at)
+    at + bytes[at..]
+        .iter()
+        .position(special)
+        .unwrap_or(bytes.len() - at)
 }
 
 /// Appends `text` to `out` as a JSON string, escaping only what JSON requires (as

@@ -19,7 +19,7 @@ use crate::time::Millis;
 /// host's bucket; [`MemoryKv`] over a map in the module's own memory.
 pub trait KeyValue {
     /// The values of `keys`, in order, `None` where a key is absent.
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String>;
+    fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String>;
     /// Sets each key to its value.
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String>;
     /// Deletes each key.
@@ -163,8 +163,8 @@ impl MemoryKv {
 }
 
 impl KeyValue for MemoryKv {
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        Ok(keys.iter().map(|k| self.entries.get(k).cloned()).collect())
+    fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        Ok(keys.iter().map(|k| self.entries.get(*k).cloned()).collect())
     }
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
@@ -229,14 +229,14 @@ impl<K: KeyValue> Overlay<'_, K> {
 }
 
 impl<K: KeyValue> KeyValue for Overlay<'_, K> {
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+    fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
         if self.pending.is_empty() {
             return self.base.get_many(keys);
         }
-        let missing: Vec<String> = keys
+        let missing: Vec<&str> = keys
             .iter()
-            .filter(|k| !self.pending.contains_key(*k))
-            .cloned()
+            .filter(|k| !self.pending.contains_key(**k))
+            .copied()
             .collect();
         let mut stored = if missing.is_empty() {
             Vec::new()
@@ -246,7 +246,7 @@ impl<K: KeyValue> KeyValue for Overlay<'_, K> {
         .into_iter();
         Ok(keys
             .iter()
-            .map(|k| match self.pending.get(k) {
+            .map(|k| match self.pending.get(*k) {
                 Some(pending) => pending.clone(),
                 None => stored.next().flatten(),
             })
@@ -319,7 +319,7 @@ mod tests {
         overlay.set_many(vec![("b".into(), b"1".to_vec())]).unwrap();
         overlay.delete_many(vec!["a".into()]).unwrap();
         assert_eq!(
-            overlay.get_many(&["a".into(), "b".into()]).unwrap(),
+            overlay.get_many(&["a", "b"]).unwrap(),
             [None, Some(b"1".to_vec())]
         );
         assert_eq!(base.keys(), ["a"]);

@@ -145,7 +145,9 @@ pub trait Rule: Sized + 'static {
         outcome.alerts = dedup::gate::<Self>(outcome.alerts, entities, config, &mut overlay)?;
         if !entities.is_empty() {
             let writes = entities.drain(..).map(|(key, e)| (key, e.encode()));
-            overlay.set_many(writes.collect()).map_err(RuleError::State)?;
+            overlay
+                .set_many(writes.collect())
+                .map_err(RuleError::State)?;
         }
         overlay.flush().map_err(RuleError::State)?;
         Ok(outcome)

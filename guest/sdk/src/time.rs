@@ -37,26 +37,63 @@ pub fn parse_event_time(text: &str) -> Result<Millis, String> {
 
 /// Formats a time as RFC 3339 in UTC, with milliseconds only when there are any.
 pub fn format_rfc3339(at: Millis) -> String {
-    let nanos = i128::from(at) * 1_000_000;
-    let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+    let fraction = at.rem_euclid(SECOND);
+    let mut out = String::with_capacity(24);
+    if !write_second(&mut out, at) {
         return at.to_string();
-    };
-    let format = if at.rem_euclid(SECOND) == 0 {
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")
-    } else {
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")
-    };
-    t.format(format).unwrap_or_else(|_| at.to_string())
+    }
+    if fraction != 0 {
+        out.push('.');
+        push_digits(&mut out, fraction as u32, 3);
+    }
+    out.push('Z');
+    out
 }
 
 /// Formats a time as `YYYY-MM-DDTHH:MM:SSZ`, the second it falls in: the event time of an
 /// alert line.
 pub fn format_event_time(at: Millis) -> String {
-    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    OffsetDateTime::from_unix_timestamp(at.div_euclid(SECOND))
-        .ok()
-        .and_then(|t| t.format(format).ok())
-        .unwrap_or_else(|| at.to_string())
+    let mut out = String::with_capacity(20);
+    match write_second(&mut out, at) {
+        true => {
+            out.push('Z');
+            out
+        }
+        false => at.to_string(),
+    }
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` of the second `at` falls in, for years 0 to 9999; false
+/// (and nothing written) for others. The calendar is the time crate's; the digits are
+/// written here, which costs a fraction of its formatter (that reads a format description
+/// on every call), and these times are written for every alert.
+fn write_second(out: &mut String, at: Millis) -> bool {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(at.div_euclid(SECOND)) else {
+        return false;
+    };
+    let (year, month, day) = t.to_calendar_date();
+    if !(0..=9999).contains(&year) {
+        return false;
+    }
+    push_digits(out, year as u32, 4);
+    out.push('-');
+    push_digits(out, u8::from(month).into(), 2);
+    out.push('-');
+    push_digits(out, day.into(), 2);
+    out.push('T');
+    push_digits(out, t.hour().into(), 2);
+    out.push(':');
+    push_digits(out, t.minute().into(), 2);
+    out.push(':');
+    push_digits(out, t.second().into(), 2);
+    true
+}
+
+/// Appends the last `width` decimal digits of `n`.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +145,26 @@ mod tests {
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_event_time(SAMPLE + 999), "2025-02-19T20:13:49Z");
         assert_eq!(format_event_time(-1), "1969-12-31T23:59:59Z");
+        // Outside the years RFC 3339 writes with four digits: the number.
+        assert_eq!(format_rfc3339(Millis::MAX), Millis::MAX.to_string());
+    }
+
+    proptest::proptest! {
+        /// Any time of years 0 to 9999, as the time crate formats it.
+        #[test]
+        fn times_are_written_as_the_time_crate_writes_them(
+            at in -62_167_219_200_000i64..253_402_300_800_000,
+        ) {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000).unwrap();
+            let seconds = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+            let millis = format_description!("[subsecond digits:3]");
+            let whole = t.format(seconds).unwrap();
+            let expected = match at.rem_euclid(SECOND) {
+                0 => format!("{whole}Z"),
+                _ => format!("{whole}.{}Z", t.format(millis).unwrap()),
+            };
+            proptest::prop_assert_eq!(format_rfc3339(at), expected);
+            proptest::prop_assert_eq!(format_event_time(at), format!("{whole}Z"));
+        }
     }
 }

@@ -167,7 +167,7 @@ impl<'a, T: WithKv + ?Sized> Call<'a, T> {
     pub fn read(
         &mut self,
         bucket: &str,
-        keys: &[String],
+        keys: &[impl AsRef<str>],
     ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
         let kv = self.holder.kv();
         kv.check_deadline()?;
@@ -409,13 +409,17 @@ impl KvHost {
     }
 
     /// Values of `keys` in `table`, overlay first. A store failure traps the call.
-    fn read(&mut self, table: &str, keys: &[String]) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+    fn read(
+        &mut self,
+        table: &str,
+        keys: &[impl AsRef<str>],
+    ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
         let pending = self.pending.as_ref().ok_or_else(unavailable)?;
         let pending = pending.changes.get(table);
         let mut values = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (at, key) in keys.iter().enumerate() {
-            match pending.and_then(|p| p.get(key)) {
+            match pending.and_then(|p| p.get(key.as_ref())) {
                 Some(value) => values.push(value.clone()),
                 None => {
                     values.push(None);
@@ -426,7 +430,7 @@ impl KvHost {
         // In chunks, so that a long list cannot keep the host past the deadline.
         for chunk in missing.chunks(CHUNK) {
             self.check_deadline()?;
-            let names: Vec<&str> = chunk.iter().map(|&at| keys[at].as_str()).collect();
+            let names: Vec<&str> = chunk.iter().map(|&at| keys[at].as_ref()).collect();
             let stored = self.store.get_many(table, &names)?;
             for (&at, value) in chunk.iter().zip(stored) {
                 values[at] = value;
@@ -805,7 +809,7 @@ mod tests {
             .unwrap();
         drop(call);
         let mut call = Call::begin(&mut kv, Phase::Records(1));
-        assert_eq!(call.read("b", &["dropped".into()]).unwrap(), [None]);
+        assert_eq!(call.read("b", &["dropped"]).unwrap(), [None]);
         call.write("b", "kept".into(), Some(b"v".to_vec())).unwrap();
         call.commit().unwrap();
         assert_eq!(
@@ -813,7 +817,7 @@ mod tests {
             [("rule/rule/b".to_owned(), "kept".to_owned())]
         );
         // Between calls, the store is out of reach.
-        assert!(kv.read("rule/rule/b", &["kept".into()]).is_err());
+        assert!(kv.read("rule/rule/b", &["kept"]).is_err());
     }
 
     /// `describe`, `configure` and instantiation run without a store: `open` fails with
@@ -828,7 +832,7 @@ mod tests {
         }
         let write = call.write("default", "k".into(), Some(b"v".to_vec()));
         assert!(format!("{:#}", write.unwrap_err()).contains("not available during describe"));
-        assert!(call.read("default", &["k".into()]).is_err());
+        assert!(call.read("default", &["k"]).is_err());
         call.commit().unwrap();
         // A handle kept from a call of records is unusable in a setup call.
         kv.set_rule("rule");
@@ -1060,7 +1064,7 @@ mod tests {
         let mut call = Call::begin(&mut kv, Phase::Records(1));
         // Reading, listing and deleting in buckets that do not exist create none of them.
         for name in ["x", "y", "z"] {
-            assert_eq!(call.read(name, &["k".into()]).unwrap(), [None]);
+            assert_eq!(call.read(name, &["k"]).unwrap(), [None]);
             assert!(call.list(name, None).unwrap().keys.is_empty());
             call.write(name, "k".into(), None).unwrap();
         }

@@ -45,7 +45,10 @@ impl Catalog {
     pub fn of(detections: impl IntoIterator<Item = Declared>) -> Catalog {
         let declared = detections.into_iter().map(|declared| {
             let line = LineTemplate::new(&declared);
-            (declared.id.clone(), Arc::new(Declaration { declared, line }))
+            (
+                declared.id.clone(),
+                Arc::new(Declaration { declared, line }),
+            )
         });
         Catalog(declared.collect())
     }

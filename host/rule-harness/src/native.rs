@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use detect_host::bindings::{self, FieldError, RuleError};
 use detect_host::judge::Judge;
 use detect_host::kv::{Call, KvHost, KvLimits, Phase};
+use detect_host::output::{Catalog, Declared};
 use detect_host::state::{StateStore, StoreError};
 use detect_host::{Error, Outcome, RecordFailure};
 use detect_sdk::prefilter::Prefilter;
-use detect_host::output::{Catalog, Declared};
 use detect_sdk::{Configured, Context, KeyValue, Rule};
 
 /// The bucket the SDK's rules keep their state in.
@@ -153,7 +153,7 @@ impl Bucket<'_, '_> {
 }
 
 impl KeyValue for Bucket<'_, '_> {
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+    fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
         let values = self.call.read(BUCKET, keys);
         self.host(values)
     }

@@ -128,7 +128,15 @@ impl Verdict {
             Verdict::UnusualIdentity => ("Unusual identity ", " started an AWS SSM session on "),
             Verdict::UnusualSession(_) => ("", " started an unusual AWS SSM session on "),
         };
-        let mut title = [prefix, s.identity_name(), action, &s.target, " in ", &s.account].concat();
+        let mut title = [
+            prefix,
+            s.identity_name(),
+            action,
+            &s.target,
+            " in ",
+            &s.account,
+        ]
+        .concat();
         if let Verdict::UnusualSession(features) = self {
             let names: Vec<&str> = features.iter().map(|f| f.name()).collect();
             title += &format!(" (new {})", names.join(", "));

@@ -84,7 +84,8 @@ pub(crate) fn fold(
     state: &mut State,
 ) -> Result<Vec<String>, RuleError> {
     let (keys, dedup) = keys_of(session);
-    let values = kv.get_many(&keys).map_err(RuleError::State)?;
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values = kv.get_many(&names).map_err(RuleError::State)?;
     let time = |n: usize| decode_time(&keys[n], values[n].as_deref());
     let known = &mut state.known;
     if let Some(at) = time(0)? {

@@ -146,7 +146,7 @@ impl State {
         config: &Config,
     ) -> Result<State, RuleError> {
         let values = kv
-            .get_many(&[HISTORY_KEY.to_owned(), key.clone()])
+            .get_many(&[HISTORY_KEY, &key])
             .map_err(RuleError::State)?;
         let history = History::decode(values[0].as_deref(), config)?;
         let entity = Entity::decode(&key, values[1].as_deref())?;

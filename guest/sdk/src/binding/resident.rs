@@ -85,7 +85,7 @@ mod tests {
             kv: &mut impl KeyValue,
             _: &Context,
         ) -> Result<Outcome, RuleError> {
-            let n = kv.get_many(&["n".into()]).unwrap()[0]
+            let n = kv.get_many(&["n"]).unwrap()[0]
                 .as_ref()
                 .map_or(0, |v| v.len());
             kv.set_many(vec![("n".into(), vec![0; n + 1])]).unwrap();

@@ -48,7 +48,10 @@ impl<'a> Record<'a> {
 
     /// The top-level fields, in order: each key and its JSON text.
     pub fn members(&self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + '_ {
-        self.doc.root().members().map(|(key, value)| (key, value.raw()))
+        self.doc
+            .root()
+            .members()
+            .map(|(key, value)| (key, value.raw()))
     }
 
     /// The string at `path`: `None` when absent, null or empty; an error naming the path

@@ -35,7 +35,10 @@ fn agrees_with_serde(text: &str) {
 fn same_object(object: Object, json: &Json, text: &str) {
     let map = json.as_object().expect("an object");
     assert_eq!(
-        object.members().map(|(k, _)| k).collect::<std::collections::BTreeSet<_>>(),
+        object
+            .members()
+            .map(|(k, _)| k)
+            .collect::<std::collections::BTreeSet<_>>(),
         map.keys().map(|k| Cow::Borrowed(k.as_str())).collect(),
         "{text:?}"
     );
@@ -70,7 +73,15 @@ fn members_are_found_at_every_depth_and_the_last_of_a_key_wins() {
     assert_eq!(a.get("b").unwrap().as_str().unwrap().unwrap(), "y");
     assert!(a.get("key").is_none());
     assert_eq!(root.get("n").unwrap().raw(), "-0.5e+3");
-    assert_eq!(root.get("e").unwrap().as_object().unwrap().members().count(), 0);
+    assert_eq!(
+        root.get("e")
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .members()
+            .count(),
+        0
+    );
     agrees_with_serde(text);
     let first = r#"{"a": {"b": "x", "k\u0065y": "v\u0041\ud83d\ude00"}}"#;
     let doc = Document::parse(first).unwrap();
@@ -87,7 +98,10 @@ fn text_that_is_not_one_object_is_refused_where_it_goes_wrong() {
     for (text, what) in [
         ("", "EOF while parsing a value at line 1 column 1"),
         ("[1]", "expected an object at line 1 column 1"),
-        ("{\"a\": 1", "EOF while parsing an object at line 1 column 8"),
+        (
+            "{\"a\": 1",
+            "EOF while parsing an object at line 1 column 8",
+        ),
         ("{\"a\": 1,}", "key must be a string at line 1 column 9"),
         ("{\"a\" 1}", "expected `:` at line 1 column 6"),
         ("{\"a\": [1 2]}", "expected `,` or `]` at line 1 column 10"),
@@ -95,12 +109,25 @@ fn text_that_is_not_one_object_is_refused_where_it_goes_wrong() {
         ("{\"a\": 1.}", "invalid number at line 1 column 9"),
         ("{\"a\": tru}", "expected ident at line 1 column 7"),
         ("{\"a\": \"\\x\"}", "invalid escape at line 1 column 9"),
-        ("{\"a\": \"\t\"}", "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 8"),
-        ("{\"a\":\n \"é", "EOF while parsing a string at line 2 column 4"),
+        (
+            "{\"a\": \"\t\"}",
+            "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 8",
+        ),
+        (
+            "{\"a\":\n \"é",
+            "EOF while parsing a string at line 2 column 4",
+        ),
         ("{} {}", "trailing characters at line 1 column 4"),
-        ("{\"\\ud800\": 1}", "lone leading surrogate in hex escape at line 1 column 3"),
+        (
+            "{\"\\ud800\": 1}",
+            "lone leading surrogate in hex escape at line 1 column 3",
+        ),
     ] {
-        assert_eq!(Document::parse(text).unwrap_err().to_string(), what, "{text:?}");
+        assert_eq!(
+            Document::parse(text).unwrap_err().to_string(),
+            what,
+            "{text:?}"
+        );
         if text.starts_with('{') && !text.contains("ud800") {
             assert_eq!(serde_verdicts(text), (false, false), "{text:?}");
         }
@@ -108,7 +135,12 @@ fn text_that_is_not_one_object_is_refused_where_it_goes_wrong() {
     let deep = format!("{{\"a\": {}{}}}", "[".repeat(127), "]".repeat(127));
     assert!(Document::parse(&deep).is_ok());
     let too_deep = format!("{{\"a\": {}{}}}", "[".repeat(128), "]".repeat(128));
-    assert!(Document::parse(&too_deep).unwrap_err().to_string().starts_with("recursion limit"));
+    assert!(
+        Document::parse(&too_deep)
+            .unwrap_err()
+            .to_string()
+            .starts_with("recursion limit")
+    );
     // serde_json decodes one level less (and skips values at any depth).
     assert_eq!(serde_verdicts(&deep), (true, false));
 }

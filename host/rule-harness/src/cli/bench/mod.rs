@@ -27,6 +27,9 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use cloudtrail_corpus::{Corpus, CorpusSpec, Tally, Until};
+
+mod reference;
+mod targets;
 use detect_host::state::{RedbStore, StateStore};
 
 #[derive(Args)]
@@ -60,16 +63,29 @@ pub struct BenchArgs {
 /// A corpus on disk, and what it holds.
 struct Stream {
     name: &'static str,
+    role: Role,
     /// One NDJSON file, or gzip'd CloudTrail log files.
     files: Vec<PathBuf>,
     gzip: bool,
     tally: Tally,
 }
 
+/// What a corpus is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Many services, a little SSM: how fast records the rule rules out go by.
+    Mix,
+    /// The mix as CloudTrail writes it to S3.
+    Files,
+    /// Session starts, most of it: the rule's own work.
+    SsmHeavy,
+}
+
 impl Stream {
-    fn ndjson(name: &'static str, path: PathBuf, tally: Tally) -> Self {
+    fn ndjson(name: &'static str, role: Role, path: PathBuf, tally: Tally) -> Self {
         Stream {
             name,
+            role,
             files: vec![path],
             gzip: false,
             tally,
@@ -109,6 +125,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mix = corpus(
         &dir,
         "mix",
+        Role::Mix,
         CorpusSpec {
             seed: args.seed,
             ssm_share: args.mix_ssm_share,
@@ -123,6 +140,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         corpus(
             &dir,
             "ssm-heavy",
+            Role::SsmHeavy,
             CorpusSpec {
                 seed: args.seed,
                 ssm_share: 0.72,
@@ -144,17 +162,54 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "| corpus | what | time | MB/s | records/s | session starts/s | peak memory | vs. scan (or inflate) | native / sandboxed time |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut measured = Vec::new();
     for corpus in &corpora {
-        let rows = measure(corpus, args, &dir)?;
+        let (rows, comparison) = measure(corpus, args, &dir)?;
         print_rows(corpus, &rows);
+        measured.push((corpus, rows, comparison));
     }
+    let of = |role| measured.iter().find(|(corpus, ..)| corpus.role == role);
+    let (Some((_, mix, _)), Some((ssm, ssm_rows, comparison))) =
+        (of(Role::Mix), of(Role::SsmHeavy))
+    else {
+        unreachable!("both corpora are measured")
+    };
+    if let Some(comparison) = comparison {
+        print_comparison(comparison);
+    }
+    targets::print(&targets::Runs {
+        mix,
+        ssm: ssm_rows,
+        ssm_starts: ssm.tally.sessions,
+        reference: comparison.as_ref(),
+    });
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the Python reference raised the harness's alerts.
+fn print_comparison(comparison: &reference::Comparison) {
+    let alerts: u64 = comparison.by_rule.values().sum();
+    let by_rule: Vec<String> = (comparison.by_rule.iter())
+        .map(|(rule, n)| format!("{rule} {n}"))
+        .collect();
+    match comparison.same() {
+        true => println!(
+            "\nThe Python reference raised the harness's {alerts} alerts exactly ({}).",
+            by_rule.join(", ")
+        ),
+        false => println!(
+            "\nThe Python reference's alerts differ from the harness's {alerts}: {} only the \
+             harness raised, {} only the reference.",
+            comparison.only_harness, comparison.only_reference
+        ),
+    }
 }
 
 /// The corpus `name` with `spec`, generated unless an earlier run left it.
 fn corpus(
     dir: &Path,
     name: &'static str,
+    role: Role,
     spec: CorpusSpec,
     until: Until,
 ) -> anyhow::Result<Stream> {
@@ -176,7 +231,7 @@ fn corpus(
         .and_then(|t| parse_tally(&t))
         && path.metadata().is_ok_and(|m| m.len() == tally.bytes)
     {
-        return Ok(Stream::ndjson(name, path, tally));
+        return Ok(Stream::ndjson(name, role, path, tally));
     }
     eprintln!("rule-harness: generating {}", path.display());
     let mut out = BufWriter::new(File::create(&path)?);
@@ -192,7 +247,7 @@ fn corpus(
         &tally_path,
         format!("{records} {bytes} {sessions} {identities}"),
     )?;
-    Ok(Stream::ndjson(name, path, tally))
+    Ok(Stream::ndjson(name, role, path, tally))
 }
 
 /// The records of `mix` as CloudTrail writes them to S3: gzip'd `{"Records": [...]}` log
@@ -231,6 +286,7 @@ fn cloudtrail_files(mix: &Stream) -> anyhow::Result<Stream> {
     files.sort();
     Ok(Stream {
         name: "mix as CloudTrail files (.json.gz)",
+        role: Role::Files,
         files,
         gzip: true,
         tally: mix.tally,
@@ -247,19 +303,68 @@ fn parse_tally(text: &str) -> Option<Tally> {
     })
 }
 
-/// What each way of going through a corpus costs.
+/// One way of going through a corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum What {
+    PlainRead,
+    SubstringScan,
+    Grep,
+    Inflate,
+    Native,
+    SandboxedMemory,
+    SandboxedRedb,
+    EveryCore,
+    EndToEnd,
+    Python,
+}
+
+impl What {
+    fn label(self) -> &'static str {
+        match self {
+            What::PlainRead => "plain read",
+            What::SubstringScan => "substring scan",
+            What::Grep => "`grep -cF`, a process",
+            What::Inflate => "inflate",
+            What::Native => "native rule, memory",
+            What::SandboxedMemory => "sandboxed, memory",
+            What::SandboxedRedb => "sandboxed, redb",
+            What::EveryCore => "sandboxed, memory, every core",
+            What::EndToEnd => "sandboxed, memory, alerts written to a file",
+            What::Python => "Python reference, alerts written to a file",
+        }
+    }
+
+    /// A reading of the input, not the rule: the base the rule's rows are compared with.
+    fn is_base(self) -> bool {
+        matches!(
+            self,
+            What::PlainRead | What::SubstringScan | What::Grep | What::Inflate
+        )
+    }
+}
+
+/// A corpus's measurements.
+type Rows = Vec<(What, Measure)>;
+
+/// Where a run of the harness writes its alerts.
+enum Alerts {
+    Discarded,
+    To(PathBuf),
+}
+
+/// What each way of going through a corpus costs; for the SSM-heavy corpus, also how the
+/// Python reference's alerts compare with the harness's.
 fn measure(
     corpus: &Stream,
     args: &BenchArgs,
     dir: &Path,
-) -> anyhow::Result<Vec<(&'static str, Measure)>> {
+) -> anyhow::Result<(Rows, Option<reference::Comparison>)> {
     let state = dir.join("bench-state.redb");
-    let harness = |extra: &'static [&'static str], state: Option<&Path>, core: Option<usize>| {
+    let harness = |extra: &'static [&'static str], state: Option<&Path>, alerts: Alerts, core| {
         let state = state.map(Path::to_owned);
         move || {
             let mut command = Command::new(std::env::current_exe()?);
-            command.args(["run", "--no-progress", "--discard-alerts"]);
-            command.args(["--dead-letter", "/dev/null"]);
+            command.args(["run", "--no-progress", "--dead-letter", "/dev/null"]);
             command.args(extra);
             match &state {
                 Some(path) => {
@@ -271,7 +376,11 @@ fn measure(
                 }
             }
             command.args(&corpus.files);
-            let (time, peak, summary) = run_pinned(command, core)?;
+            match &alerts {
+                Alerts::Discarded => command.arg("--discard-alerts").stdout(Stdio::null()),
+                Alerts::To(path) => command.stdout(File::create(path)?),
+            };
+            let (time, peak, summary) = run_pinned(&mut command, core)?;
             check_summary(&summary, &corpus.tally)?;
             let state_bytes = match &state {
                 Some(path) => Some(state_size(path)?),
@@ -281,49 +390,65 @@ fn measure(
         }
     };
     let one = Some(args.core);
+    let measured = |run: &mut dyn FnMut() -> Run| median(args.runs, run);
     let mut rows = Vec::new();
     if corpus.gzip {
         rows.push((
-            "inflate",
-            median(args.runs, || timed(|| inflate(&corpus.files)))?,
+            What::Inflate,
+            measured(&mut || timed(|| inflate(&corpus.files)))?,
         ));
     } else {
         let file = &corpus.files[0];
         rows.push((
-            "plain read",
-            median(args.runs, || timed(|| read(file, |_, _| ())))?,
+            What::PlainRead,
+            measured(&mut || timed(|| read(file, |_, _| ())))?,
         ));
-        rows.push((
-            "substring scan",
-            median(args.runs, || {
-                timed(|| {
-                    std::hint::black_box(count(file, b"\"StartSession\"")?);
-                    Ok(())
-                })
-            })?,
-        ));
+        let scan = || std::hint::black_box(count(file, b"\"StartSession\"")).map(drop);
+        rows.push((What::SubstringScan, measured(&mut || timed(scan))?));
+        if let Some(grep) = reference::grep(file) {
+            // GNU grep stops at the first match when its output is /dev/null.
+            let count = dir.join("grep-count.txt");
+            rows.push((What::Grep, measured(&mut process(grep, &count, one))?));
+        }
     }
-    rows.push((
-        "native rule, memory",
-        median(args.runs, harness(&["--unsandboxed"], None, one))?,
-    ));
-    rows.push((
-        "sandboxed, memory",
-        median(args.runs, harness(&[], None, one))?,
-    ));
+    let discard = || Alerts::Discarded;
+    let native = harness(&["--unsandboxed"], None, discard(), one);
+    rows.push((What::Native, measured(&mut { native })?));
+    let sandboxed = harness(&[], None, discard(), one);
+    rows.push((What::SandboxedMemory, measured(&mut { sandboxed })?));
     if corpus.gzip {
-        rows.push((
-            "sandboxed, memory, every core",
-            median(args.runs, harness(&[], None, None))?,
-        ));
+        let every_core = harness(&[], None, discard(), None);
+        rows.push((What::EveryCore, measured(&mut { every_core })?));
     } else {
-        rows.push((
-            "sandboxed, redb",
-            median(args.runs, harness(&[], Some(&state), one))?,
-        ));
+        let redb = harness(&[], Some(&state), discard(), one);
+        rows.push((What::SandboxedRedb, measured(&mut { redb })?));
     }
     let _ = std::fs::remove_file(&state);
-    Ok(rows)
+    let mut comparison = None;
+    if corpus.role == Role::SsmHeavy {
+        let (ours, theirs) = (
+            dir.join("alerts.ndjson"),
+            dir.join("reference-alerts.ndjson"),
+        );
+        let end_to_end = harness(&[], None, Alerts::To(ours.clone()), one);
+        rows.push((What::EndToEnd, measured(&mut { end_to_end })?));
+        if let Some(python) = reference::python(dir, &corpus.files[0])? {
+            let run = &mut process(python, &theirs, one);
+            rows.push((What::Python, measured(run)?));
+            comparison = Some(reference::compare(&ours, &theirs)?);
+        }
+    }
+    Ok((rows, comparison))
+}
+
+/// A run of `command` (which must succeed) as a whole process on `core`, its output to
+/// `out`, written anew each run.
+fn process(mut command: Command, out: &Path, core: Option<usize>) -> impl FnMut() -> Run {
+    move || {
+        command.stdout(File::create(out)?);
+        let (time, peak, _) = run_pinned(&mut command, core)?;
+        Ok((time, Some(peak), None))
+    }
 }
 
 /// Runs the harness once on nothing, so that the rule is compiled and cached before any
@@ -332,8 +457,9 @@ fn warm_up() -> anyhow::Result<()> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["run", "--no-progress", "--state", "memory"])
-        .stdin(Stdio::null());
-    run_pinned(command, None).map(drop)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    run_pinned(&mut command, None).map(drop)
 }
 
 /// A bench that judged less than it should measures nothing: the summary must count
@@ -433,10 +559,10 @@ fn count(path: &Path, needle: &[u8]) -> anyhow::Result<usize> {
 /// Runs `command` on `core`, or on every core; its wall time, peak memory and summary,
 /// or why it failed.
 fn run_pinned(
-    mut command: Command,
+    command: &mut Command,
     core: Option<usize>,
 ) -> anyhow::Result<(Duration, u64, String)> {
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    command.stderr(Stdio::piped());
     // SAFETY: sched_setaffinity is async-signal-safe.
     unsafe {
         command.pre_exec(move || match core {
@@ -445,7 +571,10 @@ fn run_pinned(
         });
     }
     let started = Instant::now();
-    let mut child = command.spawn().context("cannot start the harness")?;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
     let mut stderr = String::new();
     child
         .stderr
@@ -459,7 +588,7 @@ fn run_pinned(
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let elapsed = started.elapsed();
     if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("the harness failed:\n{stderr}");
+        bail!("{program} failed:\n{stderr}");
     }
     Ok((elapsed, usage.ru_maxrss as u64, stderr))
 }
@@ -503,24 +632,22 @@ fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
     }
 }
 
-fn print_rows(corpus: &Stream, rows: &[(&str, Measure)]) {
-    let find = |what: &str| rows.iter().find(|(w, _)| *w == what).map(|(_, m)| m.time);
-    let scan = find("substring scan").or(find("inflate"));
-    let native = find("native rule, memory");
+fn print_rows(corpus: &Stream, rows: &Rows) {
+    let find = |what| rows.iter().find(|(w, _)| *w == what).map(|(_, m)| m.time);
+    let scan = find(What::SubstringScan).or(find(What::Inflate));
+    let native = find(What::Native);
     let tally = corpus.tally;
     for (what, measure) in rows {
         let secs = measure.time.as_secs_f64();
-        let ratio = |base: Option<Duration>, label: &str| match base {
-            // Like for like: the native rule runs on one core.
-            Some(base) if what.starts_with(label) && !what.ends_with("every core") => {
-                format!("{:.2}x", base.as_secs_f64() / secs)
+        // Like for like: the native rule runs on one core and discards its alerts.
+        let vs_native = match (native, what) {
+            (Some(native), What::SandboxedMemory | What::SandboxedRedb) => {
+                format!("{:.2}x", native.as_secs_f64() / secs)
             }
             _ => String::new(),
         };
         let vs_scan = match scan {
-            Some(scan) if !matches!(*what, "plain read" | "substring scan" | "inflate") => {
-                format!("{:.1}x the time", secs / scan.as_secs_f64())
-            }
+            Some(scan) if !what.is_base() => format!("{:.1}x the time", secs / scan.as_secs_f64()),
             _ => String::new(),
         };
         let mut memory = measure.peak_kib.map_or(String::new(), |kib| {
@@ -534,16 +661,16 @@ fn print_rows(corpus: &Stream, rows: &[(&str, Measure)]) {
             );
         }
         println!(
-            "| {} ({:.0} MB, {} records, {} session starts) | {what} | {:.3} s | {:.0} | {:.0} | {:.0} | {memory} | {vs_scan} | {} |",
+            "| {} ({:.0} MB, {} records, {} session starts) | {} | {:.3} s | {:.0} | {:.0} | {:.0} | {memory} | {vs_scan} | {vs_native} |",
             corpus.name,
             tally.bytes as f64 / 1e6,
             tally.records,
             tally.sessions,
+            what.label(),
             secs,
             tally.bytes as f64 / 1e6 / secs,
             tally.records as f64 / secs,
             tally.sessions as f64 / secs,
-            ratio(native, "sandboxed"),
         );
     }
 }
