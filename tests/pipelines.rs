@@ -1134,3 +1134,59 @@ fn a_fluvio_look_back_bounds_event_times_as_reading_live_does() {
     got.extend(contract::alerts(&mut fluvio, &stream[victim + 1..]));
     assert_eq!(got, expected);
 }
+
+/// `fixtures/state/format-2.rule-state/` was written by the Fluent Bit filter of the release
+/// before state format 3 (commit 3cfc294), granted a directory with
+/// `format-2.config.json` as its `rule-config.json`, over the first half of
+/// `generated_log(4000, 14)`. This filter starts from it and upgrades it as the harness
+/// upgrades a state file: the second half raises exactly the alerts of one uninterrupted
+/// run, and a restart after it keeps them.
+#[test]
+fn a_fluent_bit_state_of_the_previous_format_is_upgraded_and_keeps_its_baselines() {
+    let text = String::from_utf8(generated_log(4000, 14)).unwrap();
+    let records: Vec<String> = text.lines().map(str::to_owned).collect();
+    let (first, second) = records.split_at(2000);
+    let granted = |state: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = fixture("state/format-2.config.json");
+        std::fs::copy(config, dir.path().join("rule-config.json")).unwrap();
+        if state {
+            let kept = dir.path().join("rule-state");
+            std::fs::create_dir(&kept).unwrap();
+            for file in std::fs::read_dir(fixture("state/format-2.rule-state")).unwrap() {
+                let file = file.unwrap();
+                std::fs::copy(file.path(), kept.join(file.file_name())).unwrap();
+            }
+        }
+        dir
+    };
+    let mut uninterrupted = FluentBit::granted(ssm(), granted(false));
+    contract::alerts(&mut uninterrupted, first);
+    let expected = contract::alerts(&mut uninterrupted, second);
+    let ids = |alerts: &[AlertKey]| -> BTreeMap<String, usize> {
+        alerts.iter().fold(BTreeMap::new(), |mut ids, a| {
+            *ids.entry(a.rule_id.clone()).or_default() += 1;
+            ids
+        })
+    };
+    assert!(
+        ids(&expected)["AWS.SSM.UnusualSession"] > 0,
+        "{:?}",
+        ids(&expected)
+    );
+
+    let dir = granted(true);
+    let path = dir.path().to_path_buf();
+    let mut upgraded = FluentBit::granted(ssm(), dir);
+    let (half, rest) = second.split_at(1000);
+    let mut resumed = contract::alerts(&mut upgraded, half);
+    // A restart reads the upgraded state back from rule-state/.
+    let restarted = tempfile::tempdir().unwrap();
+    for name in ["rule-config.json", "rule-state"] {
+        std::fs::rename(path.join(name), restarted.path().join(name)).unwrap();
+    }
+    drop(upgraded);
+    let mut restarted = FluentBit::granted(ssm(), restarted);
+    resumed.extend(contract::alerts(&mut restarted, rest));
+    assert_eq!(resumed, expected);
+}
