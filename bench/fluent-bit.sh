@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # The built-in rule's Fluent Bit filter inside Fluent Bit: a pipeline of `tail` (JSON
 # parser) into `file`, with and without the `ssm_alerts` filter, over an NDJSON corpus
-# (`rule-harness bench` leaves its mix, `mix-...ndjson`, in the system's temporary
-# directory; `tail` cannot read the gzip'd files beside it). Prints each run's wall and
-# CPU seconds, then checks that the filter raised the alerts `rule-harness run` raises.
+# (`rule-harness bench` leaves its corpora in the system's temporary directory:
+# `mix-...ndjson`, many services and a little SSM, and `ssm-heavy-...ndjson`, mostly
+# session starts; `tail` cannot read the gzip'd files beside them).
 #
 #   bench/fluent-bit.sh FLUENT_BIT_BINARY CORPUS.ndjson [RUNS]
+#
+# Prints each run's wall and CPU seconds; then the medians, the pipeline's time with the
+# filter over its time without it, the CPU the filter adds per record and per session
+# start (the corpus's `StartSession` records: on the SSM-heavy corpus nearly all of the
+# filter's work); and checks that the filter raised exactly the alerts `rule-harness run`
+# raises. With WAMRC set to a `wamrc` (WAMR's ahead-of-time compiler, of the WAMR release
+# Fluent Bit bundles), the filter is also compiled ahead of time and measured the same
+# way (README: "Inside Fluent Bit").
 #
 # Needs GNU time (/usr/bin/time) and python3.
 # Fluent Bit is not a dependency of this project: build it from its sources with
 # `cmake -DFLB_WASM=On -DFLB_MINIMAL=On -DFLB_IN_TAIL=On -DFLB_FILTER_WASM=On
-# -DFLB_OUT_FILE=On` (it needs cmake, flex, bison, libyaml-dev and libssl-dev).
+# -DFLB_OUT_FILE=On -DFLB_KAFKA=Off` (it needs cmake, flex, bison, libyaml-dev,
+# libssl-dev and, for FLB_SQLDB, libsqlite3-dev with -DFLB_PREFER_SYSTEM_LIB_SQLITE=On).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 FLUENT_BIT_BINARY CORPUS.ndjson [RUNS]" >&2
@@ -28,6 +37,13 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/out" "$work/granted"
 printf '[PARSER]\n    Name   json\n    Format json\n' > "$work/parsers.conf"
 cargo run -q --release -- export --for fluent-bit "$work/filter.wasm"
+pipelines="without with"
+if [ -n "${WAMRC:-}" ]; then
+  # WAMR in Fluent Bit runs without SIMD: the compiled module must not use it.
+  "$WAMRC" --opt-level=3 --disable-simd -o "$work/filter.aot" "$work/filter.wasm" > "$work/log" 2>&1 ||
+    { cat "$work/log" >&2; exit 1; }
+  pipelines="$pipelines with-aot"
+fi
 
 config() { # NAME [FILTER]: a pipeline writing to out/NAME
   cat <<CONF
@@ -54,31 +70,68 @@ $2
     Format plain
 CONF
 }
-config without "" > "$work/without.conf"
-config with "[FILTER]
+filter() { # MODULE: the filter section
+  echo "[FILTER]
     Name             wasm
     Match            cloudtrail
     Event_Format     json
-    WASM_Path        $work/filter.wasm
+    WASM_Path        $1
     Function_Name    ssm_alerts
     Accessible_Paths $work/granted
     WASM_Stack_Size  1M
-    WASM_Heap_Size   1M" > "$work/with.conf"
+    WASM_Heap_Size   1M"
+}
+config without "" > "$work/without.conf"
+config with "$(filter "$work/filter.wasm")" > "$work/with.conf"
+config with-aot "$(filter "$work/filter.aot")" > "$work/with-aot.conf"
 
 for _ in $(seq "$runs"); do
-  for name in without with; do
+  for name in $pipelines; do
     rm -f "$work/out/$name"
-    if ! /usr/bin/time -o "$work/time" -f "$name: %e s wall, %U s user, %S s system" \
+    if ! /usr/bin/time -o "$work/time" -f "%e %U %S" \
       "$fluent_bit" -c "$work/$name.conf" > "$work/log" 2>&1; then
       cat "$work/log" >&2
       exit 1
     fi
-    cat "$work/time"
+    read -r wall user system < "$work/time"
+    echo "$name $wall $user $system" >> "$work/times"
+    echo "$name: $wall s wall, $user s user, $system s system"
   done
 done
-filter=$(python3 -c 'import json,sys; print(sum(len(json.loads(l).get("alerts", [])) for l in sys.stdin if l.strip()))' < "$work/out/with")
+
+records=$(wc -l < "$corpus")
+starts=$(grep -c '"StartSession"' "$corpus" || true)
+python3 - "$work/times" "$records" "$starts" <<'PY'
+import statistics, sys
+times, records, starts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+runs = {}
+for line in open(times):
+    name, wall, user, system = line.split()
+    runs.setdefault(name, []).append((float(wall), float(user) + float(system)))
+median = {name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+          for name, r in runs.items()}
+base_wall, base_cpu = median["without"]
+print(f"medians of {len(runs['without'])} runs, {records} records, {starts} session starts:")
+for name, (wall, cpu) in median.items():
+    line = f"  {name}: {wall:.2f} s wall, {cpu:.2f} s CPU"
+    if name != "without":
+        added = cpu - base_cpu
+        line += (f"; {wall / base_wall:.2f}x the wall time and {cpu / base_cpu:.2f}x the CPU"
+                 f" without the filter; the filter adds {added * 1e6 / records:.1f} µs CPU a record")
+        if starts:
+            line += f", {added * 1e6 / starts:.0f} µs a session start"
+    print(line)
+PY
+
+for name in $pipelines; do
+  [ "$name" = without ] && continue
+  count=$(python3 -c 'import json,sys; print(sum(len(json.loads(l).get("alerts", [])) for l in sys.stdin if l.strip()))' < "$work/out/$name")
+  echo "$name" "$count" >> "$work/alert-counts"
+done
 cargo run -q --release -- run --no-progress --state memory "$corpus" > "$work/alerts" 2> "$work/log" ||
   { cat "$work/log" >&2; exit 1; }
 harness=$(wc -l < "$work/alerts")
-echo "alerts: $filter from the filter, $harness from rule-harness run"
-[ "$filter" -eq "$harness" ] || { echo "the filter's alerts differ from the harness's" >&2; exit 1; }
+while read -r name count; do
+  echo "alerts: $count from the filter ($name), $harness from rule-harness run"
+  [ "$count" -eq "$harness" ] || { echo "the filter's alerts differ from the harness's" >&2; exit 1; }
+done < "$work/alert-counts"

@@ -233,8 +233,8 @@ impl LineTemplate {
         }
     }
 
-    /// Appends the line of `raised` (with its newline) to `out`: byte for byte what
-    /// serializing its [`AlertLine`] writes. `raised.context` must be JSON.
+    /// Appends the line of `raised` (a JSON object, without a newline) to `out`: byte for
+    /// byte what serializing its [`AlertLine`] writes. `raised.context` must be JSON.
     pub fn write(&self, out: &mut String, raised: &Raised) {
         out.push_str(&self.head);
         write_str(out, raised.title);
@@ -249,7 +249,33 @@ impl LineTemplate {
             Some(id) => write_str(out, id),
             None => out.push_str("null"),
         }
-        out.push_str("}\n");
+        out.push('}');
+    }
+}
+
+/// The line templates of a rule's detections: for the bindings that write a rule's alert
+/// lines themselves.
+pub struct Templates(Vec<(&'static Detection, LineTemplate)>);
+
+impl Templates {
+    /// The templates of `detections`.
+    pub fn of(detections: &[&'static Detection]) -> Self {
+        let template = |d: &&'static Detection| (*d, LineTemplate::new(&Declared::from(*d)));
+        Templates(detections.iter().map(template).collect())
+    }
+
+    /// Appends `alert`'s line (a JSON object) to `out`. An alert of a detection the rule
+    /// does not list is a bug of the rule, which its own tests meet first.
+    pub fn write(&self, out: &mut String, alert: &Alert) {
+        let (_, template) = (self.0.iter())
+            .find(|(d, _)| std::ptr::eq(*d, alert.detection) || d.id == alert.detection.id)
+            .unwrap_or_else(|| {
+                panic!(
+                    "`{}` is not among the rule's detections",
+                    alert.detection.id
+                )
+            });
+        template.write(out, &alert.raised());
     }
 }
 
@@ -290,7 +316,7 @@ mod tests {
             let mut out = String::new();
             template.write(&mut out, &raised);
             let line = AlertLine::new(&declared, &raised);
-            assert_eq!(out, serde_json::to_string(&line).unwrap() + "\n");
+            assert_eq!(out, serde_json::to_string(&line).unwrap());
         }
     }
 }

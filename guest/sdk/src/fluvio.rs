@@ -43,11 +43,12 @@ use fluvio_smartmodule::dataplane::smartmodule::{
 use fluvio_smartmodule::eyre;
 use serde_json::json;
 
+use crate::alert::Templates;
 use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Configured, Context, Rule};
+use crate::{Configured, Context, Rule};
 
 /// The parameter that carries the rule's configuration.
 pub const CONFIG_PARAM: &str = "config";
@@ -60,14 +61,17 @@ static MODULE: Slot = Slot::new();
 /// The last output handed to the engine, freed by the next call.
 static OUTPUT: Slot = Slot::new();
 
-/// What one CloudTrail record gave: its alerts, or why it was refused.
-type Judged = Result<Vec<AlertLine>, (&'static str, String)>;
+/// What one CloudTrail record gave: its alerts (each its detection's id and its line), or
+/// why it was refused.
+type Judged = Result<Vec<(&'static str, String)>, (&'static str, String)>;
 
 /// What the module keeps between calls.
 struct Module<R: Rule> {
     resident: Resident<R>,
     /// Records it rules out cannot concern the rule: they are skipped unread.
     prefilter: Prefilter,
+    /// The lines of the rule's alerts, written once.
+    templates: Templates,
     stamps: Stamps,
     waiting: Waiting,
 }
@@ -99,6 +103,7 @@ impl<R: Rule> Module<R> {
             resident: Resident::new(config, MemoryKv::new()),
             prefilter: Prefilter::new(R::info().prefilter)
                 .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?,
+            templates: Templates::of(R::info().detections),
             stamps: Stamps::new(),
             waiting: Waiting::default(),
         })
@@ -106,7 +111,13 @@ impl<R: Rule> Module<R> {
 
     fn judge(&mut self, text: &str, context: &Context) -> Judged {
         match self.resident.process(text, context) {
-            Ok(outcome) => Ok(outcome.alerts.iter().map(AlertLine::from).collect()),
+            Ok(outcome) => Ok((outcome.alerts.iter())
+                .map(|alert| {
+                    let mut line = String::new();
+                    self.templates.write(&mut line, alert);
+                    (alert.detection.id, line)
+                })
+                .collect()),
             Err(e) => Err((e.kind(), e.to_string())),
         }
     }
@@ -152,10 +163,9 @@ impl<R: Rule> Module<R> {
         };
         for result in judged {
             match result {
-                Ok(alerts) => out.extend(alerts.iter().map(|alert| {
-                    let line = serde_json::to_vec(alert).expect("JSON serializes");
-                    keyed(Some(alert.rule_id.clone().into()), line.into())
-                })),
+                Ok(alerts) => out.extend(
+                    (alerts.into_iter()).map(|(id, line)| keyed(Some(id.into()), line.into())),
+                ),
                 Err((kind, message)) => {
                     let error =
                         json!({"kind": kind, "message": message, "offset": record.offset()});

@@ -132,6 +132,7 @@ impl Alert {
     /// Appends its JSON line, newline included, to `out`.
     pub fn write_line(&self, out: &mut String) {
         self.detection.line.write(out, &self.raised());
+        out.push('\n');
     }
 }
 

@@ -153,7 +153,8 @@ pub fn records(text: &str) -> Vec<&str> {
         #[serde(rename = "Records", borrow)]
         records: Vec<&'a RawValue>,
     }
-    if !text.contains("\"Records\"") {
+    // memchr's search: the standard library's costs a pipeline's interpreter more.
+    if memchr::memmem::find(text.as_bytes(), b"\"Records\"").is_none() {
         return vec![text];
     }
     match serde_json::from_str::<LogFile>(text) {

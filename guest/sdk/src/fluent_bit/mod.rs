@@ -50,16 +50,18 @@ pub mod fs;
 pub mod heap;
 pub mod journal;
 
+use std::cell::OnceCell;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
+use crate::alert::Templates;
 use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail::{self, Record};
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
-use crate::{AlertLine, Configured, Millis, Outcome, Rule};
+use crate::{Configured, Millis, Outcome, Rule};
 use fs::{Access, Dir};
 use journal::Journal;
 
@@ -96,6 +98,9 @@ struct Filter<R: Rule> {
 struct Running<R: Rule> {
     resident: Resident<R>,
     prefilter: Prefilter,
+    /// The lines of the rule's alerts, written once, when the first alert comes: starting
+    /// (again, after a trap) stays as short as it can be.
+    templates: OnceCell<Templates>,
     journal: Option<Journal>,
     /// Said with the next answer.
     warning: Option<Failure>,
@@ -296,6 +301,7 @@ impl<R: Rule> Running<R> {
         Ok(Running {
             resident: Resident::new(config, kv),
             prefilter,
+            templates: OnceCell::new(),
             journal,
             warning: None,
         })
@@ -343,7 +349,12 @@ impl<R: Rule> Running<R> {
                 continue;
             }
             match self.resident.judge(record, &context) {
-                Ok(outcome) => reply.add(&outcome),
+                Ok(outcome) if outcome.alerts.is_empty() => {}
+                Ok(outcome) => {
+                    let templates =
+                        (self.templates).get_or_init(|| Templates::of(R::info().detections));
+                    reply.add(&outcome, templates);
+                }
                 Err(e) => reply.fail(Failure::new(e.kind(), e.to_string())),
             }
         }
@@ -446,7 +457,8 @@ impl Failure {
 
 /// What one call answers.
 struct Reply<'r> {
-    alerts: Vec<AlertLine>,
+    /// The alerts' lines, joined by commas: the elements of the answer's `alerts`.
+    alerts: String,
     failures: Vec<Failure>,
     /// The record as text, when it was read.
     record: Option<&'r str>,
@@ -457,7 +469,7 @@ struct Reply<'r> {
 impl<'r> Reply<'r> {
     fn new(record: &'r str) -> Self {
         Reply {
-            alerts: Vec::new(),
+            alerts: String::new(),
             failures: Vec::new(),
             record: Some(record),
             unjudged: None,
@@ -466,7 +478,7 @@ impl<'r> Reply<'r> {
 
     fn error(failure: Failure, record: Option<&'r str>) -> Self {
         Reply {
-            alerts: Vec::new(),
+            alerts: String::new(),
             failures: vec![failure],
             record,
             unjudged: None,
@@ -482,20 +494,40 @@ impl<'r> Reply<'r> {
             .then(|| record.and_then(|r| std::str::from_utf8(r).ok()))
             .flatten();
         Reply {
-            alerts: Vec::new(),
+            alerts: String::new(),
             failures: failure.into_iter().collect(),
             record: text,
             unjudged: record,
         }
     }
 
-    fn add(&mut self, outcome: &Outcome) {
-        self.alerts
-            .extend(outcome.alerts.iter().map(AlertLine::from));
+    /// Adds `outcome`'s alerts, their lines written once, from `templates`.
+    fn add(&mut self, outcome: &Outcome, templates: &Templates) {
+        for alert in &outcome.alerts {
+            if !self.alerts.is_empty() {
+                self.alerts.push(',');
+            }
+            templates.write(&mut self.alerts, alert);
+        }
     }
 
     fn fail(&mut self, failure: Failure) {
         self.failures.push(failure);
+    }
+
+    /// The first failure, as the answer's `rule_error` reports it.
+    fn error_value(&self, mode: Mode) -> Option<Value> {
+        let first = self.failures.first()?;
+        let mut error = json!({"kind": first.kind, "message": first.message});
+        if self.failures.len() > 1 {
+            error["more_failures"] = json!(self.failures.len() - 1);
+        }
+        if mode == Mode::Alerts
+            && let Some(record) = self.record
+        {
+            error["record"] = quoted(record);
+        }
+        Some(error)
     }
 
     /// The JSON text Fluent Bit gets (empty: drop the record).
@@ -506,22 +538,10 @@ impl<'r> Reply<'r> {
             }
             return;
         }
-        let mut added = serde_json::Map::new();
-        if !self.alerts.is_empty() {
-            added.insert("alerts".into(), json!(self.alerts));
-        }
-        if let Some(first) = self.failures.first() {
-            let mut error = json!({"kind": first.kind, "message": first.message});
-            if self.failures.len() > 1 {
-                error["more_failures"] = json!(self.failures.len() - 1);
-            }
-            if mode == Mode::Alerts
-                && let Some(record) = self.record
-            {
-                error["record"] = quoted(record);
-            }
-            added.insert("rule_error".into(), error);
-        }
+        let mut added = Added {
+            alerts: &self.alerts,
+            error: self.error_value(mode),
+        };
         match (mode, self.record) {
             (Mode::Enrich, Some(record)) if added.is_empty() => {
                 out.extend_from_slice(record.trim_end().as_bytes())
@@ -532,18 +552,51 @@ impl<'r> Reply<'r> {
                     // Not an object Fluent Bit could read back with keys added: the
                     // error record stands in for it, quoting it.
                     out.truncate(start);
-                    if let Some(error) = added.get_mut("rule_error") {
+                    if let Some(error) = &mut added.error {
                         error["record"] = quoted(record);
                     }
-                    serde_json::to_writer(out, &added).expect("JSON serializes");
+                    added.write_object(out);
                 }
             }
             (Mode::Enrich, None) if self.unjudged.is_some() => {
                 out.extend_from_slice(self.unjudged.expect("checked"))
             }
             _ if added.is_empty() => {}
-            _ => serde_json::to_writer(out, &added).expect("JSON serializes"),
+            _ => added.write_object(out),
         }
+    }
+}
+
+/// What an answer adds to a record: its alerts (their lines joined by commas) and its
+/// error.
+struct Added<'a> {
+    alerts: &'a str,
+    error: Option<Value>,
+}
+
+impl Added<'_> {
+    fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.error.is_none()
+    }
+
+    /// Each key added and its value's JSON text.
+    fn fields(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        let alerts = (!self.alerts.is_empty()).then(|| ("alerts", format!("[{}]", self.alerts)));
+        let error = (self.error.as_ref()).map(|e| ("rule_error", e.to_string()));
+        alerts.into_iter().chain(error)
+    }
+
+    /// The added keys alone, as one object.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (n, (key, value)) in self.fields().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{key}\":").as_bytes());
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.push(b'}');
     }
 }
 
@@ -560,17 +613,15 @@ fn quoted(record: &str) -> Value {
 /// the name of an added one is renamed `original_<name>`, so that no key appears twice
 /// (readers of duplicate keys disagree on which one wins). `Err` when the record is not
 /// a JSON object (e.g. Fluent Bit's `nan` for a NaN float): nothing can be added to it.
-fn enrich(
-    record: &str,
-    added: &serde_json::Map<String, Value>,
-    out: &mut Vec<u8>,
-) -> Result<(), crate::RuleError> {
+fn enrich(record: &str, added: &Added, out: &mut Vec<u8>) -> Result<(), crate::RuleError> {
     let record = Record::parse(record)?;
-    let taken = |name: &str| added.contains_key(name) || record.members().any(|(k, _)| k == name);
+    let fields: Vec<(&str, String)> = added.fields().collect();
+    let adds = |name: &str| fields.iter().any(|(key, _)| *key == name);
+    let taken = |name: &str| adds(name) || record.members().any(|(k, _)| k == name);
     out.push(b'{');
     for (key, value) in record.members() {
         let mut key = key.into_owned();
-        if added.contains_key(&key) {
+        if adds(&key) {
             while taken(&key) {
                 key.insert_str(0, "original_");
             }
@@ -580,10 +631,9 @@ fn enrich(
         out.extend_from_slice(value.as_bytes());
         out.push(b',');
     }
-    for (key, value) in added {
-        serde_json::to_writer(&mut *out, key).expect("a key serializes");
-        out.push(b':');
-        serde_json::to_writer(&mut *out, value).expect("a value serializes");
+    for (key, value) in &fields {
+        out.extend_from_slice(format!("\"{key}\":").as_bytes());
+        out.extend_from_slice(value.as_bytes());
         out.push(b',');
     }
     *out.last_mut().expect("an added key") = b'}';
@@ -672,7 +722,7 @@ mod tests {
     #[test]
     fn several_failures_are_counted() {
         let mut reply = Reply::new("{}");
-        reply.add(&Outcome::default());
+        reply.add(&Outcome::default(), &Templates::of(&[]));
         reply.fail(Failure::new("invalid-time", "a".into()));
         reply.fail(Failure::new("invalid-field", "b".into()));
         let out: Value = serde_json::from_str(&written(&reply, Mode::Alerts)).unwrap();
