@@ -8,15 +8,24 @@ use serde_json::Value;
 use crate::support::*;
 
 #[test]
-fn the_fixture_suite_passes() {
+fn the_fixture_suite_passes_a_line_a_case() {
     let out = harness(&["test"], b"");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    let last = stdout.lines().last().unwrap();
+    let (cases, totals) = stdout.trim_end().rsplit_once('\n').unwrap();
+    let passed: usize = totals.split(' ').next().unwrap().parse().unwrap();
     assert!(
-        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
-        "{last}"
+        totals.starts_with(&format!("{passed} passed, 0 failed")),
+        "{totals}"
     );
+    assert_eq!(cases.lines().count(), passed, "{stdout}");
+    assert!(
+        cases
+            .lines()
+            .all(|l| l.starts_with("case ") && l.ends_with(" ... ok")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(":: the sample log alone is an informational session start ... ok"));
 }
 
 #[test]
@@ -41,6 +50,62 @@ fn a_failing_case_shows_a_diff_and_fails_the_command() {
         "{stdout}"
     );
     assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
+    assert!(stdout.contains(":: wrong severity ... FAILED"), "{stdout}");
+}
+
+/// `--filter` runs the cases whose name has the text; `--junit` writes what CI systems
+/// read: a JUnit parser finds every case, and a failure with its message and diff.
+#[test]
+fn cases_are_filtered_by_name_and_written_as_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = serde_json::json!({
+        "base": fixture("records/panther_sample.json"),
+        "cases": [
+            {"name": "wrong <severity> & all", "steps": [{"record": {}, "expect": [{"severity": "critical"}]}]},
+            {"name": "right severity", "steps": [{"record": {}, "expect": [{"severity": "info"}]}]},
+            {"name": "left out", "steps": [{"record": {}}]}
+        ]
+    });
+    let path = dir.path().join("mixed.case.json");
+    std::fs::write(&path, case.to_string()).unwrap();
+    let junit = dir.path().join("junit.xml");
+    let args = ["test", path.to_str().unwrap(), "--filter", "severity"];
+    let out = harness(
+        &[&args[..], &["--junit", junit.to_str().unwrap()]].concat(),
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.ends_with("1 passed, 1 failed; 1 filtered out\n"),
+        "{stdout}"
+    );
+    let suites = junit_parser::from_reader(std::io::BufReader::new(
+        std::fs::File::open(&junit).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!((suites.tests, suites.failures), (2, 1));
+    let suite = &suites.suites[0];
+    let names: Vec<&str> = suite
+        .cases
+        .iter()
+        .map(|c| c.original_name.as_str())
+        .collect();
+    assert_eq!(names, ["wrong <severity> & all", "right severity"]);
+    let junit_parser::TestStatus::Failure(failure) = &suite.cases[0].status else {
+        panic!("{:?}", suite.cases[0].status)
+    };
+    assert!(
+        failure.message.contains("alerts differ"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.text.contains("+     \"severity\": \"info\""),
+        "{}",
+        failure.text
+    );
+    assert!(suite.cases[1].status.is_success());
 }
 
 #[test]

@@ -1190,3 +1190,90 @@ fn a_fluent_bit_state_of_the_previous_format_is_upgraded_and_keeps_its_baselines
     resumed.extend(contract::alerts(&mut restarted, rest));
     assert_eq!(resumed, expected);
 }
+
+/// `--format ocsf`, `alert_format` in the Fluent Bit filter's `rule-config.json` and the
+/// Fluvio SmartModule's `alert_format` parameter: one OCSF Detection Finding per alert,
+/// each as the schema defines it, the same from every host, over the fixture log and a
+/// generated corpus.
+#[test]
+fn every_host_writes_the_same_ocsf_findings_one_per_alert() {
+    let generated = String::from_utf8(generated_log(3000, 9)).unwrap();
+    let fixture: Vec<String> = fixture_records();
+    let corpora = [fixture, generated.lines().map(str::to_owned).collect()];
+    for records in &corpora {
+        let stdin = records.join("\n").into_bytes();
+        let harness = alerts(
+            &["run", "--state", "memory", "--format", "ocsf", "-"],
+            &stdin,
+        );
+        let lines = alerts(&["run", "--state", "memory", "-"], &stdin);
+        assert_eq!(harness.len(), lines.len(), "one finding per alert");
+        assert!(harness.len() > 10, "{}", harness.len());
+        for (finding, line) in harness.iter().zip(&lines) {
+            detect_sdk::ocsf::schema::check(finding).unwrap_or_else(|e| panic!("{e}: {finding}"));
+            assert_eq!(finding["finding_info"]["analytic"]["uid"], line["rule_id"]);
+            assert_eq!(finding["message"], line["title"]);
+            assert_eq!(finding["unmapped"], line["context"]);
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = json!({"alert_format": "ocsf"}).to_string();
+        std::fs::write(dir.path().join("rule-config.json"), config).unwrap();
+        let mut filter = FluentBit::granted(ssm(), dir);
+        let mut fluent_bit = Vec::new();
+        for record in records {
+            match filter
+                .filter
+                .filter_json("cloudtrail", STAMP, record.as_bytes())
+            {
+                Filtered::Replaced(out) => {
+                    fluent_bit.extend(out["alerts"].as_array().into_iter().flatten().cloned())
+                }
+                Filtered::Dropped => {}
+                Filtered::Trapped(trap) => panic!("{trap}"),
+            }
+        }
+        assert_eq!(fluent_bit, harness, "the Fluent Bit filter's findings");
+
+        let params = BTreeMap::from([("alert_format".to_owned(), "ocsf".to_owned())]);
+        let mut module =
+            FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION).unwrap();
+        let mut fluvio = Vec::new();
+        for (n, batch) in records.chunks(50).enumerate() {
+            let batch: Vec<Record> = (batch.iter().enumerate())
+                .map(|(i, r)| Record {
+                    value: r.as_bytes().to_vec(),
+                    offset_delta: i as i64,
+                    ..Record::default()
+                })
+                .collect();
+            let output = module
+                .array_map((n * 50) as i64, STAMP_MILLIS, &batch)
+                .unwrap();
+            for (_, value) in output.records {
+                fluvio.push(serde_json::from_slice::<Value>(&value).unwrap());
+            }
+        }
+        assert_eq!(fluvio, harness, "the Fluvio SmartModule's findings");
+    }
+}
+
+/// An alert format the pipelines do not know stops the filter from starting, and the
+/// SmartModule's `init`, saying why.
+#[test]
+fn an_unknown_alert_format_is_refused_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rule-config.json"),
+        r#"{"alert_format": "xml"}"#,
+    )
+    .unwrap();
+    let mut filter = FluentBit::granted(ssm(), dir);
+    let step = filter.process(&fixture_records()[0]);
+    assert_eq!(step, Step::Rejected("setup".into()));
+    let params = BTreeMap::from([("alert_format".to_owned(), "xml".to_owned())]);
+    let err = FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION)
+        .err()
+        .expect("init refuses it");
+    assert!(format!("{err:#}").contains("xml"), "{err:#}");
+}

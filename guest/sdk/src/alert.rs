@@ -3,8 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::Rule;
 use crate::catalog::{Detection, Mitre, Severity};
 use crate::json::{ObjectWriter, write_str};
+use crate::ocsf::{FindingTemplate, Product};
 use crate::time::{Millis, format_event_time};
 
 /// One alert.
@@ -138,6 +140,8 @@ pub struct Declared {
     pub severity: Severity,
     /// MITRE ATT&CK mappings.
     pub mitre: Vec<MitreLine>,
+    /// What it detects and why it matters.
+    pub description: String,
     /// What an analyst should do with an alert.
     pub runbook: String,
     /// Where to read more.
@@ -151,6 +155,7 @@ impl From<&Detection> for Declared {
             name: d.name.into(),
             severity: d.severity,
             mitre: d.mitre.iter().map(MitreLine::from).collect(),
+            description: d.description.into(),
             runbook: d.runbook.into(),
             reference: d.reference.into(),
         }
@@ -253,19 +258,74 @@ impl LineTemplate {
     }
 }
 
-/// The line templates of a rule's detections: for the bindings that write a rule's alert
-/// lines themselves.
-pub struct Templates(Vec<(&'static Detection, LineTemplate)>);
+/// How alerts are written: each a JSON object, on a line of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// The project's own alert line ([`AlertLine`]).
+    #[default]
+    Json,
+    /// An OCSF Detection Finding ([`ocsf`](crate::ocsf)).
+    Ocsf,
+}
 
-impl Templates {
-    /// The templates of `detections`.
-    pub fn of(detections: &[&'static Detection]) -> Self {
-        let template = |d: &&'static Detection| (*d, LineTemplate::new(&Declared::from(*d)));
-        Templates(detections.iter().map(template).collect())
+impl std::str::FromStr for AlertFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "json" => Ok(AlertFormat::Json),
+            "ocsf" => Ok(AlertFormat::Ocsf),
+            other => Err(format!("`{other}` is no alert format: `json` or `ocsf`")),
+        }
+    }
+}
+
+/// What a detection's alerts are written from, in one format.
+#[derive(Clone, Debug)]
+pub enum Template {
+    /// The alert line's.
+    Line(LineTemplate),
+    /// The OCSF finding's.
+    Finding(FindingTemplate),
+}
+
+impl Template {
+    /// The template of `declared`'s alerts, raised by `product`, in `format`.
+    pub fn new(declared: &Declared, product: &Product, format: AlertFormat) -> Self {
+        match format {
+            AlertFormat::Json => Template::Line(LineTemplate::new(declared)),
+            AlertFormat::Ocsf => Template::Finding(FindingTemplate::new(declared, product)),
+        }
     }
 
-    /// Appends `alert`'s line (a JSON object) to `out`. An alert of a detection the rule
-    /// does not list is a bug of the rule, which its own tests meet first.
+    /// Appends the alert `raised` (a JSON object, without a newline) to `out`.
+    pub fn write(&self, out: &mut String, raised: &Raised) {
+        match self {
+            Template::Line(line) => line.write(out, raised),
+            Template::Finding(finding) => finding.write(out, raised),
+        }
+    }
+}
+
+/// The templates of a rule's detections, in one format: for the bindings that write a
+/// rule's alerts themselves.
+pub struct Templates(Vec<(&'static Detection, Template)>);
+
+impl Templates {
+    /// The templates of rule `R`'s detections.
+    pub fn of<R: Rule>(format: AlertFormat) -> Self {
+        let info = R::info();
+        let product = Product {
+            name: info.name.into(),
+            version: info.version.into(),
+        };
+        let template =
+            |d: &&'static Detection| (*d, Template::new(&Declared::from(*d), &product, format));
+        Templates(info.detections.iter().map(template).collect())
+    }
+
+    /// Appends `alert` (a JSON object) to `out`. An alert of a detection the rule does not
+    /// list is a bug of the rule, which its own tests meet first.
     pub fn write(&self, out: &mut String, alert: &Alert) {
         let (_, template) = (self.0.iter())
             .find(|(d, _)| std::ptr::eq(*d, alert.detection) || d.id == alert.detection.id)

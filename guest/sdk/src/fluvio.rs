@@ -43,7 +43,7 @@ use fluvio_smartmodule::dataplane::smartmodule::{
 use fluvio_smartmodule::eyre;
 use serde_json::json;
 
-use crate::alert::Templates;
+use crate::alert::{AlertFormat, Templates};
 use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
@@ -52,6 +52,9 @@ use crate::{Configured, Context, Rule};
 
 /// The parameter that carries the rule's configuration.
 pub const CONFIG_PARAM: &str = "config";
+
+/// The parameter that says how alerts are written: `json` (the default) or `ocsf`.
+pub const FORMAT_PARAM: &str = "alert_format";
 
 /// The key of the records that report a failed record.
 pub const ERROR_KEY: &str = "rule-error";
@@ -98,12 +101,12 @@ impl Waiting {
 
 impl<R: Rule> Module<R> {
     /// The module for `config`; an invalid prefilter is a rule bug that `init` reports.
-    fn new(config: Configured<R>) -> Result<Self, String> {
+    fn new((config, format): (Configured<R>, AlertFormat)) -> Result<Self, String> {
         Ok(Module {
             resident: Resident::new(config, MemoryKv::new()),
             prefilter: Prefilter::new(R::info().prefilter)
                 .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?,
-            templates: Templates::of(R::info().detections),
+            templates: Templates::of::<R>(format),
             stamps: Stamps::new(),
             waiting: Waiting::default(),
         })
@@ -192,7 +195,8 @@ fn module<R: Rule>() -> &'static mut Module<R> {
     // SAFETY: each exported call takes it once.
     unsafe {
         MODULE.get(|| {
-            Module::<R>::new(Configured::defaults()).expect("`init` refuses an invalid prefilter")
+            Module::<R>::new((Configured::defaults(), AlertFormat::default()))
+                .expect("`init` refuses an invalid prefilter")
         })
     }
 }
@@ -256,13 +260,22 @@ pub unsafe fn init<R: Rule>(ptr: *mut u8, len: usize, version: i16) -> i32 {
     }
 }
 
-fn configuration<R: Rule>(params: &SmartModuleExtraParams) -> Result<Configured<R>, String> {
-    match params.get(CONFIG_PARAM) {
+fn configuration<R: Rule>(
+    params: &SmartModuleExtraParams,
+) -> Result<(Configured<R>, AlertFormat), String> {
+    let config = match params.get(CONFIG_PARAM) {
         Some(json) => Configured::from_json(json).map_err(|e| {
             format!("the `{CONFIG_PARAM}` parameter is not a valid configuration: {e}")
-        }),
-        None => Ok(Configured::defaults()),
-    }
+        })?,
+        None => Configured::defaults(),
+    };
+    let format = match params.get(FORMAT_PARAM) {
+        Some(name) => name
+            .parse()
+            .map_err(|e| format!("the `{FORMAT_PARAM}` parameter: {e}"))?,
+        None => AlertFormat::default(),
+    };
+    Ok((config, format))
 }
 
 /// The `array_map` export.

@@ -694,6 +694,12 @@ impl ObjectWriter {
         }
     }
 
+    /// A member whose value is JSON text the caller vouches for (a number it wrote, say).
+    pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key).push_str(json);
+        self
+    }
+
     /// An array of strings.
     pub fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
         let out = self.key(key);

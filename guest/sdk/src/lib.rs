@@ -38,6 +38,7 @@ pub mod error;
 pub mod history;
 pub mod json;
 pub mod kv;
+pub mod ocsf;
 pub mod prefilter;
 pub mod time;
 pub mod timeline;

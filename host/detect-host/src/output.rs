@@ -4,15 +4,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use detect_sdk::alert::{AlertLine, Declared, MitreLine};
+pub use detect_sdk::alert::{AlertFormat, AlertLine, Declared, MitreLine};
 use detect_sdk::alert::{LineTemplate, Raised};
+use detect_sdk::ocsf::{FindingTemplate, Product};
 use detect_sdk::{Millis, json};
 use serde::{Deserialize, Serialize};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::bindings::{self, Detection, Mitre, Severity};
+use crate::bindings::{self, Mitre, Severity};
 use crate::input::{Unusable, hex};
 
 /// What a rule declares of each detection, by id: what the host adds to its alerts.
@@ -26,29 +27,39 @@ pub struct Declaration {
     /// What the rule declares.
     pub declared: Declared,
     line: LineTemplate,
+    finding: FindingTemplate,
 }
 
 impl Catalog {
-    /// The catalog of a rule that described its detections as `detections`.
-    pub fn new(detections: &[Detection]) -> Catalog {
-        Catalog::of(detections.iter().map(|d| Declared {
+    /// The catalog of a rule that described itself as `info`.
+    pub fn new(info: &bindings::RuleInfo) -> Catalog {
+        let product = Product {
+            name: info.name.clone(),
+            version: info.version.clone(),
+        };
+        let detections = info.detections.iter().map(|d| Declared {
             id: d.id.clone(),
             name: d.name.clone(),
             severity: severity(d.severity),
             mitre: d.mitre.iter().map(mitre_line).collect(),
+            description: d.description.clone(),
             runbook: d.runbook.clone(),
             reference: d.reference.clone(),
-        }))
+        });
+        Catalog::of(detections, &product)
     }
 
-    /// The catalog of `detections`.
-    pub fn of(detections: impl IntoIterator<Item = Declared>) -> Catalog {
+    /// The catalog of `detections`, of the rule `product`.
+    pub fn of(detections: impl IntoIterator<Item = Declared>, product: &Product) -> Catalog {
         let declared = detections.into_iter().map(|declared| {
             let line = LineTemplate::new(&declared);
-            (
-                declared.id.clone(),
-                Arc::new(Declaration { declared, line }),
-            )
+            let finding = FindingTemplate::new(&declared, product);
+            let declaration = Declaration {
+                declared,
+                line,
+                finding,
+            };
+            (declaration.declared.id.clone(), Arc::new(declaration))
         });
         Catalog(declared.collect())
     }
@@ -129,9 +140,12 @@ impl Alert {
         AlertLine::new(self.declared(), &self.raised())
     }
 
-    /// Appends its JSON line, newline included, to `out`.
-    pub fn write_line(&self, out: &mut String) {
-        self.detection.line.write(out, &self.raised());
+    /// Appends it as a JSON line in `format`, newline included, to `out`.
+    pub fn write(&self, out: &mut String, format: AlertFormat) {
+        match format {
+            AlertFormat::Json => self.detection.line.write(out, &self.raised()),
+            AlertFormat::Ocsf => self.detection.finding.write(out, &self.raised()),
+        }
         out.push('\n');
     }
 }

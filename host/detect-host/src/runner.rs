@@ -101,7 +101,7 @@ impl RuleRunner {
             pre,
             limits,
             config,
-            catalog: Catalog::new(&info.detections),
+            catalog: Catalog::new(&info),
             info,
             prefilter,
             live: Some(live),

@@ -9,6 +9,7 @@ use detect_host::kv::{Call, KvHost, KvLimits, Phase};
 use detect_host::output::{Catalog, Declared};
 use detect_host::state::{StateStore, StoreError};
 use detect_host::{Error, Outcome, RecordFailure};
+use detect_sdk::ocsf::Product;
 use detect_sdk::prefilter::Prefilter;
 use detect_sdk::{Configured, Context, KeyValue, Rule};
 
@@ -44,7 +45,11 @@ impl<R: Rule> Native<R> {
             .map_err(|e| Error::WrongWorld(format!("its prefilter is invalid: {e}")))?;
         let mut kv = KvHost::new(store, KvLimits::default());
         kv.set_rule(info.name);
-        let catalog = Catalog::of(info.detections.iter().map(|d| Declared::from(*d)));
+        let product = Product {
+            name: info.name.into(),
+            version: info.version.into(),
+        };
+        let catalog = Catalog::of(info.detections.iter().map(|d| Declared::from(*d)), &product);
         Ok(Native {
             kv,
             config,

@@ -111,10 +111,7 @@ impl<'a> SessionStart<'a> {
     /// The identity as a person reads it: the resource part of an ARN
     /// (`assumed-role/Engineer/alice`, `user/deploy-bot`), else the identity itself.
     pub fn identity_name(&self) -> &str {
-        match self.identity.strip_prefix("arn:") {
-            Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(&self.identity),
-            None => &self.identity,
-        }
+        cloudtrail::identity_name(&self.identity)
     }
 }
 

@@ -187,6 +187,15 @@ pub fn aws_rule_context(record: &Record) -> serde_json::Map<String, Value> {
         .collect()
 }
 
+/// An identity as a person reads it: the resource part of an ARN
+/// (`assumed-role/Engineer/alice`, `user/deploy-bot`), else the identity itself.
+pub fn identity_name(identity: &str) -> &str {
+    match identity.strip_prefix("arn:") {
+        Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(identity),
+        None => identity,
+    }
+}
+
 /// The network a session came from: an IPv4 /24 or IPv6 /48, so that a user's address
 /// changing inside one network is not a new source.
 pub fn source_network(source: Option<&str>) -> String {

@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::alert::Templates;
+use crate::alert::{AlertFormat, Templates};
 use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail::{self, Record};
 use crate::kv::MemoryKv;
@@ -98,8 +98,10 @@ struct Filter<R: Rule> {
 struct Running<R: Rule> {
     resident: Resident<R>,
     prefilter: Prefilter,
-    /// The lines of the rule's alerts, written once, when the first alert comes: starting
-    /// (again, after a trap) stays as short as it can be.
+    /// How its alerts are written (`alert_format` in `rule-config.json`).
+    format: AlertFormat,
+    /// What the rule's alerts are written from, made once, when the first alert comes:
+    /// starting (again, after a trap) stays as short as it can be.
     templates: OnceCell<Templates>,
     journal: Option<Journal>,
     /// Said with the next answer.
@@ -284,9 +286,9 @@ impl<R: Rule> Filter<R> {
 impl<R: Rule> Running<R> {
     /// Reads the configuration and the state that the granted directories hold.
     fn start(granted: &[Dir]) -> Result<Self, String> {
-        let config = match granted.iter().find(|d| d.is_file(CONFIG_FILE)) {
+        let (config, format) = match granted.iter().find(|d| d.is_file(CONFIG_FILE)) {
             Some(dir) => read_config::<R>(dir)?,
-            None => Configured::defaults(),
+            None => (Configured::defaults(), AlertFormat::default()),
         };
         let prefilter = Prefilter::new(R::info().prefilter)
             .map_err(|e| format!("the rule's prefilter is invalid: {e}"))?;
@@ -301,6 +303,7 @@ impl<R: Rule> Running<R> {
         Ok(Running {
             resident: Resident::new(config, kv),
             prefilter,
+            format,
             templates: OnceCell::new(),
             journal,
             warning: None,
@@ -351,8 +354,8 @@ impl<R: Rule> Running<R> {
             match self.resident.judge(record, &context) {
                 Ok(outcome) if outcome.alerts.is_empty() => {}
                 Ok(outcome) => {
-                    let templates =
-                        (self.templates).get_or_init(|| Templates::of(R::info().detections));
+                    let format = self.format;
+                    let templates = (self.templates).get_or_init(|| Templates::of::<R>(format));
                     reply.add(&outcome, templates);
                 }
                 Err(e) => reply.fail(Failure::new(e.kind(), e.to_string())),
@@ -413,15 +416,35 @@ impl<R: Rule> Running<R> {
     }
 }
 
-/// The configuration in `dir`.
-fn read_config<R: Rule>(dir: &Dir) -> Result<Configured<R>, String> {
+/// The configuration in `dir`, and how alerts are written.
+fn read_config<R: Rule>(dir: &Dir) -> Result<(Configured<R>, AlertFormat), String> {
     let path = format!("{}/{CONFIG_FILE}", dir.name().trim_end_matches('/'));
     let mut text = String::new();
     dir.open(CONFIG_FILE, Access::Read)
         .and_then(|mut file| file.read_to_string(&mut text))
         .map_err(|e| format!("cannot read {path}: {e}"))?;
-    Configured::from_json(&text).map_err(|e| format!("{path}: invalid configuration: {e}"))
+    let invalid = |e| format!("{path}: invalid configuration: {e}");
+    let (rule, format) = alert_format(&text).map_err(invalid)?;
+    Ok((Configured::from_json(&rule).map_err(invalid)?, format))
 }
+
+/// The filter's own key of its configuration file, `alert_format` (`"json"`, the
+/// default, or `"ocsf"`), taken out; the rest is the rule's.
+fn alert_format(text: &str) -> Result<(String, AlertFormat), String> {
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(text) else {
+        // The rule says what is wrong with it.
+        return Ok((text.to_owned(), AlertFormat::default()));
+    };
+    let format = match object.remove(ALERT_FORMAT) {
+        None => return Ok((text.to_owned(), AlertFormat::default())),
+        Some(Value::String(name)) => name.parse()?,
+        Some(other) => return Err(format!("{ALERT_FORMAT}: expected a string, found {other}")),
+    };
+    Ok((Value::Object(object).to_string(), format))
+}
+
+/// The configuration's key for how alerts are written.
+pub const ALERT_FORMAT: &str = "alert_format";
 
 /// Takes back the journal frame of a call that a trap cut short while it was kept.
 fn take_back(dir: &Dir) -> Result<(), String> {
@@ -720,9 +743,23 @@ mod tests {
     }
 
     #[test]
+    fn the_alert_format_is_taken_out_of_the_rules_configuration() {
+        let (rule, format) = alert_format(r#"{"alert_format": "ocsf", "a": 1}"#).unwrap();
+        assert_eq!((rule.as_str(), format), (r#"{"a":1}"#, AlertFormat::Ocsf));
+        let (rule, format) = alert_format(r#"{"a": 1}"#).unwrap();
+        assert_eq!((rule.as_str(), format), (r#"{"a": 1}"#, AlertFormat::Json));
+        assert!(
+            alert_format(r#"{"alert_format": "xml"}"#)
+                .unwrap_err()
+                .contains("xml")
+        );
+        assert!(alert_format(r#"{"alert_format": 1}"#).is_err());
+        assert_eq!(alert_format("[]").unwrap().0, "[]");
+    }
+
+    #[test]
     fn several_failures_are_counted() {
         let mut reply = Reply::new("{}");
-        reply.add(&Outcome::default(), &Templates::of(&[]));
         reply.fail(Failure::new("invalid-time", "a".into()));
         reply.fail(Failure::new("invalid-field", "b".into()));
         let out: Value = serde_json::from_str(&written(&reply, Mode::Alerts)).unwrap();

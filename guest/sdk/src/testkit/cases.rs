@@ -74,28 +74,24 @@ fn check_rule<R: Rule>() -> Result<(), String> {
 /// checks the rule itself (its prefilter; a configuration that takes `{}` and refuses
 /// unknown fields; a dedup period for each detection), and that its prefilter passes every
 /// record the rule finds relevant.
+///
+/// Prints a line per case, as `rule-harness test` does (`cargo test -- --nocapture` shows
+/// them); `DETECT_CASES=text` runs only the cases whose name contains `text`.
 pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
     if let Err(e) = check_rule::<R>() {
         panic!("{e}");
     }
     let files = discover(&[dir.as_ref().to_owned()]).unwrap_or_else(|e| panic!("{e}"));
-    let (mut ran, mut failures) = (0, Vec::new());
+    let filter = std::env::var("DETECT_CASES").ok();
+    let mut summary = Summary::default();
     for file in files {
-        if let FileReport::Ran(reports) = run_file(&native::<R>, R::info().name, &file) {
-            ran += reports.len();
-            failures.extend(reports.into_iter().filter(|r| !r.passed()).map(|r| {
-                format!(
-                    "{}: {}\n  {}",
-                    r.file.display(),
-                    r.name,
-                    r.failures.join("\n  ")
-                )
-            }));
-        }
+        let ran = run_file(&native::<R>, R::info().name, &file, filter.as_deref());
+        summary.add(ran, &mut std::io::stdout()).expect("stdout");
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    summary.finish(&mut std::io::stdout()).expect("stdout");
+    assert!(summary.failed() == 0, "{}", summary.failures());
     assert!(
-        ran > 0,
+        summary.passed() > 0 || filter.is_some(),
         "no cases for {} under {}",
         R::info().name,
         dir.as_ref().display()
@@ -190,12 +186,102 @@ pub struct CaseReport {
     pub name: String,
     /// Empty when the case passed; otherwise each failure, readable by a person.
     pub failures: Vec<String>,
+    /// How long it ran.
+    pub time: std::time::Duration,
 }
 
 impl CaseReport {
     /// Whether the case passed.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// Its line: the case's file and name, and `ok` or `FAILED`.
+    pub fn line(&self) -> String {
+        let verdict = if self.passed() { "ok" } else { "FAILED" };
+        format!(
+            "case {} :: {} ... {verdict}",
+            self.file.display(),
+            self.name
+        )
+    }
+
+    /// What went wrong, step by step, with a diff of the alerts that differ.
+    pub fn details(&self) -> String {
+        let mut out = format!("---- {} :: {} ----\n", self.file.display(), self.name);
+        for failure in &self.failures {
+            out.push_str(failure);
+            if !failure.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// The cases of a run, as they come: a line each as it is run, then the failures in
+/// full and the totals.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Every case run, in order.
+    pub reports: Vec<CaseReport>,
+    /// Cases the name filter left out.
+    pub filtered: usize,
+    /// Case files for other rules.
+    pub skipped_files: usize,
+}
+
+impl Summary {
+    /// Adds a file's cases, writing a line for each to `out`.
+    pub fn add(&mut self, ran: FileReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match ran {
+            FileReport::Skipped(_) => self.skipped_files += 1,
+            FileReport::Ran { reports, filtered } => {
+                self.filtered += filtered;
+                for report in reports {
+                    writeln!(out, "{}", report.line())?;
+                    self.reports.push(report);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cases that passed.
+    pub fn passed(&self) -> usize {
+        self.reports.iter().filter(|r| r.passed()).count()
+    }
+
+    /// Cases that failed.
+    pub fn failed(&self) -> usize {
+        self.reports.len() - self.passed()
+    }
+
+    /// The failed cases' details, one after the other.
+    pub fn failures(&self) -> String {
+        let failed = self.reports.iter().filter(|r| !r.passed());
+        failed
+            .map(CaseReport::details)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Writes the failures in full, then `N passed, M failed` (and what was left out).
+    pub fn finish(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        if self.failed() > 0 {
+            writeln!(out, "\nfailures:\n\n{}", self.failures())?;
+        }
+        let mut totals = format!("{} passed, {} failed", self.passed(), self.failed());
+        if self.filtered > 0 {
+            totals += &format!("; {} filtered out", self.filtered);
+        }
+        if self.skipped_files > 0 {
+            totals += &format!(
+                "; {} case file(s) for other rules skipped",
+                self.skipped_files
+            );
+        }
+        writeln!(out, "{totals}")
     }
 }
 
@@ -232,28 +318,39 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub enum FileReport {
     /// The file's cases are for another rule, named here.
     Skipped(String),
-    /// One report per case. A file that cannot be read is one failed case.
-    Ran(Vec<CaseReport>),
+    /// One report per case run. A file that cannot be read is one failed case.
+    Ran {
+        /// The cases run.
+        reports: Vec<CaseReport>,
+        /// The cases the name filter left out.
+        filtered: usize,
+    },
 }
 
-/// Runs every case of one file against the rule named `rule_name`, each in a run that
-/// `start` begins.
-pub fn run_file(start: Start, rule_name: &str, path: &Path) -> FileReport {
+/// Runs the cases of one file whose name contains `filter` (all without one) against the
+/// rule named `rule_name`, each in a run that `start` begins.
+pub fn run_file(start: Start, rule_name: &str, path: &Path, filter: Option<&str>) -> FileReport {
     match load(path) {
         Ok((file, _)) if file.rule.as_deref().is_some_and(|r| r != rule_name) => {
             FileReport::Skipped(file.rule.unwrap_or_default())
         }
-        Ok((file, base)) => FileReport::Ran(
-            file.cases
-                .iter()
+        Ok((file, base)) => {
+            let wanted = |case: &&Case| filter.is_none_or(|f| case.name.contains(f));
+            let reports: Vec<CaseReport> = (file.cases.iter().filter(wanted))
                 .map(|case| run_case(start, path, base.as_ref(), case))
-                .collect(),
-        ),
-        Err(e) => FileReport::Ran(vec![CaseReport {
-            file: path.to_owned(),
-            name: "(file)".into(),
-            failures: vec![e],
-        }]),
+                .collect();
+            let filtered = file.cases.len() - reports.len();
+            FileReport::Ran { reports, filtered }
+        }
+        Err(e) => FileReport::Ran {
+            reports: vec![CaseReport {
+                file: path.to_owned(),
+                name: "(file)".into(),
+                failures: vec![e],
+                time: std::time::Duration::ZERO,
+            }],
+            filtered: 0,
+        },
     }
 }
 
@@ -277,11 +374,24 @@ fn load(path: &Path) -> Result<(CaseFile, Option<Value>), String> {
 }
 
 fn run_case(start: Start, path: &Path, base: Option<&Value>, case: &Case) -> CaseReport {
-    let mut report = CaseReport {
-        file: path.to_owned(),
-        name: case.name.clone(),
-        failures: Vec::new(),
-    };
+    let started = std::time::Instant::now();
+    let mut report = steps(
+        start,
+        base,
+        case,
+        CaseReport {
+            file: path.to_owned(),
+            name: case.name.clone(),
+            failures: Vec::new(),
+            time: std::time::Duration::ZERO,
+        },
+    );
+    report.time = started.elapsed();
+    report
+}
+
+/// Runs `case`'s steps, adding their failures to `report`.
+fn steps(start: Start, base: Option<&Value>, case: &Case, mut report: CaseReport) -> CaseReport {
     let config = case.config.as_ref().map(Value::to_string);
     let mut run = match start(config) {
         Ok(run) => run,

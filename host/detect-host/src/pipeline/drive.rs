@@ -10,7 +10,7 @@ use super::{Input, Notices, Pipeline, Report, Sink, Stop, marks};
 use crate::error::Error;
 use crate::input::{InputMark, Position, Source};
 use crate::judge::Judge;
-use crate::output::DeadLetter;
+use crate::output::{AlertFormat, DeadLetter};
 use crate::state::Changes;
 
 /// Records handed to the rule in one call, at most.
@@ -31,6 +31,8 @@ struct Run<'a> {
     last_commit: Instant,
     commit_every: u64,
     commit_interval: Duration,
+    /// How alerts are written.
+    format: AlertFormat,
     /// Marks of inputs to forget at the next commit.
     forget: Changes,
     stop: &'a Stop,
@@ -74,6 +76,7 @@ pub(super) fn run(
         last_commit: Instant::now(),
         commit_every: options.commit_every,
         commit_interval: options.commit_interval,
+        format: options.format,
         forget,
         stop,
     };
@@ -277,7 +280,7 @@ impl Run<'_> {
                     self.report.relevant += u64::from(outcome.relevant);
                     for alert in &outcome.alerts {
                         self.report.alert(alert.rule_id());
-                        self.alerts.write_alert(alert)?;
+                        self.alerts.write_alert(alert, self.format)?;
                     }
                 }
                 Err(failure) => {

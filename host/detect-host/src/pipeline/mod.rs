@@ -47,6 +47,7 @@ pub use sink::Sink;
 use crate::error::Error;
 use crate::input::{FileIdentity, FrameLimits, Source};
 use crate::judge::Judge;
+use crate::output::AlertFormat;
 
 /// How a run reads and commits.
 #[derive(Clone, Debug)]
@@ -61,6 +62,8 @@ pub struct Options {
     pub validate_all: bool,
     /// Let the alerts go to /dev/null while a state file records them as raised.
     pub discard_alerts: bool,
+    /// How alerts are written: the project's JSON lines, or OCSF Detection Findings.
+    pub format: AlertFormat,
     /// Bounds on the records framed.
     pub frame: FrameLimits,
 }
@@ -73,6 +76,7 @@ impl Default for Options {
             reprocess: false,
             validate_all: false,
             discard_alerts: false,
+            format: AlertFormat::Json,
             frame: FrameLimits::default(),
         }
     }

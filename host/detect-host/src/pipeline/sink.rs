@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::Stop;
 use crate::error::Error;
-use crate::output::Alert;
+use crate::output::{Alert, AlertFormat};
 
 /// Bytes gathered before they go to the writer, and writes queued for it.
 const SHIP_BYTES: usize = 64 * 1024;
@@ -159,12 +159,12 @@ impl Sink {
         self.shipped_when_full()
     }
 
-    /// Queues one alert's JSON line.
-    pub fn write_alert(&mut self, alert: &Alert) -> Result<(), Error> {
+    /// Queues one alert, a JSON line in `format`.
+    pub fn write_alert(&mut self, alert: &Alert, format: AlertFormat) -> Result<(), Error> {
         if self.to_writer.is_none() {
             return Ok(());
         }
-        alert.write_line(&mut self.pending);
+        alert.write(&mut self.pending, format);
         self.shipped_when_full()
     }
 

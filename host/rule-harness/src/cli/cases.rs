@@ -11,15 +11,21 @@ use detect_host::{Error, LoadedRule, RuleRunner};
 
 pub use detect_sdk::testkit::cases::{FileReport, discover};
 
-/// Runs every case of one file against `rule`, whose name is `rule_name`.
-pub fn run_file(rule: &LoadedRule, rule_name: &str, path: &Path) -> FileReport {
+/// Runs the cases of one file whose name contains `filter` (all without one) against
+/// `rule`, whose name is `rule_name`.
+pub fn run_file(
+    rule: &LoadedRule,
+    rule_name: &str,
+    path: &Path,
+    filter: Option<&str>,
+) -> FileReport {
     let start = |config| {
         let runner = rule
             .start(Box::new(MemoryStore::new()), config)
             .map_err(|e| e.to_string())?;
         Ok(Box::new(Case(runner)) as Box<dyn Run>)
     };
-    cases::run_file(&start, rule_name, path)
+    cases::run_file(&start, rule_name, path, filter)
 }
 
 /// A runner, as the test kit runs cases.

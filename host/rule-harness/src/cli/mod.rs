@@ -5,6 +5,7 @@ mod build;
 mod cases;
 mod export;
 mod inspect;
+mod junit;
 mod run;
 mod signals;
 mod summary;

@@ -18,6 +18,7 @@ use super::summary::Summary;
 use crate::native::Native;
 use detect_host::input::Source;
 use detect_host::judge::Judge;
+use detect_host::output::AlertFormat;
 use detect_host::pipeline::{self, Options, Pipeline, Sink, Stop};
 use detect_host::state::{MemoryStore, RedbStore, StateStore};
 
@@ -35,6 +36,10 @@ pub struct RunArgs {
     /// Where failed records go, appended one JSON line each [default: stderr]
     #[arg(long, value_name = "FILE")]
     dead_letter: Option<PathBuf>,
+    /// How alerts are written: `json`, the harness's alert lines, or `ocsf`, an OCSF 1.8.0
+    /// Detection Finding (class 2004) each
+    #[arg(long, value_name = "FORMAT", default_value = "json", value_parser = parse_format)]
+    format: AlertFormat,
     /// Records between commits of alerts and state
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -61,6 +66,10 @@ pub struct RunArgs {
     /// limits: the same pipeline, to measure what the sandbox costs
     #[arg(long)]
     unsandboxed: bool,
+}
+
+fn parse_format(text: &str) -> Result<AlertFormat, String> {
+    text.parse()
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -156,6 +165,7 @@ fn options(rule_args: &RuleArgs, args: &RunArgs) -> Options {
         reprocess: args.reprocess,
         validate_all: args.validate_all,
         discard_alerts: args.discard_alerts,
+        format: args.format,
         ..Options::default()
     };
     options.frame.max_record_bytes = rule_args.max_record_bytes;

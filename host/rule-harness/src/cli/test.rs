@@ -1,13 +1,18 @@
-//! `rule-harness test`: the fixture test cases, with a diff for each failure.
+//! `rule-harness test`: a rule's test cases, a line each, a diff for each failure, the
+//! totals; a name filter; JUnit XML for CI systems.
 
+use std::fs::File;
+use std::io::{self, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 
 use super::RuleArgs;
-use super::cases::{self, FileReport};
+use super::{cases, junit};
 use detect_host::state::MemoryStore;
+use detect_sdk::testkit::cases::Summary;
 
 #[derive(Args)]
 pub struct TestArgs {
@@ -15,6 +20,12 @@ pub struct TestArgs {
     /// rule (their `rule`) are skipped
     #[arg(value_name = "PATH", default_value = "guest/rules")]
     paths: Vec<PathBuf>,
+    /// Run only the cases whose name contains this text
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    /// Also write the results as JUnit XML to this file, for CI systems
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
@@ -30,32 +41,20 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         .info()
         .name
         .clone();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut summary = Summary::default();
+    let mut stdout = io::stdout().lock();
     for file in &files {
-        let reports = match cases::run_file(&rule, &name, file) {
-            FileReport::Ran(reports) => reports,
-            FileReport::Skipped(_) => {
-                skipped += 1;
-                continue;
-            }
-        };
-        for report in reports {
-            if report.passed() {
-                passed += 1;
-            } else {
-                failed += 1;
-                println!("FAIL {}: {}", report.file.display(), report.name);
-                for failure in &report.failures {
-                    println!("  {failure}");
-                }
-            }
-        }
+        let ran = cases::run_file(&rule, &name, file, args.filter.as_deref());
+        summary.add(ran, &mut stdout)?;
     }
-    if skipped > 0 {
-        println!("({skipped} case file(s) for other rules skipped)");
+    summary.finish(&mut stdout)?;
+    if let Some(path) = &args.junit {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        junit::write(BufWriter::new(file), &name, &summary.reports)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
+    Ok(if summary.failed() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
