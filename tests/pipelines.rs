@@ -939,7 +939,13 @@ fn fluent_bit_reads_its_configuration_from_a_granted_directory() {
 
 /// Alerts of the SmartModule over `records` in batches of `size`.
 fn fluvio_alerts(module: &mut FluvioSmartModule, records: &[String], size: usize) -> Vec<AlertKey> {
-    let mut alerts = Vec::new();
+    fluvio_lines(module, records, size).iter().map(key_of).collect()
+}
+
+/// The lines the SmartModule writes over `records` in batches of `size`, each a JSON
+/// value; a `rule-error` record fails the test.
+fn fluvio_lines(module: &mut FluvioSmartModule, records: &[String], size: usize) -> Vec<Value> {
+    let mut lines = Vec::new();
     for (n, batch) in records.chunks(size).enumerate() {
         let batch: Vec<Record> = batch
             .iter()
@@ -957,10 +963,10 @@ fn fluvio_alerts(module: &mut FluvioSmartModule, records: &[String], size: usize
         for (key, value) in output.records {
             let value: Value = serde_json::from_slice(&value).unwrap();
             assert_ne!(key.as_deref(), Some(&b"rule-error"[..]), "{value}");
-            alerts.push(key_of(&value));
+            lines.push(value);
         }
     }
-    alerts
+    lines
 }
 
 #[test]
@@ -1238,22 +1244,7 @@ fn every_host_writes_the_same_ocsf_findings_one_per_alert() {
         let params = BTreeMap::from([("alert_format".to_owned(), "ocsf".to_owned())]);
         let mut module =
             FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION).unwrap();
-        let mut fluvio = Vec::new();
-        for (n, batch) in records.chunks(50).enumerate() {
-            let batch: Vec<Record> = (batch.iter().enumerate())
-                .map(|(i, r)| Record {
-                    value: r.as_bytes().to_vec(),
-                    offset_delta: i as i64,
-                    ..Record::default()
-                })
-                .collect();
-            let output = module
-                .array_map((n * 50) as i64, STAMP_MILLIS, &batch)
-                .unwrap();
-            for (_, value) in output.records {
-                fluvio.push(serde_json::from_slice::<Value>(&value).unwrap());
-            }
-        }
+        let fluvio = fluvio_lines(&mut module, &records, 50);
         assert_eq!(fluvio, harness, "the Fluvio SmartModule's findings");
     }
 }

@@ -165,7 +165,7 @@ fn a_reader_that_fails_ends_the_run_and_the_rerun_resumes() {
             }));
         pipeline.run(Box::new(runner), &stop)
     };
-    let failed = run(Some(size * 6 / 10)).err().expect("the run fails");
+    let failed = run(Some(size * 6 / 10)).expect_err("the run fails");
     assert!(
         failed.to_string().contains("failed unexpectedly"),
         "{failed}"
