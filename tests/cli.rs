@@ -108,6 +108,22 @@ fn cases_are_filtered_by_name_and_written_as_junit() {
     assert!(suite.cases[1].status.is_success());
 }
 
+/// A run that tests nothing fails, saying why: a filter no name contains, or case
+/// files all written for another rule.
+#[test]
+fn a_test_run_that_runs_no_case_fails_saying_why() {
+    let cases = "guest/rules/ssm/cases";
+    let out = harness(&["test", cases, "--filter", "no such case"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("contains \"no such case\": check --filter"), "{stderr}");
+
+    let out = harness(&["test", "guest/rules/console-login/cases"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("name another rule: load it with --rule"), "{stderr}");
+}
+
 #[test]
 fn inspect_shows_only_key_value_imports_and_the_detections() {
     let out = harness(&["inspect", "--json"], b"");

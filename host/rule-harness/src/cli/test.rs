@@ -48,6 +48,11 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         summary.add(ran, &mut stdout)?;
     }
     summary.finish(&mut stdout)?;
+    anyhow::ensure!(
+        !summary.reports.is_empty(),
+        "{}",
+        nothing_ran(&summary, &name, args)
+    );
     if let Some(path) = &args.junit {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -59,4 +64,22 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why no case ran, and what to change: a run that tests nothing must not pass.
+fn nothing_ran(summary: &Summary, rule: &str, args: &TestArgs) -> String {
+    let mut why = format!("no case ran for the rule {rule}");
+    if let (Some(filter), 1..) = (&args.filter, summary.filtered) {
+        why += &format!(
+            "; no name of the {} case(s) found contains {filter:?}: check --filter",
+            summary.filtered
+        );
+    }
+    if summary.skipped_files > 0 {
+        why += &format!(
+            "; {} case file(s) name another rule: load it with --rule",
+            summary.skipped_files
+        );
+    }
+    why
 }
