@@ -62,6 +62,9 @@ fn cases_are_filtered_by_name_and_written_as_junit() {
         "base": fixture("records/panther_sample.json"),
         "cases": [
             {"name": "wrong <severity> & all", "steps": [{"record": {}, "expect": [{"severity": "critical"}]}]},
+            // A diff holding what would end a CDATA section, markup, and a character XML
+            // does not allow.
+            {"name": "odd severity", "steps": [{"record": {}, "expect": [{"severity": "]]></failure><testcase name='forged'/>\u{ffff}"}]}]},
             {"name": "right severity", "steps": [{"record": {}, "expect": [{"severity": "info"}]}]},
             {"name": "left out", "steps": [{"record": {}}]}
         ]
@@ -69,7 +72,9 @@ fn cases_are_filtered_by_name_and_written_as_junit() {
     let path = dir.path().join("mixed.case.json");
     std::fs::write(&path, case.to_string()).unwrap();
     let junit = dir.path().join("junit.xml");
-    let args = ["test", path.to_str().unwrap(), "--filter", "severity"];
+    // The same file twice runs once.
+    let path = path.to_str().unwrap();
+    let args = ["test", path, path, "--filter", "severity"];
     let out = harness(
         &[&args[..], &["--junit", junit.to_str().unwrap()]].concat(),
         b"",
@@ -77,21 +82,24 @@ fn cases_are_filtered_by_name_and_written_as_junit() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
-        stdout.ends_with("1 passed, 1 failed; 1 filtered out\n"),
+        stdout.ends_with("1 passed, 2 failed; 1 filtered out\n"),
         "{stdout}"
     );
     let suites = junit_parser::from_reader(std::io::BufReader::new(
         std::fs::File::open(&junit).unwrap(),
     ))
     .unwrap();
-    assert_eq!((suites.tests, suites.failures), (2, 1));
+    assert_eq!((suites.tests, suites.failures), (3, 2));
     let suite = &suites.suites[0];
     let names: Vec<&str> = suite
         .cases
         .iter()
         .map(|c| c.original_name.as_str())
         .collect();
-    assert_eq!(names, ["wrong <severity> & all", "right severity"]);
+    assert_eq!(
+        names,
+        ["wrong <severity> & all", "odd severity", "right severity"]
+    );
     let junit_parser::TestStatus::Failure(failure) = &suite.cases[0].status else {
         panic!("{:?}", suite.cases[0].status)
     };
@@ -105,7 +113,17 @@ fn cases_are_filtered_by_name_and_written_as_junit() {
         "{}",
         failure.text
     );
-    assert!(suite.cases[1].status.is_success());
+    let junit_parser::TestStatus::Failure(odd) = &suite.cases[1].status else {
+        panic!("{:?}", suite.cases[1].status)
+    };
+    assert!(odd.message.contains("alerts differ"), "{}", odd.message);
+    // Markup escaped, not in a CDATA section that `]]>` would end; U+FFFF written out.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("]]&gt;&lt;/failure&gt;&lt;testcase name='forged'/&gt;\\u{ffff}"),
+        "{xml}"
+    );
+    assert!(suite.cases[2].status.is_success());
 }
 
 /// A run that tests nothing fails, saying why: a filter no name contains, or case
@@ -116,12 +134,20 @@ fn a_test_run_that_runs_no_case_fails_saying_why() {
     let out = harness(&["test", cases, "--filter", "no such case"], b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("contains \"no such case\": check --filter"), "{stderr}");
+    assert!(
+        stderr.contains("contains \"no such case\": check --filter"),
+        "{stderr}"
+    );
 
     let out = harness(&["test", "guest/rules/console-login/cases"], b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("name another rule: load it with --rule"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "are for aws-console-login-without-mfa: load that rule's component with --rule"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

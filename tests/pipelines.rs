@@ -939,7 +939,10 @@ fn fluent_bit_reads_its_configuration_from_a_granted_directory() {
 
 /// Alerts of the SmartModule over `records` in batches of `size`.
 fn fluvio_alerts(module: &mut FluvioSmartModule, records: &[String], size: usize) -> Vec<AlertKey> {
-    fluvio_lines(module, records, size).iter().map(key_of).collect()
+    fluvio_lines(module, records, size)
+        .iter()
+        .map(key_of)
+        .collect()
 }
 
 /// The lines the SmartModule writes over `records` in batches of `size`, each a JSON
@@ -1244,7 +1247,7 @@ fn every_host_writes_the_same_ocsf_findings_one_per_alert() {
         let params = BTreeMap::from([("alert_format".to_owned(), "ocsf".to_owned())]);
         let mut module =
             FluvioSmartModule::load(ssm().fluvio, &params, fluvio::SPU_VERSION).unwrap();
-        let fluvio = fluvio_lines(&mut module, &records, 50);
+        let fluvio = fluvio_lines(&mut module, records, 50);
         assert_eq!(fluvio, harness, "the Fluvio SmartModule's findings");
     }
 }

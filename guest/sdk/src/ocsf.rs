@@ -10,12 +10,14 @@
 //!
 //! | finding | context keys, the first present |
 //! |---|---|
-//! | the acting identity (`evidences[].actor.user`): `uid`, `name`, `type`, `account` | `identity`, `userIdentity.arn`, `userIdentity.principalId`; `identity_type`, `userIdentity.type`; `account`, `recipientAccountId`, `userIdentity.accountId` |
+//! | the acting identity (`evidences[].actor.user`): `uid`, `name`, `type`, `account` | `identity`, `userIdentity.arn`, `userIdentity.principalId`; `userIdentity.userName`, else the ARN's name; `identity_type`, `userIdentity.type`; `account`, `recipientAccountId`, `userIdentity.accountId` |
 //! | the source (`evidences[].src_endpoint.ip`) | `source_ip`, `sourceIPAddress` |
 //! | the API call (`evidences[].api`) | `eventName`, `eventSource` |
 //! | the targets (`resources[].uid`) | `target`, `targets` |
 //! | `cloud` (provider AWS), and the `cloud` profile | `region`, `awsRegion`; the account above |
 //!
+//! A key whose value is empty or `unknown` (what a rule writes for a field its record
+//! lacks) counts as absent, so that unrelated findings are not grouped under a placeholder.
 //! The whole context is kept as `unmapped`. `time` and the first and last seen times are
 //! the record's event time, so a replay gives the same findings; `finding_info.uid` is
 //! stable (a hash of the detection, dedup key and event time), and the dedup key is
@@ -24,7 +26,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::alert::{Declared, Raised};
+use crate::alert::{Declared, MitreLine, Raised};
 use crate::catalog::Severity;
 use crate::cloudtrail::identity_name;
 use crate::json::{Document, Object, ObjectWriter, write_str};
@@ -41,6 +43,9 @@ pub struct Product {
     /// The rule's version.
     pub version: String,
 }
+
+/// What rules write for a field their record lacks; not a fact to map.
+const UNKNOWN: &str = "unknown";
 
 /// Who findings name as the product's vendor.
 const VENDOR: &str = "detect-sdk";
@@ -86,16 +91,7 @@ impl FindingTemplate {
                 if n > 0 {
                     info.push(',');
                 }
-                let pair = |uid: &str, name: &str| {
-                    let mut object = ObjectWriter::with_capacity(64);
-                    object.str("uid", uid).str("name", name);
-                    object.finish()
-                };
-                info.push_str(&format!(
-                    "{{\"tactic\":{},\"technique\":{}}}",
-                    pair(&m.tactic_id, &m.tactic),
-                    pair(&m.technique_id, &m.technique)
-                ));
+                info.push_str(&attack(m));
             }
             info.push(']');
         }
@@ -174,6 +170,27 @@ impl FindingTemplate {
     }
 }
 
+/// An ATT&CK mapping as OCSF's `attack`: a sub-technique (`T1021.008`, named
+/// `Remote Services: Direct Cloud VM Connections`) goes in `sub_technique`, its parent in
+/// `technique`, as OCSF and ATT&CK name them.
+fn attack(mitre: &MitreLine) -> String {
+    let pair = |uid: &str, name: &str| {
+        let mut object = ObjectWriter::with_capacity(64);
+        object.str("uid", uid).str("name", name);
+        object.finish()
+    };
+    let tactic = pair(&mitre.tactic_id, &mitre.tactic);
+    let (id, name) = (mitre.technique_id.as_str(), mitre.technique.as_str());
+    match (id.split_once('.'), name.split_once(": ")) {
+        (Some((parent_id, _)), Some((parent, sub))) => format!(
+            "{{\"tactic\":{tactic},\"technique\":{},\"sub_technique\":{}}}",
+            pair(parent_id, parent),
+            pair(id, sub)
+        ),
+        _ => format!("{{\"tactic\":{tactic},\"technique\":{}}}", pair(id, name)),
+    }
+}
+
 /// OCSF's `severity_id` and its caption.
 fn severity(severity: Severity) -> (u8, &'static str) {
     match severity {
@@ -189,6 +206,7 @@ fn severity(severity: Severity) -> (u8, &'static str) {
 struct Facts<'a> {
     identity: Option<Cow<'a, str>>,
     identity_type: Option<Cow<'a, str>>,
+    user_name: Option<Cow<'a, str>>,
     account: Option<Cow<'a, str>>,
     source_ip: Option<Cow<'a, str>>,
     region: Option<Cow<'a, str>>,
@@ -200,18 +218,22 @@ impl<'a> Facts<'a> {
     fn of(context: Object<'_, 'a>) -> Facts<'a> {
         let text = |object: Option<Object<'_, 'a>>, key: &str| {
             let value = object?.get(key)?.as_str()?.ok()?;
-            (!value.is_empty()).then_some(value)
+            (!value.is_empty() && value != UNKNOWN).then_some(value)
         };
         let top = Some(context);
         let who = context.get("userIdentity").and_then(|v| v.as_object());
         let first = |choices: [Option<Cow<'a, str>>; 3]| choices.into_iter().flatten().next();
-        let targets = match context.get("targets") {
-            Some(list) => serde_json::from_str::<Vec<String>>(list.raw()).unwrap_or_default(),
-            None => text(top, "target")
-                .map(Cow::into_owned)
-                .into_iter()
-                .collect(),
-        };
+        let listed = context.get("targets").map(|list| list.raw());
+        let mut targets: Vec<String> = listed
+            .and_then(|list| serde_json::from_str::<Vec<Option<String>>>(list).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|target| !target.is_empty() && target != UNKNOWN)
+            .collect();
+        if targets.is_empty() {
+            targets.extend(text(top, "target").map(Cow::into_owned));
+        }
         Facts {
             identity: first([
                 text(top, "identity"),
@@ -219,6 +241,7 @@ impl<'a> Facts<'a> {
                 text(who, "principalId"),
             ]),
             identity_type: first([text(top, "identity_type"), text(who, "type"), None]),
+            user_name: text(who, "userName"),
             account: first([
                 text(top, "account"),
                 text(top, "recipientAccountId"),
@@ -240,9 +263,10 @@ impl<'a> Facts<'a> {
     fn write(&self, out: &mut String, cloud: bool) {
         if cloud {
             let mut object = ObjectWriter::with_capacity(96);
-            object
-                .str("provider", "AWS")
-                .opt_str("region", self.region.as_deref());
+            object.str("provider", "AWS");
+            if let Some(region) = &self.region {
+                object.str("region", region);
+            }
             out.push_str(",\"cloud\":");
             out.push_str(&with(object, self.account.as_deref().map(account)));
         }
@@ -256,7 +280,9 @@ impl<'a> Facts<'a> {
                 resource.str("uid", target);
                 if cloud {
                     resource.str("provider", "AWS");
-                    resource.opt_str("region", self.region.as_deref());
+                }
+                if let Some(region) = &self.region {
+                    resource.str("region", region);
                 }
                 out.push_str(&resource.finish());
             }
@@ -297,12 +323,13 @@ impl<'a> Facts<'a> {
             Some("IAMUser") => (1, "User"),
             Some("Root") => (2, "Admin"),
             Some("AWSService") => (4, "Service"),
+            Some("Unknown") | None => (0, "Unknown"),
             Some(other) => (99, other),
-            None => (0, "Unknown"),
         };
         let mut user = ObjectWriter::with_capacity(160);
+        let name = (self.user_name.as_deref()).unwrap_or_else(|| identity_name(identity));
         user.str("uid", identity)
-            .str("name", identity_name(identity))
+            .str("name", name)
             .str("type", caption)
             .raw("type_id", &type_id.to_string());
         with(user, self.account.as_deref().map(account))

@@ -74,8 +74,12 @@ fn a_finding_carries_the_class_the_detection_and_the_event_time() {
     );
     assert_eq!(info["attacks"][0]["tactic"]["uid"], "TA0008");
     assert_eq!(
-        info["attacks"][0]["technique"]["name"],
-        "Remote Services: Direct Cloud VM Connections"
+        info["attacks"][0]["technique"],
+        json!({"uid": "T1021", "name": "Remote Services"})
+    );
+    assert_eq!(
+        info["attacks"][0]["sub_technique"],
+        json!({"uid": "T1021.008", "name": "Direct Cloud VM Connections"})
     );
     assert_eq!(
         (&info["first_seen_time"], &info["last_seen_time"]),
@@ -138,7 +142,7 @@ fn the_context_names_who_acted_from_where_on_what() {
     let user = &f["evidences"][0]["actor"]["user"];
     assert_eq!(
         (&user["name"], &user["type_id"], &user["type"]),
-        (&json!("user/bob"), &json!(1), &json!("User"))
+        (&json!("bob"), &json!(1), &json!("User"))
     );
     assert_eq!(user["account"]["uid"], "444455556666");
     assert_eq!(f["cloud"]["region"], "eu-west-1");
@@ -161,6 +165,30 @@ fn a_context_that_says_nothing_of_the_cloud_takes_no_profile() {
 }
 
 #[test]
+fn placeholders_and_missing_parts_are_left_out_not_written_as_facts() {
+    let context = json!({"account": "111122223333", "identity": "unknown", "identity_type": "Unknown",
+                         "region": null, "targets": null, "target": "i-1"});
+    let f = finding(Severity::Low, &context.to_string(), None);
+    assert_eq!(f["cloud"]["account"]["uid"], "111122223333");
+    assert!(f["cloud"].get("region").is_none(), "{f}");
+    assert_eq!(f["resources"], json!([{"uid": "i-1", "provider": "AWS"}]));
+    assert!(f.get("evidences").is_none(), "{f}");
+
+    let context = json!({"account": "unknown", "target": "unknown", "targets": ["", "unknown"],
+                         "userIdentity": {"arn": "arn:aws:iam::1:user/x", "type": "Unknown"}});
+    let f = finding(Severity::Low, &context.to_string(), None);
+    assert!(
+        f.get("cloud").is_none() && f.get("resources").is_none(),
+        "{f}"
+    );
+    let user = &f["evidences"][0]["actor"]["user"];
+    assert_eq!(
+        (&user["type_id"], &user["type"]),
+        (&json!(0), &json!("Unknown"))
+    );
+}
+
+#[test]
 fn the_schema_check_finds_what_is_wrong() {
     let good = finding(Severity::Info, SESSION, None);
     let broken = |change: fn(&mut Value)| {
@@ -177,4 +205,5 @@ fn the_schema_check_finds_what_is_wrong() {
     assert!(broken(|f| f["evidences"][0]["src_endpoint"]["ip"] = json!("x")).contains("not an IP"));
     assert!(broken(|f| f["finding_info"]["analytic"] = json!({"type_id": 1})).contains("none of"));
     assert!(broken(|f| f["evidences"] = json!({})).contains("not an array"));
+    assert!(broken(|f| f["cloud"]["region"] = json!(null)).contains("region"));
 }

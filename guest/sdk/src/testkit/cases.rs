@@ -76,7 +76,8 @@ fn check_rule<R: Rule>() -> Result<(), String> {
 /// record the rule finds relevant.
 ///
 /// Prints a line per case, as `rule-harness test` does (`cargo test -- --nocapture` shows
-/// them); `DETECT_CASES=text` runs only the cases whose name contains `text`.
+/// them, and a failing run shows them anyway); `DETECT_CASES=text` runs only the cases
+/// whose name contains `text`, and passes where no case name contains it.
 pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
     if let Err(e) = check_rule::<R>() {
         panic!("{e}");
@@ -84,12 +85,21 @@ pub fn check_dir<R: Rule>(dir: impl AsRef<Path>) {
     let files = discover(&[dir.as_ref().to_owned()]).unwrap_or_else(|e| panic!("{e}"));
     let filter = std::env::var("DETECT_CASES").ok();
     let mut summary = Summary::default();
+    // Through `print!`, which the test harness captures, unlike `io::stdout()`.
+    let mut out = Vec::new();
     for file in files {
         let ran = run_file(&native::<R>, R::info().name, &file, filter.as_deref());
-        summary.add(ran, &mut std::io::stdout()).expect("stdout");
+        summary.add(ran, &mut out).expect("writing to memory");
     }
-    summary.finish(&mut std::io::stdout()).expect("stdout");
-    assert!(summary.failed() == 0, "{}", summary.failures());
+    summary.finish(&mut out).expect("writing to memory");
+    print!("{}", String::from_utf8_lossy(&out));
+    let failed = summary.failed();
+    assert!(
+        failed == 0,
+        "{failed} case(s) failed: see the failures above"
+    );
+    // A filter may match none of this rule's cases: `cargo test --workspace` runs every
+    // rule's cases with it.
     assert!(
         summary.passed() > 0 || filter.is_some(),
         "no cases for {} under {}",
@@ -229,13 +239,18 @@ pub struct Summary {
     pub filtered: usize,
     /// Case files for other rules.
     pub skipped_files: usize,
+    /// The rules those files are for.
+    pub other_rules: std::collections::BTreeSet<String>,
 }
 
 impl Summary {
     /// Adds a file's cases, writing a line for each to `out`.
     pub fn add(&mut self, ran: FileReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
         match ran {
-            FileReport::Skipped(_) => self.skipped_files += 1,
+            FileReport::Skipped(rule) => {
+                self.skipped_files += 1;
+                self.other_rules.insert(rule);
+            }
             FileReport::Ran { reports, filtered } => {
                 self.filtered += filtered;
                 for report in reports {
@@ -285,7 +300,8 @@ impl Summary {
     }
 }
 
-/// The case files under `paths` (files are taken as given), sorted.
+/// The case files under `paths` (files are taken as given), sorted, each once however
+/// many of `paths` reach it.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut found = Vec::new();
     for path in paths {
@@ -297,6 +313,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             return Err(format!("{} does not exist", path.display()));
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|path| seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())));
     found.sort();
     Ok(found)
 }
@@ -330,11 +348,13 @@ pub enum FileReport {
 /// Runs the cases of one file whose name contains `filter` (all without one) against the
 /// rule named `rule_name`, each in a run that `start` begins.
 pub fn run_file(start: Start, rule_name: &str, path: &Path, filter: Option<&str>) -> FileReport {
-    match load(path) {
-        Ok((file, _)) if file.rule.as_deref().is_some_and(|r| r != rule_name) => {
-            FileReport::Skipped(file.rule.unwrap_or_default())
-        }
-        Ok((file, base)) => {
+    let loaded = load(path).and_then(|file| match file.rule {
+        Some(rule) if rule != rule_name => Ok(Err(rule)),
+        _ => Ok(Ok((base(path, &file)?, file))),
+    });
+    match loaded {
+        Ok(Err(other_rule)) => FileReport::Skipped(other_rule),
+        Ok(Ok((base, file))) => {
             let wanted = |case: &&Case| filter.is_none_or(|f| case.name.contains(f));
             let reports: Vec<CaseReport> = (file.cases.iter().filter(wanted))
                 .map(|case| run_case(start, path, base.as_ref(), case))
@@ -354,23 +374,40 @@ pub fn run_file(start: Start, rule_name: &str, path: &Path, filter: Option<&str>
     }
 }
 
-fn load(path: &Path) -> Result<(CaseFile, Option<Value>), String> {
-    let read =
-        |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// The case file at `path`; its cases must have names, each its own, that print on a
+/// line (a report and a JUnit file tell cases by name).
+fn load(path: &Path) -> Result<CaseFile, String> {
     let file: CaseFile = serde_json::from_str(&read(path)?)
         .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
-    let base = match &file.base {
-        None => None,
-        Some(base) => {
-            let base = path.parent().unwrap_or(Path::new(".")).join(base);
-            let text = read(&base)?;
-            Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("{} is not JSON: {e}", base.display()))?,
-            )
+    let mut names = std::collections::HashSet::new();
+    for case in &file.cases {
+        let name = &case.name;
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(format!(
+                "{}: the case name {name:?} is empty or holds control characters",
+                path.display()
+            ));
         }
+        if !names.insert(name) {
+            return Err(format!("{}: two cases are named {name:?}", path.display()));
+        }
+    }
+    Ok(file)
+}
+
+/// The base record of `file`, read at `path`.
+fn base(path: &Path, file: &CaseFile) -> Result<Option<Value>, String> {
+    let Some(base) = &file.base else {
+        return Ok(None);
     };
-    Ok((file, base))
+    let base = path.parent().unwrap_or(Path::new(".")).join(base);
+    let value = serde_json::from_str(&read(&base)?)
+        .map_err(|e| format!("{} is not JSON: {e}", base.display()))?;
+    Ok(Some(value))
 }
 
 fn run_case(start: Start, path: &Path, base: Option<&Value>, case: &Case) -> CaseReport {
@@ -588,5 +625,45 @@ mod tests {
                 .unwrap()
                 .contains("invalid-time")
         );
+    }
+
+    /// Runs a case file of `text` for the rule `sloppy`.
+    fn run_text(text: &str) -> FileReport {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.case.json");
+        std::fs::write(&path, text).unwrap();
+        run_file(&native::<Sloppy>, "sloppy", &path, None)
+    }
+
+    fn file_failure(report: FileReport) -> String {
+        match report {
+            FileReport::Ran { mut reports, .. } if reports.len() == 1 => {
+                assert_eq!(reports[0].name, "(file)");
+                reports.remove(0).failures.remove(0)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn case_names_must_tell_cases_apart_on_a_line() {
+        let case = |name: &str| json!({"name": name, "steps": []});
+        for (names, says) in [
+            (vec!["a", "a"], "two cases are named"),
+            (vec![" "], "empty"),
+            (vec!["a\u{1b}[2Jb"], "control characters"),
+        ] {
+            let file = json!({"cases": names.iter().map(|n| case(n)).collect::<Vec<_>>()});
+            let failure = file_failure(run_text(&file.to_string()));
+            assert!(failure.contains(says), "{failure}");
+        }
+    }
+
+    #[test]
+    fn another_rules_file_is_skipped_unread() {
+        let other = r#"{"rule": "other", "base": "missing.json", "cases": []}"#;
+        assert!(matches!(run_text(other), FileReport::Skipped(rule) if rule == "other"));
+        let ours = r#"{"rule": "sloppy", "base": "missing.json", "cases": []}"#;
+        assert!(file_failure(run_text(ours)).contains("missing.json"));
     }
 }

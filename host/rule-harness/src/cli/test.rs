@@ -2,7 +2,7 @@
 //! totals; a name filter; JUnit XML for CI systems.
 
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,12 +42,13 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         .name
         .clone();
     let mut summary = Summary::default();
-    let mut stdout = io::stdout().lock();
+    let mut console = Console::default();
     for file in &files {
         let ran = cases::run_file(&rule, &name, file, args.filter.as_deref());
-        summary.add(ran, &mut stdout)?;
+        summary.add(ran, &mut console)?;
     }
-    summary.finish(&mut stdout)?;
+    summary.finish(&mut console)?;
+    console.flush()?;
     anyhow::ensure!(
         !summary.reports.is_empty(),
         "{}",
@@ -58,6 +59,9 @@ pub fn test(rule_args: &RuleArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         junit::write(BufWriter::new(file), &name, &summary.reports)
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(e) = console.failed {
+        return Err(e).context("cannot write the results to standard output");
     }
     Ok(if summary.failed() == 0 {
         ExitCode::SUCCESS
@@ -76,10 +80,35 @@ fn nothing_ran(summary: &Summary, rule: &str, args: &TestArgs) -> String {
         );
     }
     if summary.skipped_files > 0 {
+        let others: Vec<&str> = summary.other_rules.iter().map(String::as_str).collect();
         why += &format!(
-            "; {} case file(s) name another rule: load it with --rule",
-            summary.skipped_files
+            "; {} case file(s) are for {}: load that rule's component with --rule",
+            summary.skipped_files,
+            others.join(", ")
         );
     }
     why
+}
+
+/// Standard output that, once a write fails, takes the rest unwritten and keeps the error:
+/// the cases still run and the JUnit file is still written when stdout is gone.
+#[derive(Default)]
+struct Console {
+    failed: Option<io::Error>,
+}
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed.is_none() {
+            self.failed = io::stdout().write_all(buf).err();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed.is_none() {
+            self.failed = io::stdout().flush().err();
+        }
+        Ok(())
+    }
 }
