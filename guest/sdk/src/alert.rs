@@ -4,10 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::Rule;
-use crate::catalog::{Detection, Mitre, Severity};
+use crate::catalog::{Detection, Mitre, Severity, index_of};
 use crate::json::{ObjectWriter, write_str};
 use crate::ocsf::{FindingTemplate, Product};
-use crate::time::{Millis, format_event_time};
+use crate::time::{Millis, format_event_time, push_event_time};
 
 /// One alert.
 #[derive(Debug, Clone)]
@@ -244,7 +244,9 @@ impl LineTemplate {
         out.push_str(&self.head);
         write_str(out, raised.title);
         out.push_str(&self.severity);
-        write_str(out, &format_event_time(raised.event_time));
+        out.push('"');
+        push_event_time(out, raised.event_time);
+        out.push('"');
         out.push_str(",\"dedup_key\":");
         write_str(out, raised.dedup_key);
         out.push_str(&self.tail);
@@ -257,6 +259,10 @@ impl LineTemplate {
         out.push('}');
     }
 }
+
+/// The name under which a pipeline binding takes the alert format: a key of the Fluent
+/// Bit filter's configuration file, a parameter of the Fluvio SmartModule.
+pub const FORMAT_KEY: &str = "alert_format";
 
 /// How alerts are written: each a JSON object, on a line of its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -309,32 +315,28 @@ impl Template {
 
 /// The templates of a rule's detections, in one format: for the bindings that write a
 /// rule's alerts themselves.
-pub struct Templates(Vec<(&'static Detection, Template)>);
+pub struct Templates {
+    detections: &'static [&'static Detection],
+    /// One per detection, in the same order.
+    templates: Vec<Template>,
+}
 
 impl Templates {
     /// The templates of rule `R`'s detections.
     pub fn of<R: Rule>(format: AlertFormat) -> Self {
         let info = R::info();
-        let product = Product {
-            name: info.name.into(),
-            version: info.version.into(),
-        };
-        let template =
-            |d: &&'static Detection| (*d, Template::new(&Declared::from(*d), &product, format));
-        Templates(info.detections.iter().map(template).collect())
+        let product = Product::of(&info);
+        let template = |d: &&Detection| Template::new(&Declared::from(*d), &product, format);
+        Templates {
+            detections: info.detections,
+            templates: info.detections.iter().map(template).collect(),
+        }
     }
 
     /// Appends `alert` (a JSON object) to `out`. An alert of a detection the rule does not
     /// list is a bug of the rule, which its own tests meet first.
     pub fn write(&self, out: &mut String, alert: &Alert) {
-        let (_, template) = (self.0.iter())
-            .find(|(d, _)| std::ptr::eq(*d, alert.detection) || d.id == alert.detection.id)
-            .unwrap_or_else(|| {
-                panic!(
-                    "`{}` is not among the rule's detections",
-                    alert.detection.id
-                )
-            });
+        let template = &self.templates[index_of(self.detections, alert.detection)];
         template.write(out, &alert.raised());
     }
 }

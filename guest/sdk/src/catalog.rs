@@ -72,6 +72,15 @@ pub struct Detection {
     pub dedup_period: &'static str,
 }
 
+/// Where `detection` is among `detections`: an alert of a detection the rule does not list
+/// is a bug of the rule, which its own tests meet first.
+pub(crate) fn index_of(detections: &[&Detection], detection: &Detection) -> usize {
+    detections
+        .iter()
+        .position(|d| std::ptr::eq(*d, detection) || d.id == detection.id)
+        .unwrap_or_else(|| panic!("`{}` is not among the rule's detections", detection.id))
+}
+
 /// Looks a detection up by id in a rule's list.
 pub fn by_id(detections: &[&'static Detection], id: &str) -> Option<&'static Detection> {
     detections.iter().copied().find(|d| d.id == id)

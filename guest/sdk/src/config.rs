@@ -11,7 +11,7 @@ use serde::ser::{self, Impossible};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::time::{DAY, HOUR, MINUTE, Millis, SECOND};
-use crate::{Rule, RuleConfig};
+use crate::{Detection, Rule, RuleConfig};
 
 /// A length of event time. In JSON: whole seconds (`3600`) or a number with a unit,
 /// `s`, `m`, `h` or `d` (`"1h"`, `"14d"`).
@@ -122,11 +122,7 @@ pub struct Configured<R: Rule> {
 impl<R: Rule> Configured<R> {
     /// `config`, if it names a dedup period for each of the rule's detections.
     pub fn new(config: R::Config) -> Result<Self, String> {
-        let periods = R::info().detections.iter().map(|d| {
-            period_at(&config, d.dedup_period)
-                .map(Period::millis)
-                .map_err(|e| format!("{}'s dedup period: {e}", d.id))
-        });
+        let periods = (R::info().detections.iter()).map(|d| dedup_period(&config, d));
         Ok(Configured {
             dedup_periods: periods.collect::<Result<_, _>>()?,
             config,
@@ -153,6 +149,17 @@ impl<R: Rule> Configured<R> {
     pub fn dedup_period(&self, place: usize) -> Millis {
         self.dedup_periods[place]
     }
+}
+
+/// The dedup period of `detection` in the configuration `config`, read where the
+/// detection names it.
+pub(crate) fn dedup_period(
+    config: &impl Serialize,
+    detection: &Detection,
+) -> Result<Millis, String> {
+    period_at(config, detection.dedup_period)
+        .map(Period::millis)
+        .map_err(|e| format!("{}'s dedup period: {e}", detection.id))
 }
 
 /// The period at `path` (field names joined by `.`) of a configuration.

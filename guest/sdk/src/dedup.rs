@@ -13,7 +13,8 @@
 //! A rule keeps its own keys out of `d/`. A rule that sweeps its state (see
 //! [`history`](crate::history)) hands these keys to [`usable_until`].
 
-use crate::config::{Configured, period_at};
+use crate::catalog::index_of;
+use crate::config::{Configured, dedup_period};
 use crate::entity::{Entity, Mark, Marks};
 use crate::kv::{decode_time, encode_time, hash_parts, hashed_key};
 use crate::{Alert, Detection, KeyValue, Millis, Rule, RuleError};
@@ -24,26 +25,15 @@ pub fn state_key(detections: &[&Detection], detection: &Detection, dedup_key: &s
     match detections {
         [_] => hashed_key(&["d"], &[dedup_key]),
         _ => hashed_key(
-            &["d", &place(detections, detection).to_string()],
+            &["d", &index_of(detections, detection).to_string()],
             &[dedup_key],
         ),
     }
 }
 
-/// Where `detection` is among `detections`: an alert of a detection the rule does not list
-/// is a bug of the rule, which its own tests meet first.
-fn place(detections: &[&Detection], detection: &Detection) -> usize {
-    detections
-        .iter()
-        .position(|d| std::ptr::eq(*d, detection) || d.id == detection.id)
-        .unwrap_or_else(|| panic!("`{}` is not among the rule's detections", detection.id))
-}
-
 /// The dedup period of `detection`, from the rule's configuration.
 fn period(config: &impl serde::Serialize, detection: &Detection) -> Result<Millis, RuleError> {
-    period_at(config, detection.dedup_period)
-        .map(|p| p.millis())
-        .map_err(|e| RuleError::InvalidConfig(format!("{}'s dedup period: {e}", detection.id)))
+    dedup_period(config, detection).map_err(RuleError::InvalidConfig)
 }
 
 /// Whether an alert raised at `last_alert`, for the same detection and dedup key, still
@@ -71,7 +61,7 @@ pub(crate) fn gate<R: Rule>(
     let mut stored = Stored::read(&places, kv)?;
     let mut passed = Vec::with_capacity(alerts.len());
     for (alert, place) in alerts.into_iter().zip(&places) {
-        let period = config.dedup_period(self::place(detections, alert.detection));
+        let period = config.dedup_period(index_of(detections, alert.detection));
         let at = alert.event_time;
         let admitted = match place {
             Place::Written { entity, mark } => {
@@ -140,7 +130,7 @@ fn admit(marks: &mut Marks, (detection, key): (u16, u64), at: Millis, period: Mi
 
 /// The (detection, dedup key) of an alert as an entity's marks name it.
 fn mark_of(detections: &[&Detection], detection: &Detection, dedup_key: &str) -> (u16, u64) {
-    let place = u16::try_from(place(detections, detection)).expect("at most 65,536 detections");
+    let place = u16::try_from(index_of(detections, detection)).expect("at most 65,536 detections");
     (place, hash_parts(&[dedup_key]))
 }
 

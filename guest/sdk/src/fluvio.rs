@@ -43,7 +43,7 @@ use fluvio_smartmodule::dataplane::smartmodule::{
 use fluvio_smartmodule::eyre;
 use serde_json::json;
 
-use crate::alert::{AlertFormat, Templates};
+use crate::alert::{AlertFormat, FORMAT_KEY, Templates};
 use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail;
 use crate::kv::MemoryKv;
@@ -52,9 +52,6 @@ use crate::{Configured, Context, Rule};
 
 /// The parameter that carries the rule's configuration.
 pub const CONFIG_PARAM: &str = "config";
-
-/// The parameter that says how alerts are written: `json` (the default) or `ocsf`.
-pub const FORMAT_PARAM: &str = "alert_format";
 
 /// The key of the records that report a failed record.
 pub const ERROR_KEY: &str = "rule-error";
@@ -269,10 +266,10 @@ fn configuration<R: Rule>(
         })?,
         None => Configured::defaults(),
     };
-    let format = match params.get(FORMAT_PARAM) {
+    let format = match params.get(FORMAT_KEY) {
         Some(name) => name
             .parse()
-            .map_err(|e| format!("the `{FORMAT_PARAM}` parameter: {e}"))?,
+            .map_err(|e| format!("the `{FORMAT_KEY}` parameter: {e}"))?,
         None => AlertFormat::default(),
     };
     Ok((config, format))

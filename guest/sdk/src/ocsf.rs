@@ -26,9 +26,10 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use crate::RuleInfo;
 use crate::alert::{Declared, MitreLine, Raised};
 use crate::catalog::Severity;
-use crate::cloudtrail::identity_name;
+use crate::cloudtrail::{UNKNOWN, identity_name};
 use crate::json::{Document, Object, ObjectWriter, write_str};
 use crate::kv::hash_parts;
 
@@ -44,8 +45,15 @@ pub struct Product {
     pub version: String,
 }
 
-/// What rules write for a field their record lacks; not a fact to map.
-const UNKNOWN: &str = "unknown";
+impl Product {
+    /// The rule that describes itself as `info`.
+    pub fn of(info: &RuleInfo) -> Product {
+        Product {
+            name: info.name.into(),
+            version: info.version.into(),
+        }
+    }
+}
 
 /// Who findings name as the product's vendor.
 const VENDOR: &str = "detect-sdk";
@@ -74,11 +82,10 @@ impl FindingTemplate {
              \"status\":\"New\",\"is_alert\":true,\"time\":"
         );
         let mut analytic = ObjectWriter::with_capacity(128);
-        (analytic
+        analytic
             .str("uid", &declared.id)
-            .str("name", &declared.name))
-        .str("type", "Rule")
-        .raw("type_id", "1");
+            .str("name", &declared.name);
+        analytic.str("type", "Rule").raw("type_id", "1");
         let mut info = format!(",\"analytic\":{},", analytic.finish());
         info.push_str("\"desc\":");
         write_str(&mut info, &declared.description);
@@ -261,14 +268,18 @@ impl<'a> Facts<'a> {
 
     /// Appends `cloud` (when `cloud`), `resources` and `evidences`.
     fn write(&self, out: &mut String, cloud: bool) {
+        let account = self.account.as_deref().map(account);
         if cloud {
             let mut object = ObjectWriter::with_capacity(96);
             object.str("provider", "AWS");
             if let Some(region) = &self.region {
                 object.str("region", region);
             }
+            if let Some(account) = &account {
+                object.raw("account", account);
+            }
             out.push_str(",\"cloud\":");
-            out.push_str(&with(object, self.account.as_deref().map(account)));
+            out.push_str(&object.finish());
         }
         if !self.targets.is_empty() {
             out.push_str(",\"resources\":[");
@@ -288,36 +299,35 @@ impl<'a> Facts<'a> {
             }
             out.push(']');
         }
-        let mut evidence = Vec::new();
+        let mut evidence = ObjectWriter::with_capacity(256);
         if let Some(identity) = &self.identity {
-            evidence.push(format!("\"actor\":{{\"user\":{}}}", self.user(identity)));
+            let user = self.user(identity, account.as_deref());
+            evidence.raw("actor", &format!("{{\"user\":{user}}}"));
         }
-        let ip = self
-            .source_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        let ip = (self.source_ip.as_deref()).and_then(|ip| ip.parse::<IpAddr>().ok());
         if let Some(ip) = ip {
-            evidence.push(format!("\"src_endpoint\":{{\"ip\":\"{ip}\"}}"));
+            evidence.raw("src_endpoint", &format!("{{\"ip\":\"{ip}\"}}"));
         }
         if let Some((operation, service)) = &self.event {
             let mut api = ObjectWriter::with_capacity(64);
             api.str("operation", operation);
-            let service = service.as_deref().map(|name| {
+            if let Some(name) = service {
                 let mut named = ObjectWriter::with_capacity(48);
                 named.str("name", name);
-                ("service", named.finish())
-            });
-            evidence.push(format!("\"api\":{}", with(api, service)));
+                api.raw("service", &named.finish());
+            }
+            evidence.raw("api", &api.finish());
         }
-        if !evidence.is_empty() {
-            out.push_str(",\"evidences\":[{");
-            out.push_str(&evidence.join(","));
-            out.push_str("}]");
+        let evidence = evidence.finish();
+        if evidence != "{}" {
+            out.push_str(",\"evidences\":[");
+            out.push_str(&evidence);
+            out.push(']');
         }
     }
 
-    /// The acting identity as an OCSF user.
-    fn user(&self, identity: &str) -> String {
+    /// The acting identity as an OCSF user, of `account` (its JSON) when known.
+    fn user(&self, identity: &str, account: Option<&str>) -> String {
         // CloudTrail's identity types, as OCSF's user types; the rest are `Other`.
         let (type_id, caption) = match self.identity_type.as_deref() {
             Some("IAMUser") => (1, "User"),
@@ -332,34 +342,21 @@ impl<'a> Facts<'a> {
             .str("name", name)
             .str("type", caption)
             .raw("type_id", &type_id.to_string());
-        with(user, self.account.as_deref().map(account))
-    }
-}
-
-/// `object`'s text with one more member, a JSON value, if given.
-fn with(object: ObjectWriter, member: Option<(&str, String)>) -> String {
-    let mut text = object.finish();
-    if let Some((key, value)) = member {
-        text.pop();
-        if text.len() > 1 {
-            text.push(',');
+        if let Some(account) = account {
+            user.raw("account", account);
         }
-        write_str(&mut text, key);
-        text.push(':');
-        text.push_str(&value);
-        text.push('}');
+        user.finish()
     }
-    text
 }
 
-/// An AWS account as OCSF's `account`.
-fn account(uid: &str) -> (&'static str, String) {
+/// An AWS account as OCSF's `account`, its JSON.
+fn account(uid: &str) -> String {
     let mut account = ObjectWriter::with_capacity(64);
     account
         .str("uid", uid)
         .str("type", "AWS Account")
         .raw("type_id", "10");
-    ("account", account.finish())
+    account.finish()
 }
 
 #[cfg(any(test, feature = "testkit"))]

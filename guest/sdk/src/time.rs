@@ -54,12 +54,15 @@ pub fn format_rfc3339(at: Millis) -> String {
 /// alert line.
 pub fn format_event_time(at: Millis) -> String {
     let mut out = String::with_capacity(20);
-    match write_second(&mut out, at) {
-        true => {
-            out.push('Z');
-            out
-        }
-        false => at.to_string(),
+    push_event_time(&mut out, at);
+    out
+}
+
+/// Appends [`format_event_time`]'s text to `out`: no character of it needs escaping in JSON.
+pub fn push_event_time(out: &mut String, at: Millis) {
+    match write_second(out, at) {
+        true => out.push('Z'),
+        false => out.push_str(&at.to_string()),
     }
 }
 

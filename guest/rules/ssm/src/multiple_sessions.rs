@@ -92,8 +92,9 @@ pub fn evaluate(
     recent: &RecentTargets,
     config: &MultipleSessionsConfig,
 ) -> Option<Vec<String>> {
-    let near = || recent.near(&session.target, session.time, config.window.millis());
-    (near().count() >= config.threshold).then(|| near().map(str::to_owned).collect())
+    let near: Vec<&str> =
+        (recent.near(&session.target, session.time, config.window.millis())).collect();
+    (near.len() >= config.threshold).then(|| near.into_iter().map(str::to_owned).collect())
 }
 
 /// One alert per identity and dedup period.

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use detect_sdk::cloudtrail::{self, Record, actor, aws_rule_context, source_network};
+use detect_sdk::cloudtrail::{self, Record, UNKNOWN, actor, aws_rule_context, source_network};
 use detect_sdk::time::parse_event_time;
 use detect_sdk::{Millis, RuleError};
 use serde_json::Value;
@@ -20,8 +20,6 @@ pub fn is_start_session(text: &str) -> Result<bool, RuleError> {
     cloudtrail::is_event(text, EVENT_SOURCE, EVENT_NAME)
 }
 
-/// Placeholder for a value the record does not carry.
-pub const UNKNOWN: &str = "unknown";
 /// The document Session Manager uses when a `StartSession` names none.
 pub const DEFAULT_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 

@@ -196,11 +196,15 @@ pub fn identity_name(identity: &str) -> &str {
     }
 }
 
+/// What a rule's context says for a field its record lacks; the OCSF mapping reads it as
+/// absent.
+pub const UNKNOWN: &str = "unknown";
+
 /// The network a session came from: an IPv4 /24 or IPv6 /48, so that a user's address
-/// changing inside one network is not a new source.
+/// changing inside one network is not a new source; [`UNKNOWN`] without a source.
 pub fn source_network(source: Option<&str>) -> String {
     match source.map(|s| (s, s.parse::<IpAddr>())) {
-        None => "unknown".to_owned(),
+        None => UNKNOWN.to_owned(),
         Some((_, Ok(IpAddr::V4(ip)))) => {
             let [a, b, c, _] = ip.octets();
             format!("{a}.{b}.{c}.0/24")

@@ -448,7 +448,7 @@ mod imp {
 mod imp {
     use std::fs::{self, OpenOptions};
     use std::io;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::Access;
 
@@ -464,7 +464,7 @@ mod imp {
     impl Dir {
         /// The directory at `path`.
         #[cfg(test)]
-        pub fn at(path: &Path) -> Dir {
+        pub fn at(path: &std::path::Path) -> Dir {
             Dir(path.to_owned())
         }
 

@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::alert::{AlertFormat, Templates};
+use crate::alert::{AlertFormat, FORMAT_KEY, Templates};
 use crate::binding::{Resident, Slot, Stamps};
 use crate::cloudtrail::{self, Record};
 use crate::kv::MemoryKv;
@@ -435,16 +435,13 @@ fn alert_format(text: &str) -> Result<(String, AlertFormat), String> {
         // The rule says what is wrong with it.
         return Ok((text.to_owned(), AlertFormat::default()));
     };
-    let format = match object.remove(ALERT_FORMAT) {
+    let format = match object.remove(FORMAT_KEY) {
         None => return Ok((text.to_owned(), AlertFormat::default())),
         Some(Value::String(name)) => name.parse()?,
-        Some(other) => return Err(format!("{ALERT_FORMAT}: expected a string, found {other}")),
+        Some(other) => return Err(format!("{FORMAT_KEY}: expected a string, found {other}")),
     };
     Ok((Value::Object(object).to_string(), format))
 }
-
-/// The configuration's key for how alerts are written.
-pub const ALERT_FORMAT: &str = "alert_format";
 
 /// Takes back the journal frame of a call that a trap cut short while it was kept.
 fn take_back(dir: &Dir) -> Result<(), String> {

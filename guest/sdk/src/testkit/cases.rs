@@ -350,7 +350,10 @@ pub enum FileReport {
 pub fn run_file(start: Start, rule_name: &str, path: &Path, filter: Option<&str>) -> FileReport {
     let loaded = load(path).and_then(|file| match file.rule {
         Some(rule) if rule != rule_name => Ok(Err(rule)),
-        _ => Ok(Ok((base(path, &file)?, file))),
+        _ => {
+            check_names(path, &file)?;
+            Ok(Ok((base(path, &file)?, file)))
+        }
     });
     match loaded {
         Ok(Err(other_rule)) => FileReport::Skipped(other_rule),
@@ -378,11 +381,15 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
-/// The case file at `path`; its cases must have names, each its own, that print on a
-/// line (a report and a JUnit file tell cases by name).
+/// The case file at `path`.
 fn load(path: &Path) -> Result<CaseFile, String> {
-    let file: CaseFile = serde_json::from_str(&read(path)?)
-        .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
+    serde_json::from_str(&read(path)?)
+        .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))
+}
+
+/// Whether the cases of `file` have names, each its own, that print on a line: a report
+/// and a JUnit file tell cases by name.
+fn check_names(path: &Path, file: &CaseFile) -> Result<(), String> {
     let mut names = std::collections::HashSet::new();
     for case in &file.cases {
         let name = &case.name;
@@ -396,7 +403,7 @@ fn load(path: &Path) -> Result<CaseFile, String> {
             return Err(format!("{}: two cases are named {name:?}", path.display()));
         }
     }
-    Ok(file)
+    Ok(())
 }
 
 /// The base record of `file`, read at `path`.
@@ -661,7 +668,8 @@ mod tests {
 
     #[test]
     fn another_rules_file_is_skipped_unread() {
-        let other = r#"{"rule": "other", "base": "missing.json", "cases": []}"#;
+        let other =
+            r#"{"rule": "other", "base": "missing.json", "cases": [{"name": "", "steps": []}]}"#;
         assert!(matches!(run_text(other), FileReport::Skipped(rule) if rule == "other"));
         let ours = r#"{"rule": "sloppy", "base": "missing.json", "cases": []}"#;
         assert!(file_failure(run_text(ours)).contains("missing.json"));
