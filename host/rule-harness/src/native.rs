@@ -45,11 +45,8 @@ impl<R: Rule> Native<R> {
             .map_err(|e| Error::WrongWorld(format!("its prefilter is invalid: {e}")))?;
         let mut kv = KvHost::new(store, KvLimits::default());
         kv.set_rule(info.name);
-        let product = Product {
-            name: info.name.into(),
-            version: info.version.into(),
-        };
-        let catalog = Catalog::of(info.detections.iter().map(|d| Declared::from(*d)), &product);
+        let declared = info.detections.iter().map(|d| Declared::from(*d));
+        let catalog = Catalog::of(declared, &Product::of(&info));
         Ok(Native {
             kv,
             config,

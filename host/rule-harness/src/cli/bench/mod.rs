@@ -63,29 +63,16 @@ pub struct BenchArgs {
 /// A corpus on disk, and what it holds.
 struct Stream {
     name: &'static str,
-    role: Role,
     /// One NDJSON file, or gzip'd CloudTrail log files.
     files: Vec<PathBuf>,
     gzip: bool,
     tally: Tally,
 }
 
-/// What a corpus is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// Many services, a little SSM: how fast records the rule rules out go by.
-    Mix,
-    /// The mix as CloudTrail writes it to S3.
-    Files,
-    /// Session starts, most of it: the rule's own work.
-    SsmHeavy,
-}
-
 impl Stream {
-    fn ndjson(name: &'static str, role: Role, path: PathBuf, tally: Tally) -> Self {
+    fn ndjson(name: &'static str, path: PathBuf, tally: Tally) -> Self {
         Stream {
             name,
-            role,
             files: vec![path],
             gzip: false,
             tally,
@@ -125,7 +112,6 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mix = corpus(
         &dir,
         "mix",
-        Role::Mix,
         CorpusSpec {
             seed: args.seed,
             ssm_share: args.mix_ssm_share,
@@ -134,23 +120,18 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         Until::Bytes(args.mix_mb * 1_000_000),
     )?;
     let files = cloudtrail_files(&mix)?;
-    let corpora = [
-        mix,
-        files,
-        corpus(
-            &dir,
-            "ssm-heavy",
-            Role::SsmHeavy,
-            CorpusSpec {
-                seed: args.seed,
-                ssm_share: 0.72,
-                identities: args.identities,
-                step_millis: 60_000,
-                ..CorpusSpec::default()
-            },
-            Until::Records(args.ssm_records),
-        )?,
-    ];
+    let ssm = corpus(
+        &dir,
+        "ssm-heavy",
+        CorpusSpec {
+            seed: args.seed,
+            ssm_share: 0.72,
+            identities: args.identities,
+            step_millis: 60_000,
+            ..CorpusSpec::default()
+        },
+        Until::Records(args.ssm_records),
+    )?;
     warm_up().context("the harness cannot run the built-in rule")?;
     println!("{machine}");
     println!(
@@ -162,24 +143,20 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "| corpus | what | time | MB/s | records/s | session starts/s | peak memory | vs. scan (or inflate) | native / sandboxed time |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    let mut measured = Vec::new();
-    for corpus in &corpora {
-        let (rows, comparison) = measure(corpus, args, &dir)?;
+    let measured = |corpus: &Stream, heavy| -> anyhow::Result<_> {
+        let (rows, comparison) = measure(corpus, heavy, args, &dir)?;
         print_rows(corpus, &rows);
-        measured.push((corpus, rows, comparison));
-    }
-    let of = |role| measured.iter().find(|(corpus, ..)| corpus.role == role);
-    let (Some((_, mix, _)), Some((ssm, ssm_rows, comparison))) =
-        (of(Role::Mix), of(Role::SsmHeavy))
-    else {
-        unreachable!("both corpora are measured")
+        Ok((rows, comparison))
     };
-    if let Some(comparison) = comparison {
+    let (mix_rows, _) = measured(&mix, false)?;
+    measured(&files, false)?;
+    let (ssm_rows, comparison) = measured(&ssm, true)?;
+    if let Some(comparison) = &comparison {
         print_comparison(comparison);
     }
     targets::print(&targets::Runs {
-        mix,
-        ssm: ssm_rows,
+        mix: &mix_rows,
+        ssm: &ssm_rows,
         ssm_starts: ssm.tally.sessions,
         reference: comparison.as_ref(),
     });
@@ -209,7 +186,6 @@ fn print_comparison(comparison: &reference::Comparison) {
 fn corpus(
     dir: &Path,
     name: &'static str,
-    role: Role,
     spec: CorpusSpec,
     until: Until,
 ) -> anyhow::Result<Stream> {
@@ -231,7 +207,7 @@ fn corpus(
         .and_then(|t| parse_tally(&t))
         && path.metadata().is_ok_and(|m| m.len() == tally.bytes)
     {
-        return Ok(Stream::ndjson(name, role, path, tally));
+        return Ok(Stream::ndjson(name, path, tally));
     }
     eprintln!("rule-harness: generating {}", path.display());
     let mut out = BufWriter::new(File::create(&path)?);
@@ -247,7 +223,7 @@ fn corpus(
         &tally_path,
         format!("{records} {bytes} {sessions} {identities}"),
     )?;
-    Ok(Stream::ndjson(name, role, path, tally))
+    Ok(Stream::ndjson(name, path, tally))
 }
 
 /// The records of `mix` as CloudTrail writes them to S3: gzip'd `{"Records": [...]}` log
@@ -286,7 +262,6 @@ fn cloudtrail_files(mix: &Stream) -> anyhow::Result<Stream> {
     files.sort();
     Ok(Stream {
         name: "mix as CloudTrail files (.json.gz)",
-        role: Role::Files,
         files,
         gzip: true,
         tally: mix.tally,
@@ -354,8 +329,11 @@ enum Alerts {
 
 /// What each way of going through a corpus costs; for the SSM-heavy corpus, also how the
 /// Python reference's alerts compare with the harness's.
+/// The rows of `corpus`; of the SSM-heavy one (`heavy`), also end to end and against the
+/// Python reference.
 fn measure(
     corpus: &Stream,
+    heavy: bool,
     args: &BenchArgs,
     dir: &Path,
 ) -> anyhow::Result<(Rows, Option<reference::Comparison>)> {
@@ -425,7 +403,7 @@ fn measure(
     }
     let _ = std::fs::remove_file(&state);
     let mut comparison = None;
-    if corpus.role == Role::SsmHeavy {
+    if heavy {
         let (ours, theirs) = (
             dir.join("alerts.ndjson"),
             dir.join("reference-alerts.ndjson"),

@@ -18,16 +18,14 @@ const PYTHON_REFERENCE: &str = include_str!("../../../../../bench/ssm_reference.
 pub fn grep(file: &Path) -> Option<Command> {
     let mut command = Command::new("grep");
     command.args(["-cF", "\"StartSession\""]).arg(file);
-    found("grep", "--version").then_some(command)
+    found("grep", &["--version"]).then_some(command)
 }
 
 /// The Python reference over `file`, its alerts to standard output; `None` without a
 /// `python3` of version 3.8 or later.
 pub fn python(dir: &Path, file: &Path) -> anyhow::Result<Option<Command>> {
-    if !found(
-        "python3",
-        "-c import sys; sys.exit(sys.version_info < (3, 8))",
-    ) {
+    let at_least_3_8 = "import sys; sys.exit(sys.version_info < (3, 8))";
+    if !found("python3", &["-c", at_least_3_8]) {
         return Ok(None);
     }
     let script = dir.join("ssm_reference.py");
@@ -38,12 +36,8 @@ pub fn python(dir: &Path, file: &Path) -> anyhow::Result<Option<Command>> {
     Ok(Some(command))
 }
 
-/// Whether `program` runs and succeeds with `args` (split at the first space).
-fn found(program: &str, args: &str) -> bool {
-    let args: Vec<&str> = match args.split_once(' ') {
-        Some((first, rest)) => vec![first, rest],
-        None => vec![args],
-    };
+/// Whether `program` runs and succeeds with `args`.
+fn found(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .stdout(Stdio::null())
