@@ -241,6 +241,9 @@ pub struct KvHost {
     store: Box<dyn StateStore>,
     /// Names the rule's tables; `None` until the rule has described itself.
     rule: Option<String>,
+    /// The last bucket named and its table: a compiled-in rule names its bucket on every
+    /// read and write, and need not have its table's name made each time.
+    last_table: Option<(String, Arc<str>)>,
     limits: KvLimits,
     table: ResourceTable,
     open_buckets: usize,
@@ -270,6 +273,7 @@ impl KvHost {
         KvHost {
             store,
             rule: None,
+            last_table: None,
             limits,
             table: ResourceTable::new(),
             open_buckets: 0,
@@ -299,6 +303,7 @@ impl KvHost {
     /// Names the rule: its buckets are the tables `rule/{rule}/{bucket}` of the store.
     pub fn set_rule(&mut self, rule: &str) {
         self.rule = Some(rule.to_owned());
+        self.last_table = None;
     }
 
     fn begin(&mut self, phase: Phase) {
@@ -376,7 +381,7 @@ impl KvHost {
 
     /// The table of the rule's bucket `identifier`, if the call may use the store: a name
     /// past the limit traps.
-    fn table_of(&self, identifier: &str) -> HostResult<String> {
+    fn table_of(&mut self, identifier: &str) -> HostResult<Arc<str>> {
         let (Some(rule), Some(_)) = (&self.rule, &self.pending) else {
             return Ok(Err(store::Error::Other(UNAVAILABLE.to_owned())));
         };
@@ -387,11 +392,18 @@ impl KvHost {
                 identifier.len()
             )));
         }
-        Ok(Ok(state::rule_table(rule, identifier)))
+        if let Some((named, table)) = &self.last_table
+            && named == identifier
+        {
+            return Ok(Ok(table.clone()));
+        }
+        let table: Arc<str> = state::rule_table(rule, identifier).into();
+        self.last_table = Some((identifier.to_owned(), table.clone()));
+        Ok(Ok(table))
     }
 
     /// [`KvHost::table_of`], the rule's error as a failure of the call.
-    fn table_named(&self, identifier: &str) -> wasmtime::Result<String> {
+    fn table_named(&mut self, identifier: &str) -> wasmtime::Result<Arc<str>> {
         self.table_of(identifier)?
             .map_err(|e| wasmtime::format_err!("key-value store: {e:?}"))
     }
@@ -625,7 +637,6 @@ impl store::Host for KvHost {
             return Err(limit(format!("at most {max} buckets may be open at once")));
         }
         self.open_buckets += 1;
-        let table = table.into();
         Ok(Ok(self.table.push(BucketHandle { table })?))
     }
 }
