@@ -13,6 +13,7 @@
 //! A rule keeps its own keys out of `d/`. A rule that sweeps its state (see
 //! [`history`](crate::history)) hands these keys to [`usable_until`].
 
+use crate::bytes;
 use crate::catalog::index_of;
 use crate::config::{Configured, dedup_period};
 use crate::entity::{Entity, Mark, Marks};
@@ -93,7 +94,7 @@ impl Place {
             return Place::Own(state_key(detections, alert.detection, &alert.dedup_key));
         };
         let mark = mark_of(detections, alert.detection, &alert.dedup_key);
-        match entities.iter().position(|(k, _)| k == key) {
+        match (entities.iter()).position(|(k, _)| bytes::same_text(k, key)) {
             Some(entity) => Place::Written { entity, mark },
             None => Place::Stored {
                 key: key.clone(),

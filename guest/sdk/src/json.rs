@@ -12,6 +12,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::bytes;
+
 /// Deepest nesting of objects and arrays, as `serde_json` allows.
 const MAX_DEPTH: usize = 128;
 
@@ -256,8 +258,9 @@ impl<'a> Document<'a> {
     }
 
     fn key_is(&self, member: &Member, key: &str) -> bool {
+        let (start, end) = (member.key.0 as usize, member.key.1 as usize);
         match member.key_escaped {
-            false => self.key_text(member) == key,
+            false => bytes::same(&self.text.as_bytes()[start..end], key.as_bytes()),
             true => self.key(member) == key,
         }
     }
@@ -601,26 +604,9 @@ impl<'a> Parser<'a> {
 /// The first byte at or after `from` that a string cannot hold as it is (a quote, a
 /// backslash, a control character), or the end; eight bytes at a time.
 fn plain_until(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    // Flags the bytes of `x` below `n`: exactly for the first one, perhaps for later ones.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * n as u64) & !x & HIGH;
-    let mut at = from;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let found = below(x ^ (ONES * b'"' as u64), 1)
-            | below(x ^ (ONES * b'\\' as u64), 1)
-            | below(x, 0x20);
-        if found != 0 {
-            return at + (found.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    let special = |b: &u8| matches!(b, b'"' | b'\\' | 0..=0x1f);
-    at + bytes[at..]
-        .iter()
-        .position(special)
-        .unwrap_or(bytes.len() - at)
+    let special =
+        |word| bytes::equal(word, b'"') | bytes::equal(word, b'\\') | bytes::below(word, 0x20);
+    bytes::find(bytes, from, special).unwrap_or(bytes.len())
 }
 
 /// Appends `text` to `out` as a JSON string, escaping only what JSON requires (as

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod bytes;
 pub mod catalog;
 pub mod cloudtrail;
 pub mod codec;

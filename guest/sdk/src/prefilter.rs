@@ -19,6 +19,8 @@
 use memchr::arch::all::packedpair::{HeuristicFrequencyRank, Pair};
 use memchr::memmem::Finder;
 
+use crate::bytes;
+
 /// A compiled prefilter.
 #[derive(Clone, Debug)]
 pub struct Prefilter {
@@ -29,18 +31,35 @@ pub struct Prefilter {
     anchored: Option<Anchored>,
 }
 
-/// A group of at most two strings, and where in each a byte rare in JSON is.
+/// A group of at most two strings, and where in each are its two bytes rarest in JSON.
 #[derive(Clone, Debug)]
 struct Anchored {
     group: usize,
-    offsets: Vec<usize>,
+    pairs: Vec<RarePair>,
+}
+
+/// Where a string's rarest byte is, which the scan looks for, and its second rarest,
+/// checked before the whole string is compared.
+#[derive(Clone, Copy, Debug)]
+struct RarePair {
+    rarest: usize,
+    second: usize,
 }
 
 impl Anchored {
     /// The group of at most two strings whose rare bytes are the rarest.
     fn choose(groups: &[Vec<Finder<'static>>]) -> Option<Anchored> {
-        let offset = |needle: &[u8]| {
-            Pair::with_ranker(needle, JsonRank).map_or(0, |pair| usize::from(pair.index1()))
+        let pair = |needle: &[u8]| {
+            Pair::with_ranker(needle, JsonRank).map_or(
+                RarePair {
+                    rarest: 0,
+                    second: 0,
+                },
+                |p| RarePair {
+                    rarest: usize::from(p.index1()),
+                    second: usize::from(p.index2()),
+                },
+            )
         };
         groups
             .iter()
@@ -48,7 +67,7 @@ impl Anchored {
             .filter(|(_, group)| group.len() <= 2)
             .map(|(group, strings)| Anchored {
                 group,
-                offsets: strings.iter().map(|f| offset(f.needle())).collect(),
+                pairs: strings.iter().map(|f| pair(f.needle())).collect(),
             })
             .min_by_key(|anchored| anchored.rarity(groups))
     }
@@ -56,9 +75,9 @@ impl Anchored {
     /// How common the commonest of its bytes is.
     fn rarity(&self, groups: &[Vec<Finder<'static>>]) -> u8 {
         let strings = &groups[self.group];
-        let ranks = strings.iter().zip(&self.offsets);
+        let ranks = strings.iter().zip(&self.pairs);
         ranks
-            .map(|(f, &at)| JsonRank.rank(f.needle()[at]))
+            .map(|(f, pair)| JsonRank.rank(f.needle()[pair.rarest]))
             .max()
             .unwrap_or(u8::MAX)
     }
@@ -116,38 +135,22 @@ impl Prefilter {
             || self.escape.find(record).is_some()
     }
 
-    /// The same answer in one pass, for `\` and a rare byte of each string of one group
-    /// (`memchr2`/`memchr3`); the other groups are looked for only once one of its strings
-    /// is found, which in a record the rule does not concern is rare.
+    /// The same answer in one pass, for `\` and the rarest byte of each string of one
+    /// group, eight bytes at a time ([`bytes::positions`]); the other groups are looked
+    /// for only once one of its strings is found, which in a record the rule does not
+    /// concern is rare.
     fn in_one_pass(&self, record: &[u8]) -> bool {
         let Some(anchored) = &self.anchored else {
             return self.by_finders(record);
         };
         let strings = &self.groups[anchored.group];
-        let byte = |n: usize| strings[n].needle()[anchored.offsets[n]];
-        // Each byte looked for costs in every word: a second string's only if there is one.
-        match strings.len() {
-            1 => self.through_hits(
-                record,
-                anchored,
-                memchr::memchr2_iter(b'\\', byte(0), record),
-            ),
-            _ => self.through_hits(
-                record,
-                anchored,
-                memchr::memchr3_iter(b'\\', byte(0), byte(1), record),
-            ),
-        }
-    }
-
-    /// [`Prefilter::in_one_pass`] from the places of `\` and of the rare bytes.
-    fn through_hits(
-        &self,
-        record: &[u8],
-        anchored: &Anchored,
-        hits: impl Iterator<Item = usize>,
-    ) -> bool {
-        let strings = self.groups[anchored.group].iter().zip(&anchored.offsets);
+        let rarest = |n: usize| strings[n].needle()[anchored.pairs[n].rarest];
+        // A group of one string looks for its byte twice, which the compiler folds.
+        let (first, second) = (rarest(0), rarest(strings.len() - 1));
+        let hits = bytes::positions(record, |word| {
+            bytes::equal(word, b'\\') | bytes::equal(word, first) | bytes::equal(word, second)
+        });
+        let strings = || strings.iter().zip(&anchored.pairs);
         for at in hits {
             if record[at] == b'\\' {
                 if record.get(at + 1) == Some(&b'u') {
@@ -155,10 +158,7 @@ impl Prefilter {
                 }
                 continue;
             }
-            let found = strings.clone().any(|(finder, &offset)| {
-                at >= offset && record[at - offset..].starts_with(finder.needle())
-            });
-            if found {
+            if strings().any(|(finder, pair)| at_rarest(record, at, finder.needle(), *pair)) {
                 let others = self.groups.iter().enumerate();
                 return others
                     .filter(|(n, _)| *n != anchored.group)
@@ -173,6 +173,16 @@ impl Prefilter {
     pub fn is_everything(&self) -> bool {
         self.groups.is_empty()
     }
+}
+
+/// Whether `needle` is in `record` with its rarest byte at `at`: its second rarest byte
+/// first, which rules out most places without comparing the rest.
+fn at_rarest(record: &[u8], at: usize, needle: &[u8], pair: RarePair) -> bool {
+    let Some(start) = at.checked_sub(pair.rarest) else {
+        return false;
+    };
+    record.get(start + pair.second) == Some(&needle[pair.second])
+        && (record.get(start..start + needle.len())).is_some_and(|found| bytes::same(found, needle))
 }
 
 /// How common a byte is in JSON logs, roughly (higher: more common): to scan for a rare
@@ -279,7 +289,7 @@ mod tests {
         let anchor = |p: &Prefilter| {
             let anchored = p.anchored.as_ref().unwrap();
             let string = &p.groups[anchored.group][0];
-            string.needle()[anchored.offsets[0]]
+            string.needle()[anchored.pairs[0].rarest]
         };
         assert_eq!(anchor(&ssm()), b'S');
         // The group with the rarer bytes, wherever it is.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::bytes;
 use crate::error::RuleError;
 use crate::json::{Document, Kind, Object};
 
@@ -37,8 +38,10 @@ impl<'a> Record<'a> {
     /// Whether this is a record of `event_source` named `event_name` (e.g.
     /// `ssm.amazonaws.com`, `StartSession`); an error if either field is not a string.
     pub fn is(&self, event_source: &str, event_name: &str) -> Result<bool, RuleError> {
-        Ok(self.str(&["eventSource"])?.as_deref() == Some(event_source)
-            && self.str(&["eventName"])?.as_deref() == Some(event_name))
+        let is = |field, want| -> Result<bool, RuleError> {
+            Ok((self.str(&[field])?).is_some_and(|text| bytes::same_text(&text, want)))
+        };
+        Ok(is("eventSource", event_source)? && is("eventName", event_name)?)
     }
 
     /// The top-level field `key` as JSON text, if present (`null` included).
@@ -205,9 +208,11 @@ pub const UNKNOWN: &str = "unknown";
 pub fn source_network(source: Option<&str>) -> String {
     match source.map(|s| (s, s.parse::<IpAddr>())) {
         None => UNKNOWN.to_owned(),
-        Some((_, Ok(IpAddr::V4(ip)))) => {
-            let [a, b, c, _] = ip.octets();
-            format!("{a}.{b}.{c}.0/24")
+        // The parser takes only canonical text (no leading zeros): the /24 is the text
+        // up to the last dot, without formatting the octets again.
+        Some((text, Ok(IpAddr::V4(_)))) => {
+            let network = &text[..text.rfind('.').expect("an IPv4 address has dots")];
+            [network, ".0/24"].concat()
         }
         Some((_, Ok(IpAddr::V6(ip)))) => {
             format!("{}/48", Ipv6Addr::from(ip.to_bits() & (!0u128 << 80)))
@@ -329,6 +334,9 @@ mod tests {
     #[test]
     fn source_networks() {
         assert_eq!(source_network(Some("203.0.113.77")), "203.0.113.0/24");
+        assert_eq!(source_network(Some("0.0.0.0")), "0.0.0.0/24");
+        // Not an address as the parser reads one (a leading zero), so its own network.
+        assert_eq!(source_network(Some("010.0.0.1")), "010.0.0.1");
         assert_eq!(
             source_network(Some("2001:db8:abcd:12::1")),
             "2001:db8:abcd::/48"
