@@ -145,12 +145,32 @@ impl Prefilter {
         };
         let strings = &self.groups[anchored.group];
         let rarest = |n: usize| strings[n].needle()[anchored.pairs[n].rarest];
-        // A group of one string looks for its byte twice, which the compiler folds.
+        // Each byte looked for costs in every word: a second string's only if there is one.
         let (first, second) = (rarest(0), rarest(strings.len() - 1));
-        let hits = bytes::positions(record, |word| {
-            bytes::equal(word, b'\\') | bytes::equal(word, first) | bytes::equal(word, second)
-        });
-        let strings = || strings.iter().zip(&anchored.pairs);
+        match strings.len() {
+            1 => self.through_hits(
+                record,
+                anchored,
+                bytes::positions(record, |w| bytes::equal(w, b'\\') | bytes::equal(w, first)),
+            ),
+            _ => self.through_hits(
+                record,
+                anchored,
+                bytes::positions(record, |w| {
+                    bytes::equal(w, b'\\') | bytes::equal(w, first) | bytes::equal(w, second)
+                }),
+            ),
+        }
+    }
+
+    /// [`Prefilter::in_one_pass`] from the places of `\` and of the rarest bytes.
+    fn through_hits(
+        &self,
+        record: &[u8],
+        anchored: &Anchored,
+        hits: impl Iterator<Item = usize>,
+    ) -> bool {
+        let strings = || self.groups[anchored.group].iter().zip(&anchored.pairs);
         for at in hits {
             if record[at] == b'\\' {
                 if record.get(at + 1) == Some(&b'u') {
