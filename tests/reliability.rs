@@ -214,6 +214,21 @@ fn alerts_that_cannot_be_written_are_raised_by_the_rerun() {
         "{stderr}"
     );
     assert_eq!(alerts(&["run", "--state", state, log], b""), expected);
+
+    // State in memory: its commits do not wait for alerts to reach the disk, but a write
+    // that fails still fails the run.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = command(&["run", "--state", "memory", log])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! written so far has arrived: synced to disk for a file, and for a pipe, *read* by the
 //! process at its other end (the pipe is empty), so that lines the reader never took are
 //! not counted as delivered when it dies. Only then may the state that records them be
-//! committed.
+//! committed. State that ends with the process records nothing: its run waits only until
+//! the lines are written ([`Sink::written`]), as any other tool would.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -29,7 +30,11 @@ const POLL: Duration = Duration::from_millis(50);
 
 enum ToWriter {
     Lines(Vec<u8>),
-    Deliver(mpsc::Sender<io::Result<()>>),
+    /// Answers once every line before it is written, and has arrived if `arrive`.
+    Deliver {
+        ack: mpsc::Sender<io::Result<()>>,
+        arrive: bool,
+    },
 }
 
 /// What the output is, which decides what "arrived" means.
@@ -177,12 +182,22 @@ impl Sink {
 
     /// Returns once every line written so far has arrived.
     pub fn deliver(&mut self) -> Result<(), Error> {
+        self.wait(true)
+    }
+
+    /// Returns once every line written so far is written out (in the kernel's hands, not
+    /// yet on disk or read from the pipe), with the error writing it met, if any.
+    pub fn written(&mut self) -> Result<(), Error> {
+        self.wait(false)
+    }
+
+    fn wait(&mut self, arrive: bool) -> Result<(), Error> {
         if self.to_writer.is_none() {
             return Ok(());
         }
         self.ship()?;
         let (ack, arrived) = mpsc::channel();
-        self.send(ToWriter::Deliver(ack))?;
+        self.send(ToWriter::Deliver { ack, arrive })?;
         loop {
             match arrived.recv_timeout(POLL) {
                 Ok(result) => return result.map_err(|e| self.failed(e)),
@@ -258,8 +273,12 @@ fn write(mut file: File, kind: Kind, name: &str, from_run: Receiver<ToWriter>) {
                 }
             }
             ToWriter::Lines(_) => {}
-            ToWriter::Deliver(ack) => {
-                if failure.is_none()
+            ToWriter::Deliver {
+                ack,
+                arrive: wanted,
+            } => {
+                if wanted
+                    && failure.is_none()
                     && let Err(e) = arrive(&file, kind, name)
                 {
                     failure = Some((e.kind(), e.to_string()));
