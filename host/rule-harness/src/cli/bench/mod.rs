@@ -5,13 +5,15 @@
 //! mix (many services, about 1 % SSM session starts) of a given size, and an SSM-heavy
 //! stream (many identities starting sessions), both NDJSON; and the mix again as
 //! CloudTrail writes it to S3, gzip'd `{"Records": [...]}` files. For each, the table gives
-//! the median of several runs of: a plain read of the file and a substring scan of it
+//! the median of several rounds of runs of: a plain read of the file and a substring scan of it
 //! (what a `grep -F` for the rule's string costs), or inflating the files;
 //! `rule-harness run` with the rule compiled in, outside the sandbox; and `rule-harness
 //! run` itself, with state in memory and in a redb file, or on every core (files read
 //! ahead). Every run of the harness is a process of its own, pinned with the bench to one
 //! core unless said, whose peak memory the kernel reports, and whose summary must show
-//! every session start judged and no error.
+//! every session start judged and no error. A round runs each measurement of a corpus
+//! once, in turn, and a ratio is the median of the rounds' ratios: on a shared machine
+//! whose speed drifts, what is compared was measured in the same minute.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -83,12 +85,37 @@ impl Stream {
 /// Records per generated CloudTrail log file.
 const RECORDS_PER_FILE: usize = 1000;
 
-/// One measurement's median, and the largest peak memory of its runs.
-#[derive(Clone, Copy)]
+/// One measurement's runs, one a round: their median, and the largest peak memory.
+#[derive(Clone)]
 struct Measure {
     time: Duration,
+    /// Each round's time, in the order of the rounds.
+    times: Vec<Duration>,
     peak_kib: Option<u64>,
     state_bytes: Option<StateSize>,
+}
+
+impl Measure {
+    fn of(runs: Vec<Taken>) -> Measure {
+        let times: Vec<Duration> = runs.iter().map(|run| run.0).collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        Measure {
+            time: sorted[sorted.len() / 2],
+            times,
+            peak_kib: runs.iter().filter_map(|run| run.1).max(),
+            state_bytes: runs.iter().rev().find_map(|run| run.2),
+        }
+    }
+
+    /// This measurement's time over `other`'s: the median of the rounds' ratios.
+    fn ratio_to(&self, other: &Measure) -> f64 {
+        let mut ratios: Vec<f64> = (self.times.iter().zip(&other.times))
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -135,8 +162,9 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     warm_up().context("the harness cannot run the built-in rule")?;
     println!("{machine}");
     println!(
-        "one core (#{}) unless said, median of {} runs; throughput in MB/s of the records \
-         (uncompressed), and records/s\n",
+        "one core (#{}) unless said; medians of {} rounds, each running every measurement \
+         of a corpus once, in turn (a ratio is the median of the rounds' ratios); throughput \
+         in MB/s of the records (uncompressed), and records/s\n",
         args.core, args.runs
     );
     println!(
@@ -327,10 +355,9 @@ enum Alerts {
     To(PathBuf),
 }
 
-/// What each way of going through a corpus costs; for the SSM-heavy corpus, also how the
-/// Python reference's alerts compare with the harness's.
-/// The rows of `corpus`; of the SSM-heavy one (`heavy`), also end to end and against the
-/// Python reference.
+/// What each way of going through `corpus` costs; for the SSM-heavy one (`heavy`), also
+/// end to end and against the Python reference, and how the reference's alerts compare
+/// with the harness's.
 fn measure(
     corpus: &Stream,
     heavy: bool,
@@ -368,62 +395,84 @@ fn measure(
         }
     };
     let one = Some(args.core);
-    let measured = |run: &mut dyn FnMut() -> Run| median(args.runs, run);
-    let mut rows = Vec::new();
+    let mut plan: Vec<(What, Box<dyn FnMut() -> Run + '_>)> = Vec::new();
     if corpus.gzip {
-        rows.push((
-            What::Inflate,
-            measured(&mut || timed(|| inflate(&corpus.files)))?,
-        ));
+        plan.push((What::Inflate, Box::new(|| timed(|| inflate(&corpus.files)))));
     } else {
         let file = &corpus.files[0];
-        rows.push((
+        plan.push((
             What::PlainRead,
-            measured(&mut || timed(|| read(file, |_, _| ())))?,
+            Box::new(|| timed(|| read(file, |_, _| ()))),
         ));
         let scan = || std::hint::black_box(count(file, b"\"StartSession\"")).map(drop);
-        rows.push((What::SubstringScan, measured(&mut || timed(scan))?));
+        plan.push((What::SubstringScan, Box::new(move || timed(scan))));
         if let Some(grep) = reference::grep(file) {
             // GNU grep stops at the first match when its output is /dev/null.
             let count = dir.join("grep-count.txt");
-            rows.push((What::Grep, measured(&mut process(grep, &count, one))?));
+            plan.push((What::Grep, Box::new(process(grep, count, one))));
         }
     }
     let discard = || Alerts::Discarded;
     let native = harness(&["--unsandboxed"], None, discard(), one);
-    rows.push((What::Native, measured(&mut { native })?));
-    let sandboxed = harness(&[], None, discard(), one);
-    rows.push((What::SandboxedMemory, measured(&mut { sandboxed })?));
+    plan.push((What::Native, Box::new(native)));
+    plan.push((
+        What::SandboxedMemory,
+        Box::new(harness(&[], None, discard(), one)),
+    ));
     if corpus.gzip {
-        let every_core = harness(&[], None, discard(), None);
-        rows.push((What::EveryCore, measured(&mut { every_core })?));
+        plan.push((
+            What::EveryCore,
+            Box::new(harness(&[], None, discard(), None)),
+        ));
     } else {
         let redb = harness(&[], Some(&state), discard(), one);
-        rows.push((What::SandboxedRedb, measured(&mut { redb })?));
+        plan.push((What::SandboxedRedb, Box::new(redb)));
     }
-    let _ = std::fs::remove_file(&state);
-    let mut comparison = None;
+    let (ours, theirs) = (
+        dir.join("alerts.ndjson"),
+        dir.join("reference-alerts.ndjson"),
+    );
+    let python = match heavy {
+        true => reference::python(dir, &corpus.files[0])?,
+        false => None,
+    };
     if heavy {
-        let (ours, theirs) = (
-            dir.join("alerts.ndjson"),
-            dir.join("reference-alerts.ndjson"),
-        );
         let end_to_end = harness(&[], None, Alerts::To(ours.clone()), one);
-        rows.push((What::EndToEnd, measured(&mut { end_to_end })?));
-        if let Some(python) = reference::python(dir, &corpus.files[0])? {
-            let run = &mut process(python, &theirs, one);
-            rows.push((What::Python, measured(run)?));
-            comparison = Some(reference::compare(&ours, &theirs)?);
+        plan.push((What::EndToEnd, Box::new(end_to_end)));
+    }
+    if let Some(python) = python {
+        plan.push((What::Python, Box::new(process(python, theirs.clone(), one))));
+    }
+    let rows = in_rounds(args.runs, plan)?;
+    let _ = std::fs::remove_file(&state);
+    let comparison = match rows.iter().any(|(what, _)| *what == What::Python) {
+        true => Some(reference::compare(&ours, &theirs)?),
+        false => None,
+    };
+    Ok((rows, comparison))
+}
+
+/// Runs every measurement once a round, in turn, for `rounds` rounds.
+fn in_rounds(
+    rounds: u64,
+    mut plan: Vec<(What, Box<dyn FnMut() -> Run + '_>)>,
+) -> anyhow::Result<Rows> {
+    let mut taken: Vec<Vec<Taken>> = plan.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for ((_, run), taken) in plan.iter_mut().zip(&mut taken) {
+            taken.push(run()?);
         }
     }
-    Ok((rows, comparison))
+    Ok((plan.iter().zip(taken))
+        .map(|((what, _), runs)| (*what, Measure::of(runs)))
+        .collect())
 }
 
 /// A run of `command` (which must succeed) as a whole process on `core`, its output to
 /// `out`, written anew each run.
-fn process(mut command: Command, out: &Path, core: Option<usize>) -> impl FnMut() -> Run {
+fn process(mut command: Command, out: PathBuf, core: Option<usize>) -> impl FnMut() -> Run {
     move || {
-        command.stdout(File::create(out)?);
+        command.stdout(File::create(&out)?);
         let (time, peak, _) = run_pinned(&mut command, core)?;
         Ok((time, Some(peak), None))
     }
@@ -474,30 +523,14 @@ fn inflate(files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Run = anyhow::Result<(Duration, Option<u64>, Option<StateSize>)>;
+/// One run: its time, the peak memory of its process, and the size of its state file.
+type Taken = (Duration, Option<u64>, Option<StateSize>);
+type Run = anyhow::Result<Taken>;
 
 fn timed(work: impl FnOnce() -> anyhow::Result<()>) -> Run {
     let started = Instant::now();
     work()?;
     Ok((started.elapsed(), None, None))
-}
-
-/// The median time of `runs` runs, the largest peak memory, the last state size.
-fn median(runs: u64, mut run: impl FnMut() -> Run) -> anyhow::Result<Measure> {
-    let mut times = Vec::new();
-    let (mut peak_kib, mut state_bytes) = (None, None);
-    for _ in 0..runs {
-        let (time, peak, state) = run()?;
-        times.push(time);
-        peak_kib = peak_kib.max(peak);
-        state_bytes = state.or(state_bytes);
-    }
-    times.sort();
-    Ok(Measure {
-        time: times[times.len() / 2],
-        peak_kib,
-        state_bytes,
-    })
 }
 
 /// Reads `path` in large chunks, handing each to `each` with where its new bytes start:
@@ -611,7 +644,7 @@ fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
 }
 
 fn print_rows(corpus: &Stream, rows: &Rows) {
-    let find = |what| rows.iter().find(|(w, _)| *w == what).map(|(_, m)| m.time);
+    let find = |what| rows.iter().find(|(w, _)| *w == what).map(|(_, m)| m);
     let scan = find(What::SubstringScan).or(find(What::Inflate));
     let native = find(What::Native);
     let tally = corpus.tally;
@@ -620,12 +653,12 @@ fn print_rows(corpus: &Stream, rows: &Rows) {
         // Like for like: the native rule runs on one core and discards its alerts.
         let vs_native = match (native, what) {
             (Some(native), What::SandboxedMemory | What::SandboxedRedb) => {
-                format!("{:.2}x", native.as_secs_f64() / secs)
+                format!("{:.2}x", native.ratio_to(measure))
             }
             _ => String::new(),
         };
         let vs_scan = match scan {
-            Some(scan) if !what.is_base() => format!("{:.1}x the time", secs / scan.as_secs_f64()),
+            Some(scan) if !what.is_base() => format!("{:.1}x the time", measure.ratio_to(scan)),
             _ => String::new(),
         };
         let mut memory = measure.peak_kib.map_or(String::new(), |kib| {
@@ -674,6 +707,21 @@ fn machine() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_pair_the_runs_of_one_round() {
+        let runs = |millis: [u64; 3]| {
+            let runs = millis.map(|ms| (Duration::from_millis(ms), Some(ms), None));
+            Measure::of(runs.to_vec())
+        };
+        // The second round ran on a machine ten times slower; the third, B alone was fast.
+        let (a, b) = (runs([10, 100, 40]), runs([20, 200, 20]));
+        assert_eq!((a.time, b.time), (Duration::from_millis(40), Duration::from_millis(20)));
+        assert_eq!(a.peak_kib, Some(100));
+        // Medians alone would say 2.0: each of two rounds out of three says 0.5.
+        assert_eq!(a.ratio_to(&b), 0.5);
+        assert_eq!(b.ratio_to(&a), 2.0);
+    }
 
     #[test]
     fn a_read_in_chunks_sees_every_needle_once() {

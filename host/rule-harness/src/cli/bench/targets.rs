@@ -90,9 +90,9 @@ fn find(rows: &Rows, what: What) -> Option<&Measure> {
     rows.iter().find(|(w, _)| *w == what).map(|(_, m)| m)
 }
 
-/// `numerator`'s time over `denominator`'s.
+/// `numerator`'s time over `denominator`'s, round by round ([`Measure::ratio_to`]).
 fn ratio(numerator: Option<&Measure>, denominator: Option<&Measure>) -> Option<f64> {
-    Some(secs(numerator?.time) / secs(denominator?.time))
+    Some(numerator?.ratio_to(denominator?))
 }
 
 fn secs(time: Duration) -> f64 {
