@@ -15,7 +15,7 @@
 pub mod framer;
 mod source;
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::ops::ControlFlow;
 
 use flate2::bufread::MultiGzDecoder;
@@ -211,29 +211,55 @@ impl Feed<'_, '_> {
 
 /// Hands the input, decompressed if it is gzip, to `chunk` piece by piece, until it ends
 /// or `chunk` says to stop.
-fn pump(input: impl Read, chunk: &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> io::Result<()> {
-    let mut input = BufReader::with_capacity(CHUNK_BYTES, input);
-    let gzip = input.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let mut input: Box<dyn BufRead + '_> = if gzip {
-        Box::new(BufReader::with_capacity(
-            CHUNK_BYTES,
-            MultiGzDecoder::new(input),
-        ))
-    } else {
-        Box::new(input)
-    };
+fn pump(mut input: impl Read, chunk: &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> io::Result<()> {
+    // Read into a page-aligned buffer: the allocator puts a large block 16 bytes past a
+    // page, and some CPUs (AMD EPYC here) copy from the page cache into that four times
+    // slower, a third of the time of a run over a plain log.
+    let mut storage = vec![0; CHUNK_BYTES + PAGE_BYTES];
+    let start = storage.as_ptr().align_offset(PAGE_BYTES);
+    let buffer = &mut storage[start..start + CHUNK_BYTES];
+    // Enough to tell gzip by its two magic bytes, even from a pipe that gives one.
+    let mut first = 0;
+    while first < 2 {
+        match read_some(&mut input, &mut buffer[first..])? {
+            0 => break,
+            n => first += n,
+        }
+    }
+    if buffer[..first].starts_with(&[0x1f, 0x8b]) {
+        let read = io::Cursor::new(buffer[..first].to_vec()).chain(input);
+        let gzip = MultiGzDecoder::new(BufReader::with_capacity(CHUNK_BYTES, read));
+        return pump_from(gzip, buffer, 0, chunk);
+    }
+    pump_from(input, buffer, first, chunk)
+}
+
+const PAGE_BYTES: usize = 4096;
+
+/// Hands the `filled` bytes of `buffer`, then each read of `input` into it, to `chunk`.
+fn pump_from(
+    mut input: impl Read,
+    buffer: &mut [u8],
+    mut filled: usize,
+    chunk: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
+) -> io::Result<()> {
     loop {
-        let bytes = match input.fill_buf() {
-            Ok([]) => return Ok(()),
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let flow = chunk(bytes);
-        let n = bytes.len();
-        input.consume(n);
-        if flow.is_break() {
+        if filled > 0 && chunk(&buffer[..filled]).is_break() {
             return Ok(());
+        }
+        filled = read_some(&mut input, buffer)?;
+        if filled == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// One read, retried when a signal interrupts it.
+fn read_some(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match input.read(buffer) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            read => return read,
         }
     }
 }

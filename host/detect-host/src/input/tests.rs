@@ -137,6 +137,43 @@ fn log_files_and_arrays_are_expanded_wherever_they_appear() {
     );
 }
 
+/// A reader that gives a byte at a time, each after an interruption by a signal.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    interrupted: bool,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.interrupted = !self.interrupted;
+        if self.interrupted {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let n = self.bytes.len().min(buffer.len()).min(1);
+        buffer[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_reader_giving_a_byte_at_a_time_reads_as_a_file_does() {
+    let plain = b"{\"n\": 1}\n{\"n\": 2}\n".as_slice();
+    for input in [plain.to_vec(), gzip(plain)] {
+        let mut got = Vec::new();
+        let trickle = Trickle {
+            bytes: &input,
+            interrupted: false,
+        };
+        let end = read_records(trickle, &FrameLimits::default(), Ending::Deliver, |_, item| {
+            got.push(describe(item));
+            ControlFlow::Continue(())
+        });
+        assert!(end.error.is_none(), "{:?}", end.error);
+        assert_eq!(got, texts(plain));
+    }
+}
+
 #[test]
 fn gzip_is_detected_by_content_including_concatenated_members() {
     let mut two = gzip(br#"{"Records": [{"n": 1}]}"#);

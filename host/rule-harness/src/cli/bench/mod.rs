@@ -716,7 +716,10 @@ mod tests {
         };
         // The second round ran on a machine ten times slower; the third, B alone was fast.
         let (a, b) = (runs([10, 100, 40]), runs([20, 200, 20]));
-        assert_eq!((a.time, b.time), (Duration::from_millis(40), Duration::from_millis(20)));
+        assert_eq!(
+            (a.time, b.time),
+            (Duration::from_millis(40), Duration::from_millis(20))
+        );
         assert_eq!(a.peak_kib, Some(100));
         // Medians alone would say 2.0: each of two rounds out of three says 0.5.
         assert_eq!(a.ratio_to(&b), 0.5);
