@@ -40,7 +40,7 @@ struct Anchored {
 
 /// Where a string's rarest byte is, which the scan looks for, and its second rarest,
 /// checked before the whole string is compared.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct RarePair {
     rarest: usize,
     second: usize,
@@ -49,17 +49,12 @@ struct RarePair {
 impl Anchored {
     /// The group of at most two strings whose rare bytes are the rarest.
     fn choose(groups: &[Vec<Finder<'static>>]) -> Option<Anchored> {
+        // A string of one byte has no pair: that byte is both.
         let pair = |needle: &[u8]| {
-            Pair::with_ranker(needle, JsonRank).map_or(
-                RarePair {
-                    rarest: 0,
-                    second: 0,
-                },
-                |p| RarePair {
-                    rarest: usize::from(p.index1()),
-                    second: usize::from(p.index2()),
-                },
-            )
+            Pair::with_ranker(needle, JsonRank).map_or(RarePair::default(), |p| RarePair {
+                rarest: usize::from(p.index1()),
+                second: usize::from(p.index2()),
+            })
         };
         groups
             .iter()

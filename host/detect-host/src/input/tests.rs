@@ -165,10 +165,15 @@ fn a_reader_giving_a_byte_at_a_time_reads_as_a_file_does() {
             bytes: &input,
             interrupted: false,
         };
-        let end = read_records(trickle, &FrameLimits::default(), Ending::Deliver, |_, item| {
-            got.push(describe(item));
-            ControlFlow::Continue(())
-        });
+        let end = read_records(
+            trickle,
+            &FrameLimits::default(),
+            Ending::Deliver,
+            |_, item| {
+                got.push(describe(item));
+                ControlFlow::Continue(())
+            },
+        );
         assert!(end.error.is_none(), "{:?}", end.error);
         assert_eq!(got, texts(plain));
     }
