@@ -198,17 +198,24 @@ fn alerts_that_cannot_be_written_are_raised_by_the_rerun() {
     } = setup(500, 8);
     let (log, state) = (log.as_str(), state.as_str());
 
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = command(&["run", "--state", state, log])
-        .stdout(full)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // A run with its alerts going to a full disk: its exit code and what it said.
+    let to_full_disk = |state: &str| {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = command(&["run", "--state", state, log])
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = to_full_disk(state);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("No space left on device") && stderr.contains("rerun"),
         "{stderr}"
@@ -217,17 +224,8 @@ fn alerts_that_cannot_be_written_are_raised_by_the_rerun() {
 
     // State in memory: its commits do not wait for alerts to reach the disk, but a write
     // that fails still fails the run.
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = command(&["run", "--state", "memory", log])
-        .stdout(full)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = to_full_disk("memory");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
 }
 
