@@ -6,30 +6,67 @@
 //! bytes, compared tens of times a record, made it a tenth of the rule's compiled code's
 //! work. `memchr`'s portable search reads a `usize` at a time, four bytes there. These
 //! work on eight bytes at a time (SWAR); natively they cost no more than the others.
+//! [`Needle`] finds a string with memchr's SIMD search natively, and with a scan of
+//! these in WebAssembly.
+
+use memchr::arch::all::packedpair::{HeuristicFrequencyRank, Pair};
+use memchr::memmem::Finder;
 
 /// Eight bytes, each `b`.
 const fn splat(b: u8) -> u64 {
     u64::from_ne_bytes([b; 8])
 }
 
-/// Flags (sets the high bit of) the bytes of `word` below `n`: exactly the first such
-/// byte, and perhaps some after it (a borrow carries upwards only).
-pub const fn below(word: u64, n: u8) -> u64 {
-    word.wrapping_sub(splat(n)) & !word & splat(0x80)
+const HIGH_BITS: u64 = splat(0x80);
+
+/// The bytes a scan stops at: any of `N` ASCII bytes, and every byte below a bound.
+///
+/// A byte of a word is zero exactly when subtracting one from it borrows into its high
+/// bit while the byte's own high bit is clear. For an ASCII `b`, the high bit of
+/// `word ^ b` is the high bit of `word`: so that test is made once for all the bytes
+/// looked for, not once each. In an interpreter, which pays for every operation, that
+/// halves the work of a scan.
+#[derive(Clone, Copy, Debug)]
+pub struct Stops<const N: usize> {
+    equal: [u8; N],
+    below: u8,
 }
 
-/// Flags the bytes of `word` equal to `b`, as [`below`] does.
-pub const fn equal(word: u64, b: u8) -> u64 {
-    below(word ^ splat(b), 1)
+impl<const N: usize> Stops<N> {
+    /// Stops at each of `equal` (ASCII) and at every byte below `below` (0 for none; at
+    /// most 0x80).
+    pub const fn new(equal: [u8; N], below: u8) -> Self {
+        let mut n = 0;
+        while n < N {
+            assert!(equal[n].is_ascii(), "a stop must be an ASCII byte");
+            n += 1;
+        }
+        assert!(below <= 0x80, "bytes below at most 0x80");
+        Stops { equal, below }
+    }
+
+    /// Flags (sets the high bit of) the stops among the bytes of `word`: exactly the
+    /// first, and perhaps some after it (a borrow carries upwards only).
+    pub fn flags(&self, word: u64) -> u64 {
+        let mut borrows = match self.below {
+            0 => 0,
+            below => word.wrapping_sub(splat(below)),
+        };
+        for b in self.equal {
+            borrows |= (word ^ splat(b)).wrapping_sub(splat(1));
+        }
+        borrows & !word & HIGH_BITS
+    }
 }
 
-/// The first place at or after `from` of a byte that `flags` flags in its little-endian
-/// word of eight bytes, built of [`below`] and [`equal`] (exact for the first flagged byte
-/// of a word, since a word is read only when those before it had none).
-pub fn find(bytes: &[u8], from: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
+/// The first place at or after `from` of a stop, read from little-endian words of eight
+/// bytes (exact, since a word is read only when those before it had none).
+pub fn find<const N: usize>(bytes: &[u8], from: usize, stops: &Stops<N>) -> Option<usize> {
     let mut at = from;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let found = flags(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+    // Whole words without a bounds check each: the loop is most of a scan's work.
+    let mut words = bytes.get(from..)?.chunks_exact(8);
+    for chunk in &mut words {
+        let found = stops.flags(word::<8>(chunk, 0));
         if found != 0 {
             return Some(at + (found.trailing_zeros() / 8) as usize);
         }
@@ -40,24 +77,106 @@ pub fn find(bytes: &[u8], from: usize, flags: impl Fn(u64) -> u64) -> Option<usi
     let rest = bytes.len().saturating_sub(at);
     let word = match bytes.len().checked_sub(8) {
         _ if rest == 0 => return None,
-        Some(last) => {
-            let word = u64::from_le_bytes(bytes[last..].try_into().expect("eight bytes"));
-            word >> (8 * (8 - rest))
-        }
+        Some(last) => word::<8>(bytes, last) >> (8 * (8 - rest)),
         None => (bytes[at..].iter().rev()).fold(0, |word, &b| word << 8 | u64::from(b)),
     };
-    let first = (flags(word).trailing_zeros() / 8) as usize;
+    let first = (stops.flags(word).trailing_zeros() / 8) as usize;
     (first < rest).then_some(at + first)
 }
 
-/// Every place of a byte that `flags` flags, in order ([`find`]).
-pub fn positions(bytes: &[u8], flags: impl Fn(u64) -> u64) -> impl Iterator<Item = usize> {
+/// Every place of a stop, in order ([`find`]).
+pub fn positions<const N: usize>(bytes: &[u8], stops: Stops<N>) -> impl Iterator<Item = usize> {
     let mut from = 0;
     std::iter::from_fn(move || {
-        let at = find(bytes, from, &flags)?;
+        let at = find(bytes, from, &stops)?;
         from = at + 1;
         Some(at)
     })
+}
+
+/// A string to look for in JSON text. Natively, memchr's SIMD search finds it. In
+/// WebAssembly, which has no SIMD (and in an interpreter, which pays for every
+/// operation), memchr's portable search costs several times more than a scan for the
+/// string's byte rarest in JSON, eight bytes at a time ([`positions`]), that compares the
+/// string only where that byte is, its second rarest byte first.
+#[derive(Clone, Debug)]
+pub struct Needle {
+    finder: Finder<'static>,
+    /// Where its rarest byte is, and its second rarest.
+    rarest: usize,
+    second: usize,
+}
+
+impl Needle {
+    /// Looks for `needle`, which is not empty.
+    pub fn new(needle: &[u8]) -> Needle {
+        assert!(!needle.is_empty(), "a needle has bytes");
+        // A string of one byte has no pair: that byte is both.
+        let (rarest, second) = Pair::with_ranker(needle, JsonRank).map_or((0, 0), |p| {
+            (usize::from(p.index1()), usize::from(p.index2()))
+        });
+        Needle {
+            finder: Finder::new(needle).into_owned(),
+            rarest,
+            second,
+        }
+    }
+
+    /// The string looked for.
+    pub fn bytes(&self) -> &[u8] {
+        self.finder.needle()
+    }
+
+    /// Its byte rarest in JSON, which a scan looks for.
+    pub fn rarest(&self) -> u8 {
+        self.bytes()[self.rarest]
+    }
+
+    /// How common its rarest byte is in JSON logs, roughly (higher: more common).
+    pub fn rarity(&self) -> u8 {
+        JsonRank.rank(self.rarest())
+    }
+
+    /// Whether it is in `haystack`.
+    pub fn is_in(&self, haystack: &[u8]) -> bool {
+        match cfg!(target_arch = "wasm32") && self.rarest().is_ascii() {
+            true => self.is_in_by_scan(haystack),
+            false => self.finder.find(haystack).is_some(),
+        }
+    }
+
+    /// [`Needle::is_in`] by a scan for its rarest byte, as WebAssembly builds look.
+    fn is_in_by_scan(&self, haystack: &[u8]) -> bool {
+        positions(haystack, Stops::new([self.rarest()], 0)).any(|at| self.is_at(haystack, at))
+    }
+
+    /// Whether it is in `haystack` with its rarest byte at `at`.
+    pub fn is_at(&self, haystack: &[u8], at: usize) -> bool {
+        let Some(start) = at.checked_sub(self.rarest) else {
+            return false;
+        };
+        let needle = self.bytes();
+        haystack.get(start + self.second) == Some(&needle[self.second])
+            && (haystack.get(start..start + needle.len())).is_some_and(|found| same(found, needle))
+    }
+}
+
+/// How common a byte is in JSON logs, roughly (higher: more common): to scan for a rare
+/// byte of a string. memchr's own ranking is for prose, where `"` is rare.
+struct JsonRank;
+
+impl HeuristicFrequencyRank for JsonRank {
+    fn rank(&self, byte: u8) -> u8 {
+        match byte {
+            b'"' | b':' | b',' | b' ' | b'{' | b'}' => 255,
+            b'e' | b't' | b'a' | b's' | b'n' | b'o' | b'i' | b'r' => 200,
+            b'a'..=b'z' | b'0'..=b'9' => 150,
+            b'A'..=b'Z' => 80,
+            // A scan looks for ASCII bytes only.
+            0x80.. => 254,
+            _ => 100,
+        }
+    }
 }
 
 /// Whether `a` and `b` hold the same bytes: eight at a time (four for fewer than eight),
@@ -118,8 +237,8 @@ mod tests {
 
     #[test]
     fn finds_the_first_flagged_byte_at_every_place() {
-        let special = |w: u64| equal(w, b'"') | equal(w, b'\\') | below(w, 0x20);
-        for n in 0..20 {
+        let special = &Stops::new([b'"', b'\\'], 0x20);
+        for n in 0..40 {
             for at in 0..n {
                 for b in [b'"', b'\\', 0, 0x1f] {
                     let mut text = vec![b'a'; n];
@@ -148,10 +267,35 @@ mod tests {
 
     proptest! {
         #[test]
-        fn positions_are_every_match(text in proptest::collection::vec(prop_oneof![Just(b'S'), Just(b'\\'), Just(0u8), Just(0x80u8), Just(b'x')], 0..40)) {
-            let found: Vec<usize> = positions(&text, |w| equal(w, b'S') | equal(w, b'\\')).collect();
+        fn positions_are_every_match(text in proptest::collection::vec(prop_oneof![Just(b'S'), Just(b'\\'), Just(0u8), Just(0x80u8), Just(b'x')], 0..80)) {
+            let found: Vec<usize> = positions(&text, Stops::new([b'S', b'\\'], 0)).collect();
             let want: Vec<usize> = (0..text.len()).filter(|&i| text[i] == b'S' || text[i] == b'\\').collect();
             prop_assert_eq!(found, want);
+        }
+
+        /// The first flag of a word is on its first stop, for any stops: one test of the
+        /// high bits serves them all.
+        #[test]
+        fn flags_the_first_stop_exactly(word: u64, equal in proptest::array::uniform3(0u8..0x80), below in 0u8..=0x80) {
+            let stops = Stops::new(equal, below);
+            let first = (word.to_le_bytes().iter()).position(|&b| equal.contains(&b) || b < below);
+            let flagged = stops.flags(word);
+            prop_assert_eq!(flagged & !HIGH_BITS, 0);
+            prop_assert_eq!((flagged != 0).then(|| flagged.trailing_zeros() as usize / 8), first);
+        }
+
+        /// The scan WebAssembly builds use finds what memchr's search finds.
+        #[test]
+        fn a_needle_is_found_by_its_scan_as_by_memchr(
+            haystack in proptest::collection::vec(prop_oneof![Just(b'S'), Just(b's'), Just(b'"'), Just(b'x'), Just(0xc3u8)], 0..80),
+            needle in proptest::collection::vec(prop_oneof![Just(b'S'), Just(b's'), Just(b'"'), Just(0xc3u8)], 1..5),
+        ) {
+            let found = Needle::new(&needle);
+            let want = haystack.windows(needle.len()).any(|w| w == needle.as_slice());
+            prop_assert_eq!(found.finder.find(&haystack).is_some(), want);
+            if found.rarest().is_ascii() {
+                prop_assert_eq!(found.is_in_by_scan(&haystack), want);
+            }
         }
 
         #[test]

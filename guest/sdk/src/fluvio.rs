@@ -45,7 +45,6 @@ use serde_json::json;
 
 use crate::alert::{AlertFormat, FORMAT_KEY, Templates};
 use crate::binding::{Resident, Slot, Stamps};
-use crate::cloudtrail;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
 use crate::{Configured, Context, Rule};
@@ -141,9 +140,7 @@ impl<R: Rule> Module<R> {
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Err(("invalid-utf8", "the record is not UTF-8".to_owned())))?;
-        let mut records = cloudtrail::records(text);
-        records.retain(|r| self.prefilter.is_candidate(str::as_bytes(r)));
-        Ok(records)
+        Ok(self.prefilter.candidates(text))
     }
 
     /// One Fluvio record's output records: its alerts, and its failures.

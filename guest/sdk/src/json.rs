@@ -606,9 +606,8 @@ impl<'a> Parser<'a> {
 /// The first byte at or after `from` that a string cannot hold as it is (a quote, a
 /// backslash, a control character), or the end; eight bytes at a time.
 fn plain_until(bytes: &[u8], from: usize) -> usize {
-    let special =
-        |word| bytes::equal(word, b'"') | bytes::equal(word, b'\\') | bytes::below(word, 0x20);
-    bytes::find(bytes, from, special).unwrap_or(bytes.len())
+    const SPECIAL: bytes::Stops<2> = bytes::Stops::new([b'"', b'\\'], 0x20);
+    bytes::find(bytes, from, &SPECIAL).unwrap_or(bytes.len())
 }
 
 /// Appends `text` to `out` as a JSON string, escaping only what JSON requires (as

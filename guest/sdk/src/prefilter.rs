@@ -16,66 +16,28 @@
 //! A prefilter must be sound: it never rules out a record the rule finds relevant. The
 //! test kit checks this on every case a rule ships ([`testkit::cases`](crate::testkit)).
 
-use memchr::arch::all::packedpair::{HeuristicFrequencyRank, Pair};
-use memchr::memmem::Finder;
-
-use crate::bytes;
+use crate::bytes::{self, Needle};
+use crate::cloudtrail;
 
 /// A compiled prefilter.
 #[derive(Clone, Debug)]
 pub struct Prefilter {
-    groups: Vec<Vec<Finder<'static>>>,
-    escape: Finder<'static>,
-    /// The group whose strings' rare bytes the one-pass scan looks for: see
-    /// [`Prefilter::in_one_pass`].
-    anchored: Option<Anchored>,
+    groups: Vec<Vec<Needle>>,
+    escape: Needle,
+    /// The group of at most two strings whose rarest bytes the one-pass scan looks for:
+    /// see [`Prefilter::in_one_pass`].
+    anchored: Option<usize>,
 }
 
-/// A group of at most two strings, and where in each are its two bytes rarest in JSON.
-#[derive(Clone, Debug)]
-struct Anchored {
-    group: usize,
-    pairs: Vec<RarePair>,
-}
-
-/// Where a string's rarest byte is, which the scan looks for, and its second rarest,
-/// checked before the whole string is compared.
-#[derive(Clone, Copy, Debug, Default)]
-struct RarePair {
-    rarest: usize,
-    second: usize,
-}
-
-impl Anchored {
-    /// The group of at most two strings whose rare bytes are the rarest.
-    fn choose(groups: &[Vec<Finder<'static>>]) -> Option<Anchored> {
-        // A string of one byte has no pair: that byte is both.
-        let pair = |needle: &[u8]| {
-            Pair::with_ranker(needle, JsonRank).map_or(RarePair::default(), |p| RarePair {
-                rarest: usize::from(p.index1()),
-                second: usize::from(p.index2()),
-            })
-        };
-        groups
-            .iter()
-            .enumerate()
-            .filter(|(_, group)| group.len() <= 2)
-            .map(|(group, strings)| Anchored {
-                group,
-                pairs: strings.iter().map(|f| pair(f.needle())).collect(),
-            })
-            .min_by_key(|anchored| anchored.rarity(groups))
-    }
-
-    /// How common the commonest of its bytes is.
-    fn rarity(&self, groups: &[Vec<Finder<'static>>]) -> u8 {
-        let strings = &groups[self.group];
-        let ranks = strings.iter().zip(&self.pairs);
-        ranks
-            .map(|(f, pair)| JsonRank.rank(f.needle()[pair.rarest]))
-            .max()
-            .unwrap_or(u8::MAX)
-    }
+/// The group of at most two strings whose rarest bytes are the rarest in JSON (and
+/// ASCII, as [`bytes::Stops`] needs).
+fn anchored(groups: &[Vec<Needle>]) -> Option<usize> {
+    let rarity = |group: &Vec<Needle>| group.iter().map(Needle::rarity).max();
+    (groups.iter().enumerate())
+        .filter(|(_, group)| group.len() <= 2)
+        .filter(|(_, group)| group.iter().all(|needle| needle.rarest().is_ascii()))
+        .min_by_key(|(_, group)| rarity(group))
+        .map(|(n, _)| n)
 }
 
 impl Prefilter {
@@ -91,18 +53,18 @@ impl Prefilter {
             if group.is_empty() {
                 return Err("a prefilter group is empty: no record could pass it".into());
             }
-            let mut finders = Vec::with_capacity(group.len());
+            let mut needles = Vec::with_capacity(group.len());
             for needle in group {
                 let needle = needle.as_ref();
                 check(needle)?;
-                finders.push(Finder::new(needle.as_bytes()).into_owned());
+                needles.push(Needle::new(needle.as_bytes()));
             }
-            compiled.push(finders);
+            compiled.push(needles);
         }
         Ok(Prefilter {
-            anchored: Anchored::choose(&compiled),
+            anchored: anchored(&compiled),
             groups: compiled,
-            escape: Finder::new(b"\\u").into_owned(),
+            escape: Needle::new(b"\\u"),
         })
     }
 
@@ -114,7 +76,7 @@ impl Prefilter {
     /// Whether the rule may find `record` relevant: it must be handed to the rule.
     pub fn is_candidate(&self, record: &[u8]) -> bool {
         // Without SIMD (WebAssembly, and interpreters such as Fluent Bit's above all)
-        // every pass over a record costs: one pass beats the finders' two.
+        // every pass over a record costs: one pass beats one for each string.
         if cfg!(target_arch = "wasm32") {
             self.in_one_pass(record)
         } else {
@@ -122,12 +84,22 @@ impl Prefilter {
         }
     }
 
-    /// Every group and the escape looked for in turn, each with a SIMD substring search.
+    /// The records of `text`, which [`Prefilter::is_candidate`] let through, that the rule
+    /// may find relevant: each record of a CloudTrail log file that it lets through, or
+    /// the text itself, not looked at again.
+    pub fn candidates<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        let mut records = cloudtrail::records(text);
+        // A log file's record is shorter than the file.
+        records.retain(|r| r.len() == text.len() || self.is_candidate(r.as_bytes()));
+        records
+    }
+
+    /// Every group and the escape looked for in turn.
     fn by_finders(&self, record: &[u8]) -> bool {
         self.groups
             .iter()
-            .all(|group| group.iter().any(|f| f.find(record).is_some()))
-            || self.escape.find(record).is_some()
+            .all(|group| group.iter().any(|needle| needle.is_in(record)))
+            || self.escape.is_in(record)
     }
 
     /// The same answer in one pass, for `\` and the rarest byte of each string of one
@@ -135,25 +107,22 @@ impl Prefilter {
     /// for only once one of its strings is found, which in a record the rule does not
     /// concern is rare.
     fn in_one_pass(&self, record: &[u8]) -> bool {
-        let Some(anchored) = &self.anchored else {
+        let Some(anchored) = self.anchored else {
             return self.by_finders(record);
         };
-        let strings = &self.groups[anchored.group];
-        let rarest = |n: usize| strings[n].needle()[anchored.pairs[n].rarest];
+        let strings = &self.groups[anchored];
         // Each byte looked for costs in every word: a second string's only if there is one.
-        let (first, second) = (rarest(0), rarest(strings.len() - 1));
+        let (first, second) = (strings[0].rarest(), strings[strings.len() - 1].rarest());
         match strings.len() {
             1 => self.through_hits(
                 record,
                 anchored,
-                bytes::positions(record, |w| bytes::equal(w, b'\\') | bytes::equal(w, first)),
+                bytes::positions(record, bytes::Stops::new([b'\\', first], 0)),
             ),
             _ => self.through_hits(
                 record,
                 anchored,
-                bytes::positions(record, |w| {
-                    bytes::equal(w, b'\\') | bytes::equal(w, first) | bytes::equal(w, second)
-                }),
+                bytes::positions(record, bytes::Stops::new([b'\\', first, second], 0)),
             ),
         }
     }
@@ -162,10 +131,9 @@ impl Prefilter {
     fn through_hits(
         &self,
         record: &[u8],
-        anchored: &Anchored,
+        anchored: usize,
         hits: impl Iterator<Item = usize>,
     ) -> bool {
-        let strings = || self.groups[anchored.group].iter().zip(&anchored.pairs);
         for at in hits {
             if record[at] == b'\\' {
                 if record.get(at + 1) == Some(&b'u') {
@@ -173,12 +141,15 @@ impl Prefilter {
                 }
                 continue;
             }
-            if strings().any(|(finder, pair)| at_rarest(record, at, finder.needle(), *pair)) {
+            if self.groups[anchored]
+                .iter()
+                .any(|needle| needle.is_at(record, at))
+            {
                 let others = self.groups.iter().enumerate();
                 return others
-                    .filter(|(n, _)| *n != anchored.group)
-                    .all(|(_, group)| group.iter().any(|f| f.find(record).is_some()))
-                    || self.escape.find(record).is_some();
+                    .filter(|(n, _)| *n != anchored)
+                    .all(|(_, group)| group.iter().any(|needle| needle.is_in(record)))
+                    || self.escape.is_in(record);
             }
         }
         false
@@ -187,32 +158,6 @@ impl Prefilter {
     /// Whether this prefilter lets every record through.
     pub fn is_everything(&self) -> bool {
         self.groups.is_empty()
-    }
-}
-
-/// Whether `needle` is in `record` with its rarest byte at `at`: its second rarest byte
-/// first, which rules out most places without comparing the rest.
-fn at_rarest(record: &[u8], at: usize, needle: &[u8], pair: RarePair) -> bool {
-    let Some(start) = at.checked_sub(pair.rarest) else {
-        return false;
-    };
-    record.get(start + pair.second) == Some(&needle[pair.second])
-        && (record.get(start..start + needle.len())).is_some_and(|found| bytes::same(found, needle))
-}
-
-/// How common a byte is in JSON logs, roughly (higher: more common): to scan for a rare
-/// byte of a string. memchr's own ranking is for prose, where `"` is rare.
-struct JsonRank;
-
-impl HeuristicFrequencyRank for JsonRank {
-    fn rank(&self, byte: u8) -> u8 {
-        match byte {
-            b'"' | b':' | b',' | b' ' | b'{' | b'}' => 255,
-            b'e' | b't' | b'a' | b's' | b'n' | b'o' | b'i' | b'r' => 200,
-            b'a'..=b'z' | b'0'..=b'9' => 150,
-            b'A'..=b'Z' => 80,
-            _ => 100,
-        }
     }
 }
 
@@ -301,17 +246,21 @@ mod tests {
 
     #[test]
     fn anchors_are_rare_in_json() {
-        let anchor = |p: &Prefilter| {
-            let anchored = p.anchored.as_ref().unwrap();
-            let string = &p.groups[anchored.group][0];
-            string.needle()[anchored.pairs[0].rarest]
-        };
+        let anchor = |p: &Prefilter| p.groups[p.anchored.unwrap()][0].rarest();
         assert_eq!(anchor(&ssm()), b'S');
         // The group with the rarer bytes, wherever it is.
         let swapped = Prefilter::new(&[["\"ssm.amazonaws.com\""], ["\"StartSession\""]]);
         assert_eq!(anchor(&swapped.unwrap()), b'S');
         let login = Prefilter::new(&[["\"ConsoleLogin\""]]).unwrap();
         assert_eq!(anchor(&login), b'C');
+        // The scan looks for ASCII bytes: a string with some is anchored on one, a group
+        // with none is left to the finders.
+        let accented = Prefilter::new(&[["\"café\""]]).unwrap();
+        assert!(anchor(&accented).is_ascii());
+        let unicode = Prefilter::new(&[["日本"]]).unwrap();
+        assert!(unicode.anchored.is_none());
+        assert!(unicode.is_candidate("{\"a\":\"日本\"}".as_bytes()));
+        assert!(!unicode.is_candidate(b"{\"a\":\"b\"}"));
     }
 
     /// The one-pass scan WebAssembly builds use answers as the finders do, on records
@@ -359,6 +308,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_log_files_records_are_looked_at_one_by_one() {
+        let start = r#"{"eventSource":"ssm.amazonaws.com","eventName":"StartSession"}"#;
+        let other = r#"{"eventSource":"ssm.amazonaws.com","eventName":"ResumeSession"}"#;
+        let file = format!(r#"{{"Records":[{other},{start},{other}]}}"#);
+        assert_eq!(ssm().candidates(&file), [start]);
+        assert_eq!(ssm().candidates(start), [start]);
     }
 
     #[test]

@@ -156,8 +156,9 @@ pub fn records(text: &str) -> Vec<&str> {
         #[serde(rename = "Records", borrow)]
         records: Vec<&'a RawValue>,
     }
-    // memchr's search: the standard library's costs a pipeline's interpreter more.
-    if memchr::memmem::find(text.as_bytes(), b"\"Records\"").is_none() {
+    static KEY: std::sync::OnceLock<bytes::Needle> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| bytes::Needle::new(b"\"Records\""));
+    if !key.is_in(text.as_bytes()) {
         return vec![text];
     }
     match serde_json::from_str::<LogFile>(text) {

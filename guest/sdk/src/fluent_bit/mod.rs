@@ -58,7 +58,7 @@ use serde_json::{Value, json};
 
 use crate::alert::{AlertFormat, FORMAT_KEY, Templates};
 use crate::binding::{Resident, Slot, Stamps};
-use crate::cloudtrail::{self, Record};
+use crate::cloudtrail::Record;
 use crate::kv::MemoryKv;
 use crate::prefilter::Prefilter;
 use crate::{Configured, Millis, Outcome, Rule};
@@ -347,10 +347,7 @@ impl<R: Rule> Running<R> {
         }
         set_phase(Phase::Judging);
         let mut reply = Reply::new(text);
-        for record in cloudtrail::records(text) {
-            if !self.prefilter.is_candidate(record.as_bytes()) {
-                continue;
-            }
+        for record in self.prefilter.candidates(text) {
             match self.resident.judge(record, &context) {
                 Ok(outcome) if outcome.alerts.is_empty() => {}
                 Ok(outcome) => {
