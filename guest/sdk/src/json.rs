@@ -605,6 +605,8 @@ impl<'a> Parser<'a> {
 
 /// The first byte at or after `from` that a string cannot hold as it is (a quote, a
 /// backslash, a control character), or the end; eight bytes at a time.
+// A call of its own for each string cost the compiled rule 3 % more instructions.
+#[inline(always)]
 fn plain_until(bytes: &[u8], from: usize) -> usize {
     const SPECIAL: bytes::Stops<2> = bytes::Stops::new([b'"', b'\\'], 0x20);
     bytes::find(bytes, from, &SPECIAL).unwrap_or(bytes.len())
