@@ -17,11 +17,14 @@
 #
 # Needs GNU time (/usr/bin/time) and python3.
 # Fluent Bit is not a dependency of this project: build it from its sources with
-# `cmake -DFLB_WASM=On -DFLB_MINIMAL=On -DFLB_IN_TAIL=On -DFLB_FILTER_WASM=On
-# -DFLB_OUT_FILE=On -DFLB_KAFKA=Off` (it needs cmake, flex, bison, libyaml-dev,
-# libssl-dev and, for FLB_SQLDB, libsqlite3-dev with -DFLB_PREFER_SYSTEM_LIB_SQLITE=On;
-# add -DFLB_USE_SIMDUTF=No where gcc fails on simdutf's AVX2 code). `wamrc` builds from
-# the WAMR sources Fluent Bit bundles (lib/wasm-micro-runtime-*/wamr-compiler) with
+# `cmake -DFLB_RELEASE=On -DFLB_WASM=On -DFLB_MINIMAL=On -DFLB_IN_TAIL=On
+# -DFLB_FILTER_WASM=On -DFLB_OUT_FILE=On -DFLB_KAFKA=Off`. FLB_RELEASE builds it
+# optimized, as Fluent Bit's packages are; without it, Fluent Bit builds for debugging,
+# unoptimized, and its WAMR interpreter runs more than twice as slow. It needs cmake,
+# flex, bison, libyaml-dev, libssl-dev and, for FLB_SQLDB, libsqlite3-dev with
+# -DFLB_PREFER_SYSTEM_LIB_SQLITE=On; add -DFLB_USE_SIMDUTF=No where gcc fails on
+# simdutf's AVX2 code. `wamrc` builds from the WAMR sources Fluent Bit bundles
+# (lib/wasm-micro-runtime-*/wamr-compiler) with
 # `cmake -DWAMR_BUILD_WITH_CUSTOM_LLVM=1 -DLLVM_DIR=/usr/lib/llvm-16/lib/cmake/llvm`.
 set -euo pipefail
 if [ $# -lt 2 ]; then

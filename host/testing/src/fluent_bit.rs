@@ -46,6 +46,8 @@ pub struct FluentBitFilter {
     malloc: TypedFunc<i32, i32>,
     free: TypedFunc<i32, ()>,
     function: TypedFunc<(i32, i32, i32, i32, i32, i32), i32>,
+    /// The fuel the last call of the filter function burnt.
+    last_fuel: u64,
 }
 
 type Filter = (i32, i32, i32, i32, i32, i32);
@@ -89,7 +91,14 @@ impl FluentBitFilter {
             malloc,
             free,
             function,
+            last_fuel: 0,
         })
+    }
+
+    /// The work of the last call of the filter function, in wasmtime's fuel: about one
+    /// unit a WebAssembly instruction, what an interpreter such as Fluent Bit's pays for.
+    pub fn fuel_of_last_call(&self) -> u64 {
+        self.last_fuel
     }
 
     /// Filters `record`, sent as Fluent Bit writes it, at event time `time` (seconds,
@@ -141,6 +150,7 @@ impl FluentBitFilter {
         );
         let _ = self.store.set_fuel(fuel);
         let called = self.function.call(&mut self.store, args);
+        self.last_fuel = fuel - self.store.get_fuel().unwrap_or(fuel);
         let _ = self.store.set_fuel(PLENTY_OF_FUEL);
         let result = called.map(|address| self.string_at(address));
         for ptr in [tag_ptr, record_ptr] {
