@@ -17,6 +17,7 @@
 //! test kit checks this on every case a rule ships ([`testkit::cases`](crate::testkit)).
 
 use crate::bytes::{self, Needle};
+#[cfg(any(test, feature = "fluent-bit", feature = "fluvio"))]
 use crate::cloudtrail;
 
 /// A compiled prefilter.
@@ -84,10 +85,12 @@ impl Prefilter {
         }
     }
 
-    /// The records of `text`, which [`Prefilter::is_candidate`] let through, that the rule
-    /// may find relevant: each record of a CloudTrail log file that it lets through, or
-    /// the text itself, not looked at again.
-    pub fn candidates<'t>(&self, text: &'t str) -> Vec<&'t str> {
+    /// The records of `text` that the rule may find relevant, for a binding that has
+    /// already asked [`Prefilter::is_candidate`] of the whole text, and had a yes: each
+    /// record of a CloudTrail log file that it lets through, or the text itself, not
+    /// looked at again.
+    #[cfg(any(test, feature = "fluent-bit", feature = "fluvio"))]
+    pub(crate) fn candidates<'t>(&self, text: &'t str) -> Vec<&'t str> {
         let mut records = cloudtrail::records(text);
         // A log file's record is shorter than the file.
         records.retain(|r| r.len() == text.len() || self.is_candidate(r.as_bytes()));
@@ -272,11 +275,12 @@ mod tests {
             Prefilter::new(&[["\"ssm.amazonaws.com\""], ["\"StartSession\""]]).unwrap(),
             Prefilter::new(&[&["\"A\"", "zz"][..], &["\"ssm\""]]).unwrap(),
             Prefilter::new(&[&["a", "S"][..], &["zq", "A"]]).unwrap(),
+            Prefilter::new(&[["\"café\""]]).unwrap(),
         ];
         for p in &prefilters {
             assert!(p.anchored.is_some(), "the one-pass scan is what is tested");
         }
-        let pieces: [&[u8]; 12] = [
+        let pieces: [&[u8]; 14] = [
             b"{\"eventName\": ",
             b"\"StartSession\"",
             b"StartSessio",
@@ -289,15 +293,17 @@ mod tests {
             b"\"A\"zz\"ssm\"",
             b"Azq",
             b"S",
+            "\"café\"".as_bytes(),
+            b"caf\"",
         ];
-        // Every sequence of up to four pieces (12^4 records).
+        // Every sequence of four pieces (14^4 records).
         let mut record = Vec::new();
-        for n in 0..12usize.pow(4) {
+        for n in 0..pieces.len().pow(4) {
             record.clear();
             let mut k = n;
             for _ in 0..4 {
-                record.extend_from_slice(pieces[k % 12]);
-                k /= 12;
+                record.extend_from_slice(pieces[k % pieces.len()]);
+                k /= pieces.len();
             }
             for p in &prefilters {
                 assert_eq!(
