@@ -99,8 +99,15 @@ impl Prefilter {
 
     /// Every group and the escape looked for in turn.
     fn by_finders(&self, record: &[u8]) -> bool {
-        self.groups
-            .iter()
+        self.all_groups_but(None, record)
+    }
+
+    /// Whether `record` has a string of every group but `found` (one already found in
+    /// it), or an escape.
+    fn all_groups_but(&self, found: Option<usize>, record: &[u8]) -> bool {
+        let others = (self.groups.iter().enumerate()).filter(|(n, _)| Some(*n) != found);
+        others
+            .map(|(_, group)| group)
             .all(|group| group.iter().any(|needle| needle.is_in(record)))
             || self.escape.is_in(record)
     }
@@ -148,11 +155,7 @@ impl Prefilter {
                 .iter()
                 .any(|needle| needle.is_at(record, at))
             {
-                let others = self.groups.iter().enumerate();
-                return others
-                    .filter(|(n, _)| *n != anchored)
-                    .all(|(_, group)| group.iter().any(|needle| needle.is_in(record)))
-                    || self.escape.is_in(record);
+                return self.all_groups_but(Some(anchored), record);
             }
         }
         false
