@@ -29,6 +29,23 @@ pub struct Known {
     pub targets: RecentTargets,
 }
 
+/// A value of a feature as an identity's facts keep it: hashed once, for the lookup
+/// before a verdict and the update after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureValue {
+    feature: Feature,
+    hash: u64,
+}
+
+impl FeatureValue {
+    pub fn new(feature: Feature, value: &str) -> FeatureValue {
+        FeatureValue {
+            feature,
+            hash: hash_parts(&[value]),
+        }
+    }
+}
+
 /// When an identity last used a value of a feature.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Seen {
@@ -87,21 +104,19 @@ impl Known {
         w.0
     }
 
-    /// When the identity last used `value` of `feature`.
-    pub fn last_seen(&self, feature: Feature, value: &str) -> Option<Millis> {
-        self.find(feature, hash_parts(&[value]))
-            .map(|at| self.seen[at].at)
+    /// When the identity last used `value`.
+    pub fn last_seen(&self, value: FeatureValue) -> Option<Millis> {
+        self.find(value).map(|at| self.seen[at].at)
     }
 
-    fn find(&self, feature: Feature, value: u64) -> Option<usize> {
-        let feature = feature as u8;
-        (self.seen.iter()).position(|s| s.feature == feature && s.value == value)
+    fn find(&self, value: FeatureValue) -> Option<usize> {
+        let feature = value.feature as u8;
+        (self.seen.iter()).position(|s| s.feature == feature && s.value == value.hash)
     }
 
-    /// Records a use of `value` of `feature` at `at`, keeping the later time.
-    pub fn see(&mut self, feature: Feature, value: &str, at: Millis) {
-        let hash = hash_parts(&[value]);
-        match self.find(feature, hash) {
+    /// Records a use of `value` at `at`, keeping the later time.
+    pub fn see(&mut self, value: FeatureValue, at: Millis) {
+        match self.find(value) {
             Some(found) => self.seen[found].at = self.seen[found].at.max(at),
             None => {
                 if self.seen.len() == MAX_SEEN {
@@ -109,8 +124,8 @@ impl Known {
                     self.seen.swap_remove(oldest.expect("seen values"));
                 }
                 self.seen.push(Seen {
-                    feature: feature as u8,
-                    value: hash,
+                    feature: value.feature as u8,
+                    value: value.hash,
                     at,
                 });
             }
@@ -156,13 +171,22 @@ mod tests {
             last_session: Some(5 * DAY),
             ..Known::default()
         };
-        known.see(Feature::Target, "i-1", 5 * DAY);
-        known.see(Feature::Target, "i-1", 4 * DAY);
-        known.see(Feature::Document, "i-1", 3 * DAY);
+        known.see(FeatureValue::new(Feature::Target, "i-1"), 5 * DAY);
+        known.see(FeatureValue::new(Feature::Target, "i-1"), 4 * DAY);
+        known.see(FeatureValue::new(Feature::Document, "i-1"), 3 * DAY);
         known.targets.record("i-1", 5 * DAY, HOUR);
-        assert_eq!(known.last_seen(Feature::Target, "i-1"), Some(5 * DAY));
-        assert_eq!(known.last_seen(Feature::Document, "i-1"), Some(3 * DAY));
-        assert_eq!(known.last_seen(Feature::SourceNetwork, "i-1"), None);
+        assert_eq!(
+            known.last_seen(FeatureValue::new(Feature::Target, "i-1")),
+            Some(5 * DAY)
+        );
+        assert_eq!(
+            known.last_seen(FeatureValue::new(Feature::Document, "i-1")),
+            Some(3 * DAY)
+        );
+        assert_eq!(
+            known.last_seen(FeatureValue::new(Feature::SourceNetwork, "i-1")),
+            None
+        );
         let facts = known.encode();
         assert_eq!(Known::decode("i/x", &facts), Ok(known));
         assert_eq!(Known::decode("i/x", &[]), Ok(Known::default()));
@@ -181,14 +205,25 @@ mod tests {
             last_session: Some(now - 30 * DAY),
             ..Known::default()
         };
-        known.see(Feature::Target, "kept", now - 30 * DAY);
-        known.see(Feature::Target, "gone", now - 30 * DAY - 1);
+        known.see(FeatureValue::new(Feature::Target, "kept"), now - 30 * DAY);
+        known.see(
+            FeatureValue::new(Feature::Target, "gone"),
+            now - 30 * DAY - 1,
+        );
         known.targets.record("i-1", now - HOUR - 1, HOUR);
         assert_eq!(known.usable_until(&config), Some(now));
         known.prune(now, &config);
         assert_eq!(known.last_session, Some(now - 30 * DAY));
-        assert!(known.last_seen(Feature::Target, "kept").is_some());
-        assert!(known.last_seen(Feature::Target, "gone").is_none());
+        assert!(
+            known
+                .last_seen(FeatureValue::new(Feature::Target, "kept"))
+                .is_some()
+        );
+        assert!(
+            known
+                .last_seen(FeatureValue::new(Feature::Target, "gone"))
+                .is_none()
+        );
         assert_eq!(known.targets, RecentTargets::default());
         known.prune(now + 1, &config);
         assert_eq!(known, Known::default());
@@ -199,10 +234,16 @@ mod tests {
     fn an_identity_remembers_at_most_its_latest_feature_values() {
         let mut known = Known::default();
         for n in 0..=MAX_SEEN as i64 {
-            known.see(Feature::Target, &n.to_string(), n);
+            known.see(FeatureValue::new(Feature::Target, &n.to_string()), n);
         }
         assert_eq!(known.seen.len(), MAX_SEEN);
-        assert_eq!(known.last_seen(Feature::Target, "0"), None);
-        assert_eq!(known.last_seen(Feature::Target, "1"), Some(1));
+        assert_eq!(
+            known.last_seen(FeatureValue::new(Feature::Target, "0")),
+            None
+        );
+        assert_eq!(
+            known.last_seen(FeatureValue::new(Feature::Target, "1")),
+            Some(1)
+        );
     }
 }

@@ -80,6 +80,7 @@ mod tests {
     use crate::SsmSessions;
     use crate::baseline::Feature;
     use crate::catalog;
+    use crate::identity::FeatureValue;
     use detect_sdk::dedup;
 
     /// State files hold these keys: a change here is a new state format.
@@ -94,7 +95,7 @@ mod tests {
     fn identity(session: Millis, mark: Millis) -> Vec<u8> {
         let mut known = Known::default();
         known.last_session = Some(session);
-        known.see(Feature::Target, "i-1", session);
+        known.see(FeatureValue::new(Feature::Target, "i-1"), session);
         let mut entity = Entity {
             facts: known.encode(),
             ..Entity::default()

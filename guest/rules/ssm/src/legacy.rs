@@ -23,6 +23,7 @@ use crate::SsmSessions;
 use crate::baseline::{Feature, Verdict};
 use crate::catalog;
 use crate::config::Config;
+use crate::identity::FeatureValue;
 use crate::multiple_sessions::{self, RecentTargets};
 use crate::rule::State;
 use crate::session::SessionStart;
@@ -96,7 +97,7 @@ pub(crate) fn fold(
         .merge(RecentTargets::decode(&keys[1], values[1].as_deref())?);
     for (n, feature) in Feature::ALL.into_iter().enumerate() {
         if let Some(at) = time(2 + n)? {
-            known.see(feature, feature.value(session), at);
+            known.see(FeatureValue::new(feature, feature.value(session)), at);
         }
     }
     for (n, (detection, key)) in dedup.iter().enumerate() {
@@ -208,11 +209,11 @@ mod tests {
         assert_eq!(known.targets.latest(), Some(at - 10));
         let network = Feature::SourceNetwork;
         assert_eq!(
-            known.last_seen(network, network.value(&session)),
+            known.last_seen(FeatureValue::new(network, network.value(&session))),
             Some(at - 2 * DAY)
         );
         assert_eq!(
-            known.last_seen(Feature::Target, &session.target),
+            known.last_seen(FeatureValue::new(Feature::Target, &session.target)),
             None,
             "not kept"
         );

@@ -18,7 +18,7 @@ use detect_sdk::{Alert, Context, KeyValue, Outcome, Rule, RuleError, RuleInfo};
 use crate::baseline::{self, Feature, Prior};
 use crate::catalog;
 use crate::config::Config;
-use crate::identity::Known;
+use crate::identity::{FeatureValue, Known};
 use crate::keys;
 use crate::legacy;
 use crate::multiple_sessions;
@@ -103,16 +103,17 @@ fn judge(session: &SessionStart, state: &mut State, config: &Config) -> Vec<Aler
     let known = &mut state.known;
     if session.succeeded {
         let at = session.time;
+        let values = Feature::ALL.map(|f| FeatureValue::new(f, f.value(session)));
         let prior = Prior {
             history_start: state.history.history_start,
             last_session: known.last_session,
-            last_seen: Feature::ALL.map(|f| known.last_seen(f, f.value(session))),
+            last_seen: values.map(|value| known.last_seen(value)),
         };
         let verdict = baseline::classify(at, &prior, &config.baseline);
         alerts.push(verdict.alert(session, &prior));
         known.last_session = Some(prior.last_session.map_or(at, |t| t.max(at)));
-        for feature in Feature::ALL {
-            known.see(feature, feature.value(session), at);
+        for value in values {
+            known.see(value, at);
         }
     }
     let window = config.multiple_sessions.window.millis();
