@@ -9,6 +9,15 @@
 
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit"))]
 mod bound;
+#[cfg(any(
+    test,
+    all(
+        target_family = "wasm",
+        feature = "component",
+        not(any(feature = "fluvio", feature = "fluent-bit"))
+    )
+))]
+mod call_heap;
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
 mod resident;
 #[cfg(any(
@@ -19,17 +28,28 @@ mod resident;
 ))]
 mod slot;
 
-/// The heap of a component or a SmartModule: the dlmalloc that std's own allocator is on
-/// wasm32, without the two calls std puts in front of it (`__rdl_alloc` and its system
-/// allocator), which compiled to WebAssembly were 3 % of a rule's instructions. The
-/// Fluent Bit filter has a heap of its own (`fluent_bit::heap`).
+/// The heap of a SmartModule: the dlmalloc that std's own allocator is on wasm32, without
+/// the two calls std puts in front of it (`__rdl_alloc` and its system allocator), which
+/// compiled to WebAssembly were 3 % of a rule's instructions. A component bumps its small
+/// blocks out of pages in front of it ([`call_heap`]); the Fluent Bit filter has a heap of
+/// its own (`fluent_bit::heap`).
 #[cfg(all(
     target_family = "wasm",
-    any(feature = "component", feature = "fluvio"),
+    feature = "fluvio",
     not(feature = "fluent-bit")
 ))]
 #[global_allocator]
 static HEAP: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// The heap of a component.
+#[cfg(all(
+    target_family = "wasm",
+    feature = "component",
+    not(any(feature = "fluvio", feature = "fluent-bit"))
+))]
+#[global_allocator]
+static HEAP: call_heap::CallHeap<call_heap::LinearMemory, dlmalloc::GlobalDlmalloc> =
+    call_heap::CallHeap::new(call_heap::LinearMemory, dlmalloc::GlobalDlmalloc);
 
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
 pub(crate) use resident::Resident;
