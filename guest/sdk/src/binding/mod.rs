@@ -48,8 +48,8 @@ static HEAP: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
     not(any(feature = "fluvio", feature = "fluent-bit"))
 ))]
 #[global_allocator]
-static HEAP: call_heap::CallHeap<call_heap::LinearMemory, dlmalloc::GlobalDlmalloc> =
-    call_heap::CallHeap::new(call_heap::LinearMemory, dlmalloc::GlobalDlmalloc);
+static HEAP: call_heap::CallHeap<dlmalloc::GlobalDlmalloc> =
+    call_heap::CallHeap::new(dlmalloc::GlobalDlmalloc);
 
 #[cfg(any(test, feature = "fluvio", feature = "fluent-bit", feature = "testkit"))]
 pub(crate) use resident::Resident;
