@@ -12,7 +12,7 @@
 //!
 //! What that costs is memory within a call: a page is given back only once all its blocks
 //! are freed, so a call holds about all the small blocks it allocated, not only those
-//! alive (a batch of 64 session starts, about 2 MiB). A block that outlives its call (the
+//! alive (a batch of 64 session starts, 2 to 3 MiB). A block that outlives its call (the
 //! instance's configuration) holds its page, and no more; a rule that kept many small
 //! blocks across calls would hold a page for each, which is why pipeline modules, whose
 //! state lives in their memory, keep dlmalloc.
