@@ -68,68 +68,51 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// One member of an indexed object: offsets into the text.
+/// Where no member is: the end of an object's chain of members.
+const NONE: u32 = u32::MAX;
+
+/// One member of an indexed object: offsets into the text, and the member before it in
+/// its object. Members are indexed as their values end, each in one push: an object's
+/// members are found from its last one backwards, which is also the order in which a
+/// repeated key's last value wins.
 #[derive(Clone, Copy, Debug)]
 struct Member {
+    /// The key's [`tag`], so that a lookup passes over most keys without comparing them.
+    tag: u32,
+    /// The member before it in its object, or [`NONE`].
+    previous: u32,
     /// The key, between its quotes.
     key: (u32, u32),
     /// The value's text (a string's with its quotes).
     value: (u32, u32),
-    /// For an object: where its own members' keys are in [`Document::keys`].
-    keys: (u32, u32),
+    /// For an object: its last member, or [`NONE`].
+    last: u32,
     kind: Kind,
     key_escaped: bool,
     value_escaped: bool,
-}
-
-/// A member of an object, in that object's run of [`Document::keys`]: its key's [`tag`]
-/// beside it, so that a lookup reads one small array and passes over most keys without
-/// comparing them.
-#[derive(Clone, Copy, Debug)]
-struct Key {
-    tag: u32,
-    member: u32,
 }
 
 /// A JSON object's text, checked and indexed.
 #[derive(Debug)]
 pub struct Document<'a> {
     text: &'a str,
-    buffers: Buffers,
-    /// The run of the document's own members.
-    root: (u32, u32),
-}
-
-/// What a document's index is kept in.
-#[derive(Debug, Default)]
-struct Buffers {
+    /// Every indexed member.
     members: Vec<Member>,
-    /// Each object's own members, in order, one run per object.
-    keys: Vec<Key>,
-    /// The keys of the objects being read, innermost last: each object's move to `keys`
-    /// when it closes, so that its run there is whole.
-    open: Vec<Key>,
-}
-
-impl Buffers {
-    fn cleared(mut self) -> Self {
-        self.members.clear();
-        self.keys.clear();
-        self.open.clear();
-        self
-    }
+    /// The document's own last member.
+    root: u32,
 }
 
 thread_local! {
-    /// The buffers of the document dropped last, for the next one: a rule reads one record
+    /// The index of the document dropped last, for the next one: a rule reads one record
     /// after another, and need not allocate its index each time.
-    static SPARE: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+    static SPARE: std::cell::Cell<Option<Vec<Member>>> = const { std::cell::Cell::new(None) };
 }
 
 impl Drop for Document<'_> {
     fn drop(&mut self) {
-        let buffers = std::mem::take(&mut self.buffers);
-        SPARE.set(Some(buffers.cleared()));
+        let mut members = std::mem::take(&mut self.members);
+        members.clear();
+        SPARE.set(Some(members));
     }
 }
 
@@ -138,15 +121,16 @@ impl<'a> Document<'a> {
     pub fn parse(text: &'a str) -> Result<Document<'a>, Error> {
         let mut parser = Parser::new(text, SPARE.take().unwrap_or_default());
         let root = parser.document();
-        let Parser { buffers, .. } = parser;
+        let Parser { mut members, .. } = parser;
         match root {
             Ok(root) => Ok(Document {
                 text,
-                buffers,
+                members,
                 root,
             }),
             Err(e) => {
-                SPARE.set(Some(buffers.cleared()));
+                members.clear();
+                SPARE.set(Some(members));
                 Err(e)
             }
         }
@@ -156,7 +140,7 @@ impl<'a> Document<'a> {
     pub fn root(&self) -> Object<'_, 'a> {
         Object {
             doc: self,
-            keys: self.root,
+            last: self.root,
         }
     }
 }
@@ -164,7 +148,7 @@ impl<'a> Document<'a> {
 /// Checks that `text` is one JSON object, as [`Document::parse`] does, indexing nothing
 /// (so escaped keys are not decoded).
 pub fn check_object(text: &str) -> Result<(), Error> {
-    let mut parser = Parser::new(text, Buffers::default());
+    let mut parser = Parser::new(text, Vec::new());
     parser.index = false;
     parser.document().map(drop)
 }
@@ -173,34 +157,38 @@ pub fn check_object(text: &str) -> Result<(), Error> {
 #[derive(Clone, Copy, Debug)]
 pub struct Object<'d, 'a> {
     doc: &'d Document<'a>,
-    keys: (u32, u32),
+    last: u32,
 }
 
 impl<'d, 'a> Object<'d, 'a> {
-    fn keys(&self) -> &'d [Key] {
-        &self.doc.buffers.keys[self.keys.0 as usize..self.keys.1 as usize]
+    /// Its members and their places, last first.
+    fn backwards(&self) -> impl Iterator<Item = (u32, &'d Member)> + 'd {
+        let members = &self.doc.members;
+        let mut at = self.last;
+        std::iter::from_fn(move || {
+            let here = at;
+            let member = members.get(here as usize)?;
+            at = member.previous;
+            Some((here, member))
+        })
     }
 
     /// The value of `key`: the last, if the object repeats it, as a parsed object keeps it.
     pub fn get(&self, key: &str) -> Option<Value<'d, 'a>> {
         let want = tag(key.as_bytes());
-        let members = &self.doc.buffers.members;
-        let found = (self.keys().iter().rev())
-            .find(|k| k.tag == want && self.doc.key_is(&members[k.member as usize], key));
-        found.map(|k| Value {
-            doc: self.doc,
-            at: k.member,
-        })
+        let (at, _) = (self.backwards())
+            .find(|(_, member)| member.tag == want && self.doc.key_is(member, key))?;
+        Some(Value { doc: self.doc, at })
     }
 
     /// The members, in order: each key (decoded) and its value.
     pub fn members(self) -> impl Iterator<Item = (Cow<'a, str>, Value<'d, 'a>)> + 'd {
         let doc = self.doc;
-        self.keys().iter().map(move |k| {
-            let key = doc.key(&doc.buffers.members[k.member as usize]);
-            let value = Value { doc, at: k.member };
-            (key, value)
-        })
+        let places: Vec<(u32, &Member)> = self.backwards().collect();
+        places
+            .into_iter()
+            .rev()
+            .map(move |(at, member)| (doc.key(member), Value { doc, at }))
     }
 }
 
@@ -213,7 +201,7 @@ pub struct Value<'d, 'a> {
 
 impl<'d, 'a> Value<'d, 'a> {
     fn member(&self) -> &'d Member {
-        &self.doc.buffers.members[self.at as usize]
+        &self.doc.members[self.at as usize]
     }
 
     /// What kind of value it is.
@@ -231,7 +219,7 @@ impl<'d, 'a> Value<'d, 'a> {
     pub fn as_object(&self) -> Option<Object<'d, 'a>> {
         (self.kind() == Kind::Object).then(|| Object {
             doc: self.doc,
-            keys: self.member().keys,
+            last: self.member().last,
         })
     }
 
@@ -305,16 +293,16 @@ struct Parser<'a> {
     text: &'a str,
     pos: usize,
     index: bool,
-    buffers: Buffers,
+    members: Vec<Member>,
 }
 
 impl<'a> Parser<'a> {
-    fn new(text: &'a str, buffers: Buffers) -> Self {
+    fn new(text: &'a str, members: Vec<Member>) -> Self {
         Parser {
             text,
             pos: 0,
             index: true,
-            buffers,
+            members,
         }
     }
 
@@ -336,9 +324,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The whole text: one object, and nothing after it but whitespace; the run of its
-    /// own keys.
-    fn document(&mut self) -> Result<(u32, u32), Error> {
+    /// The whole text: one object, and nothing after it but whitespace; its last member.
+    fn document(&mut self) -> Result<u32, Error> {
         self.skip_whitespace();
         match self.peek() {
             Some(b'{') => {}
@@ -353,42 +340,37 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An object, at its `{`, `depth` deep; if `indexed`, its members are, and the run of
-    /// their keys is returned.
-    fn object(&mut self, indexed: bool, depth: usize) -> Result<(u32, u32), Error> {
+    /// An object, at its `{`, `depth` deep; if `indexed`, its members are, and its last
+    /// member is returned.
+    fn object(&mut self, indexed: bool, depth: usize) -> Result<u32, Error> {
         self.pos += 1;
-        let from = self.buffers.open.len();
+        let mut last = NONE;
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-        } else {
-            loop {
-                self.member(indexed, depth)?;
-                self.skip_whitespace();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.skip_whitespace();
-                    }
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    None => return Err(self.error("EOF while parsing an object")),
-                    Some(_) => return Err(self.error("expected `,` or `}`")),
+            return Ok(last);
+        }
+        loop {
+            last = self.member(indexed, depth, last)?;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
                 }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(last);
+                }
+                None => return Err(self.error("EOF while parsing an object")),
+                Some(_) => return Err(self.error("expected `,` or `}`")),
             }
         }
-        let Buffers { keys, open, .. } = &mut self.buffers;
-        let start = keys.len() as u32;
-        if indexed {
-            keys.extend(open.drain(from..));
-        }
-        Ok((start, keys.len() as u32))
     }
 
-    /// A member: its key, `:` and value.
-    fn member(&mut self, indexed: bool, depth: usize) -> Result<(), Error> {
+    /// A member: its key, `:` and value; indexed after `previous` if `indexed`, and then
+    /// its place returned.
+    fn member(&mut self, indexed: bool, depth: usize, previous: u32) -> Result<u32, Error> {
         let (key, key_escaped) = self.key()?;
         let key_tag = match (indexed, key_escaped) {
             (false, _) => 0,
@@ -406,65 +388,66 @@ impl<'a> Parser<'a> {
             Some(_) => return Err(self.error("expected `:`")),
         }
         self.skip_whitespace();
+        let start = self.pos;
+        let (kind, value_escaped, last) = self.value(indexed, depth)?;
         if !indexed {
-            return self.value(None, depth);
+            return Ok(NONE);
         }
-        let at = self.buffers.members.len() as u32;
-        self.buffers.members.push(Member {
-            key: (key.0 as u32, key.1 as u32),
-            value: (0, 0),
-            keys: (0, 0),
-            kind: Kind::Null,
-            key_escaped,
-            value_escaped: false,
-        });
-        self.buffers.open.push(Key {
+        let at = self.members.len() as u32;
+        self.members.push(Member {
             tag: key_tag,
-            member: at,
+            previous,
+            key: (key.0 as u32, key.1 as u32),
+            value: (start as u32, self.pos as u32),
+            last,
+            kind,
+            key_escaped,
+            value_escaped,
         });
-        self.value(Some(at), depth)
+        Ok(at)
     }
 
-    /// A value, indexed as `member`'s if that is given, in a container `depth` deep.
-    fn value(&mut self, member: Option<u32>, depth: usize) -> Result<(), Error> {
-        let start = self.pos;
-        let (kind, escaped, keys) = match self.peek() {
-            Some(open @ (b'{' | b'[')) => {
-                if depth == MAX_DEPTH {
-                    return Err(self.error("recursion limit exceeded"));
-                }
-                match open {
-                    b'{' => (
-                        Kind::Object,
-                        false,
-                        self.object(member.is_some(), depth + 1)?,
-                    ),
-                    _ => (Kind::Array, false, self.array(depth + 1)?),
-                }
-            }
+    /// A value in a container `depth` deep, its members indexed if it is an object and
+    /// `indexed`: its kind, whether it is a string with escapes, and an object's last
+    /// member.
+    // Inlined where it is read, for the scalars that most values are; a container is a
+    // call of its own (and must be: objects nest).
+    #[inline(always)]
+    fn value(&mut self, indexed: bool, depth: usize) -> Result<(Kind, bool, u32), Error> {
+        match self.peek() {
+            Some(b'{' | b'[') => self.container(indexed, depth),
             _ => {
                 let (kind, escaped) = self.scalar()?;
-                (kind, escaped, (0, 0))
+                Ok((kind, escaped, NONE))
             }
-        };
-        if let Some(at) = member {
-            let m = &mut self.buffers.members[at as usize];
-            (m.kind, m.value_escaped, m.keys) = (kind, escaped, keys);
-            m.value = (start as u32, self.pos as u32);
         }
-        Ok(())
+    }
+
+    /// An object or array, at its bracket, in a container `depth` deep: [`Parser::value`].
+    #[inline(never)]
+    fn container(&mut self, indexed: bool, depth: usize) -> Result<(Kind, bool, u32), Error> {
+        if depth == MAX_DEPTH {
+            return Err(self.error("recursion limit exceeded"));
+        }
+        match self.peek() {
+            Some(b'{') => Ok((Kind::Object, false, self.object(indexed, depth + 1)?)),
+            _ => {
+                self.array(depth + 1)?;
+                Ok((Kind::Array, false, NONE))
+            }
+        }
     }
 
     /// An array, at its `[`, `depth` deep: its elements are checked, not indexed.
-    fn array(&mut self, depth: usize) -> Result<(u32, u32), Error> {
+    fn array(&mut self, depth: usize) -> Result<(), Error> {
         self.pos += 1;
         self.skip_whitespace();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok((0, 0));
+            return Ok(());
         }
         loop {
-            self.value(None, depth)?;
+            self.value(false, depth)?;
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => {
@@ -473,7 +456,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok((0, 0));
+                    return Ok(());
                 }
                 None => return Err(self.error("EOF while parsing a list")),
                 Some(_) => return Err(self.error("expected `,` or `]`")),
@@ -519,6 +502,9 @@ impl<'a> Parser<'a> {
     }
 
     /// The rest of a string after its opening quote; whether it has escapes.
+    // Most strings are a dozen bytes: as a call, its prologue and constants cost more than
+    // the scan (a Fluent Bit filter ran 4 % more instructions a session start).
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, Error> {
         let mut escaped = false;
         loop {
