@@ -97,14 +97,22 @@ fn members_are_found_at_every_depth_and_the_last_of_a_key_wins() {
 fn keys_of_one_tag_in_nested_objects_are_told_apart() {
     // Every key has the length, first, middle and last byte of the others (one tag), and
     // each appears in the root and in an object inside it, repeated there.
-    let keys: Vec<String> = (0..150).map(|n| format!("a{:02}c{}b", n / 10, n % 10)).collect();
+    let keys: Vec<String> = (0..150)
+        .map(|n| format!("a{:02}c{}b", n / 10, n % 10))
+        .collect();
     let members = |value: &dyn Fn(usize) -> String| {
-        let members = keys.iter().enumerate().map(|(n, k)| format!("\"{k}\":{}", value(n)));
+        let members = keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| format!("\"{k}\":{}", value(n)));
         members.collect::<Vec<_>>().join(",")
     };
     let inner = members(&|n| format!("{}", n + 1000));
     let again = members(&|n| format!("{}", n + 2000));
-    let text = format!("{{{},\"in\":{{{inner},{again}}}}}", members(&|n| n.to_string()));
+    let text = format!(
+        "{{{},\"in\":{{{inner},{again}}}}}",
+        members(&|n| n.to_string())
+    );
     assert_eq!(tag(keys[0].as_bytes()), tag(keys[149].as_bytes()));
     let doc = Document::parse(&text).unwrap();
     let inside = doc.root().get("in").unwrap().as_object().unwrap();
