@@ -596,10 +596,11 @@ impl Added<'_> {
         self.alerts.is_empty() && self.error.is_none()
     }
 
-    /// Each key added and its value's JSON text.
-    fn fields(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        let alerts = (!self.alerts.is_empty()).then(|| ("alerts", format!("[{}]", self.alerts)));
-        let error = (self.error.as_ref()).map(|e| ("rule_error", e.to_string()));
+    /// Each key added and its value.
+    fn fields(&self) -> impl Iterator<Item = (&'static str, AddedValue<'_>)> + '_ {
+        let alerts =
+            (!self.alerts.is_empty()).then_some(("alerts", AddedValue::Alerts(self.alerts)));
+        let error = (self.error.as_ref()).map(|e| ("rule_error", AddedValue::Json(e.to_string())));
         alerts.into_iter().chain(error)
     }
 
@@ -610,10 +611,35 @@ impl Added<'_> {
             if n > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(format!("\"{key}\":").as_bytes());
-            out.extend_from_slice(value.as_bytes());
+            value.write_member(key, out);
         }
         out.push(b'}');
+    }
+}
+
+/// The value of a key [`Added`] adds.
+enum AddedValue<'a> {
+    /// The alerts' lines, joined by commas.
+    Alerts(&'a str),
+    /// JSON text.
+    Json(String),
+}
+
+impl AddedValue<'_> {
+    /// `"key":` (a key that needs no escaping) and the value's JSON text, written in
+    /// place: an alert's line is the longest text a filter writes, and is copied once.
+    fn write_member(&self, key: &'static str, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match self {
+            AddedValue::Alerts(lines) => {
+                out.push(b'[');
+                out.extend_from_slice(lines.as_bytes());
+                out.push(b']');
+            }
+            AddedValue::Json(text) => out.extend_from_slice(text.as_bytes()),
+        }
     }
 }
 
@@ -632,7 +658,7 @@ fn quoted(record: &str) -> Value {
 /// a JSON object (e.g. Fluent Bit's `nan` for a NaN float): nothing can be added to it.
 fn enrich(record: &str, added: &Added, out: &mut Vec<u8>) -> Result<(), crate::RuleError> {
     let record = Record::parse(record)?;
-    let fields: Vec<(&str, String)> = added.fields().collect();
+    let fields: Vec<(&str, AddedValue)> = added.fields().collect();
     let adds = |name: &str| fields.iter().any(|(key, _)| *key == name);
     let taken = |name: &str| adds(name) || record.members().any(|(k, _)| k == name);
     out.push(b'{');
@@ -649,8 +675,7 @@ fn enrich(record: &str, added: &Added, out: &mut Vec<u8>) -> Result<(), crate::R
         out.push(b',');
     }
     for (key, value) in &fields {
-        out.extend_from_slice(format!("\"{key}\":").as_bytes());
-        out.extend_from_slice(value.as_bytes());
+        value.write_member(key, out);
         out.push(b',');
     }
     *out.last_mut().expect("an added key") = b'}';
