@@ -601,15 +601,12 @@ fn plain_until(bytes: &[u8], from: usize) -> usize {
 /// Appends `text` to `out` as a JSON string, escaping only what JSON requires (as
 /// `serde_json` writes it, byte for byte).
 pub fn write_str(out: &mut String, text: &str) {
-    out.push('"');
     let bytes = text.as_bytes();
-    let mut at = 0;
-    loop {
-        let plain = plain_until(bytes, at);
-        out.push_str(&text[at..plain]);
-        let Some(&special) = bytes.get(plain) else {
-            break;
-        };
+    let mut plain = plain_until(bytes, 0);
+    out.reserve(bytes.len() + 2);
+    out.push('"');
+    out.push_str(&text[..plain]);
+    while let Some(&special) = bytes.get(plain) {
         match special {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
@@ -625,7 +622,9 @@ pub fn write_str(out: &mut String, text: &str) {
                 out.push(HEX[usize::from(control & 0xf)] as char);
             }
         }
-        at = plain + 1;
+        let from = plain + 1;
+        plain = plain_until(bytes, from);
+        out.push_str(&text[from..plain]);
     }
     out.push('"');
 }
