@@ -181,7 +181,8 @@ impl<'d, 'a> Object<'d, 'a> {
         Some(Value { doc: self.doc, at })
     }
 
-    /// The members, in order: each key (decoded) and its value.
+    /// The members, in order: each key (decoded) and its value. (Listed from the last
+    /// one back, so each call allocates the list.)
     pub fn members(self) -> impl Iterator<Item = (Cow<'a, str>, Value<'d, 'a>)> + 'd {
         let doc = self.doc;
         let places: Vec<(u32, &Member)> = self.backwards().collect();

@@ -91,6 +91,19 @@ fn members_are_found_at_every_depth_and_the_last_of_a_key_wins() {
         a.get("b").unwrap().as_str().unwrap().unwrap(),
         Cow::Borrowed("x")
     ));
+    // In order, repeats and all, inside an object as at the root.
+    let doc = Document::parse(r#"{"o": {"b": 1, "a": {"x": 0}, "b": 3}, "z": {}}"#).unwrap();
+    let o = doc.root().get("o").unwrap().as_object().unwrap();
+    let members: Vec<(Cow<str>, &str)> = o.members().map(|(k, v)| (k, v.raw())).collect();
+    assert_eq!(
+        members,
+        [
+            ("b".into(), "1"),
+            ("a".into(), r#"{"x": 0}"#),
+            ("b".into(), "3")
+        ]
+    );
+    assert_eq!(o.get("b").unwrap().raw(), "3");
 }
 
 #[test]
