@@ -653,21 +653,24 @@ fn quoted(record: &str) -> Value {
 }
 
 /// The record with `added`'s keys appended after its own. A key of the record that has
-/// the name of an added one is renamed `original_<name>`, so that no key appears twice
-/// (readers of duplicate keys disagree on which one wins). `Err` when the record is not
-/// a JSON object (e.g. Fluent Bit's `nan` for a NaN float): nothing can be added to it.
+/// the name of an added one is renamed `original_<name>` (`original_original_<name>`, and
+/// so on, past the record's own keys and the names already given), so that no added key
+/// appears twice (readers of duplicate keys disagree on which one wins). `Err` when the
+/// record is not a JSON object (e.g. Fluent Bit's `nan` for a NaN float): nothing can be
+/// added to it.
 fn enrich(record: &str, added: &Added, out: &mut Vec<u8>) -> Result<(), crate::RuleError> {
     let record = Record::parse(record)?;
     let fields: Vec<(&str, AddedValue)> = added.fields().collect();
     let adds = |name: &str| fields.iter().any(|(key, _)| *key == name);
-    let taken = |name: &str| adds(name) || record.members().any(|(k, _)| k == name);
+    let mut renamed: Vec<String> = Vec::new();
     out.push(b'{');
     for (key, value) in record.members() {
         let mut key = key.into_owned();
         if adds(&key) {
-            while taken(&key) {
+            while adds(&key) || record.raw(&key).is_some() || renamed.contains(&key) {
                 key.insert_str(0, "original_");
             }
+            renamed.push(key.clone());
         }
         serde_json::to_writer(&mut *out, &key).expect("a key serializes");
         out.push(b':');
@@ -758,6 +761,14 @@ mod tests {
         assert_eq!(
             written(&reply, Mode::Enrich),
             r#"{"original_original_rule_error":null,"original_rule_error":2,"alerts":[],"z":"\u00e9","rule_error":{"kind":"state","message":"x"}}"#
+        );
+        // A repeated key of an added key's name gets a name of its own each time.
+        let record = r#"{"rule_error": 1, "original_rule_error": 2, "rule_error": 3}"#;
+        let mut reply = Reply::new(record);
+        reply.fail(Failure::new("state", "x".into()));
+        assert_eq!(
+            written(&reply, Mode::Enrich),
+            r#"{"original_original_rule_error":1,"original_rule_error":2,"original_original_original_rule_error":3,"rule_error":{"kind":"state","message":"x"}}"#
         );
     }
 
