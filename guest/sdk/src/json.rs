@@ -108,11 +108,15 @@ thread_local! {
     static SPARE: std::cell::Cell<Option<Vec<Member>>> = const { std::cell::Cell::new(None) };
 }
 
+/// Keeps `members`, emptied, for the next document.
+fn spare(mut members: Vec<Member>) {
+    members.clear();
+    SPARE.set(Some(members));
+}
+
 impl Drop for Document<'_> {
     fn drop(&mut self) {
-        let mut members = std::mem::take(&mut self.members);
-        members.clear();
-        SPARE.set(Some(members));
+        spare(std::mem::take(&mut self.members));
     }
 }
 
@@ -121,7 +125,7 @@ impl<'a> Document<'a> {
     pub fn parse(text: &'a str) -> Result<Document<'a>, Error> {
         let mut parser = Parser::new(text, SPARE.take().unwrap_or_default());
         let root = parser.document();
-        let Parser { mut members, .. } = parser;
+        let Parser { members, .. } = parser;
         match root {
             Ok(root) => Ok(Document {
                 text,
@@ -129,8 +133,7 @@ impl<'a> Document<'a> {
                 root,
             }),
             Err(e) => {
-                members.clear();
-                SPARE.set(Some(members));
+                spare(members);
                 Err(e)
             }
         }
