@@ -64,13 +64,20 @@ fn pretty_log(mib: usize) -> Vec<u8> {
     serde_json::to_vec_pretty(&json!({"Records": records})).unwrap()
 }
 
+/// About `mib` MiB of CloudTrail with many session starts, which the rule reads.
+fn session_starts(mib: usize) -> Vec<u8> {
+    // Generated records average about 1.4 KB.
+    generated_log((mib << 20) / 1400, 1)
+}
+
 #[test]
 fn peak_memory_does_not_grow_with_the_input() {
     const CEILING_KIB: u64 = 200 * 1024;
     const SLACK_KIB: u64 = 12 * 1024;
     type Input = fn(usize) -> Vec<u8>;
-    let cases: [(&str, Input); 4] = [
+    let cases: [(&str, Input); 5] = [
         ("gzip bomb", gzip_of_zeros),
+        ("records the rule reads", session_starts),
         ("endless stream of zeros", |mib| vec![0; mib << 20]),
         ("huge line", huge_line),
         ("huge pretty-printed log", pretty_log),
