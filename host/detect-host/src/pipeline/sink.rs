@@ -21,9 +21,10 @@ use super::Stop;
 use crate::error::Error;
 use crate::output::{Alert, AlertFormat};
 
-/// Bytes gathered before they go to the writer, and writes queued for it.
-const SHIP_BYTES: usize = 64 * 1024;
-const QUEUED_WRITES: usize = 16;
+/// Bytes gathered before they go to the writer, and writes queued for it: each handover
+/// may switch threads, and on one core 64 KiB ones doubled the run's context switches.
+const SHIP_BYTES: usize = 256 * 1024;
+const QUEUED_WRITES: usize = 4;
 
 /// How often a wait for the writer or the reader looks at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
