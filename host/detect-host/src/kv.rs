@@ -451,6 +451,15 @@ impl KvHost {
         Ok(values)
     }
 
+    /// [`KvHost::read`] of one key, without its lists.
+    fn read_one(&mut self, table: &str, key: &str) -> wasmtime::Result<Option<Vec<u8>>> {
+        let pending = self.pending.as_ref().ok_or_else(unavailable)?;
+        match pending.changes.get(table).and_then(|p| p.get(key)) {
+            Some(value) => Ok(value.clone()),
+            None => Ok(self.store.get(table, key)?),
+        }
+    }
+
     /// Up to `limit` keys of `table` after `after`, as this call sees them: the store's,
     /// with the call's own writes and deletes.
     fn keys_after(
@@ -645,7 +654,7 @@ impl store::HostBucket for KvHost {
     fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<Option<Vec<u8>>> {
         self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
-        Ok(Ok(self.read(&table, &[key])?.pop().flatten()))
+        Ok(Ok(self.read_one(&table, &key)?))
     }
 
     fn set(
@@ -668,7 +677,7 @@ impl store::HostBucket for KvHost {
     fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> HostResult<bool> {
         self.check_deadline()?;
         let table = or_return!(self.bucket(&bucket));
-        Ok(Ok(self.read(&table, &[key])?[0].is_some()))
+        Ok(Ok(self.read_one(&table, &key)?.is_some()))
     }
 
     fn list_keys(
@@ -792,6 +801,10 @@ mod tests {
             "nothing reaches the store before commit"
         );
         commit(&mut kv);
+        for (key, value) in [("a", Some(b"v".to_vec())), ("b", None)] {
+            let read = kv.get(handle(&bucket), key.into()).unwrap().unwrap();
+            assert_eq!(read, value, "{key} as stored");
+        }
         set(&mut kv, &bucket, "b").unwrap();
         kv.delete(handle(&bucket), "a".into()).unwrap().unwrap();
         assert!(

@@ -30,11 +30,11 @@ impl MemoryStore {
 
 impl StateStore for MemoryStore {
     fn get_many(&mut self, table: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let table = self.tables.get(table);
-        Ok(keys
-            .iter()
-            .map(|k| table.and_then(|t| t.values.get(*k)).cloned())
-            .collect())
+        keys.iter().map(|key| self.get(table, key)).collect()
+    }
+
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tables.get(table).and_then(|t| t.values.get(key)).cloned())
     }
 
     fn keys_after(

@@ -61,6 +61,12 @@ pub trait StateStore: Send {
     /// The values of `keys` in `table`, in order.
     fn get_many(&mut self, table: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
+    /// The value of `key` in `table`: [`StateStore::get_many`] of one key, which a store
+    /// may answer without its lists (a rule reads most keys one at a time).
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_many(table, &[key])?.pop().flatten())
+    }
+
     /// Up to `limit` keys of `table` in key order, starting after `after`.
     fn keys_after(
         &mut self,

@@ -599,6 +599,8 @@ mod tests {
             store.get_many("t", &["a", "b", "c"]).unwrap(),
             [Some(b"1".to_vec()), Some(b"2".to_vec()), None]
         );
+        assert_eq!(store.get("t", "b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.get("t", "c").unwrap(), None);
         assert_eq!(store.keys_after("t", Some("a"), 10).unwrap(), ["b"]);
         assert_eq!(
             store.keys_after("other", None, 10).unwrap(),
