@@ -373,7 +373,7 @@ mod tests {
             Ok(vec![])
         );
         let key = state_key(Echo::info().detections, &HOURLY, "k");
-        assert_eq!(kv.entries.get(&key), Some(&encode_time(DAY + HOUR)));
+        assert_eq!(kv.entries[&key], encode_time(DAY + HOUR));
     }
 
     #[test]
@@ -382,7 +382,7 @@ mod tests {
             facts: b"facts".to_vec(),
             ..Entity::default()
         };
-        let mut kv = MemoryKv::with_entries([("e/a".to_owned(), entity.encode())]);
+        let mut kv = MemoryKv::with_entries([("e/a".to_owned(), entity.encode())].into());
         let alert = |detection, at| Alert {
             detection,
             title: String::new(),

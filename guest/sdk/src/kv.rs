@@ -6,10 +6,8 @@
 //! [`decode_json`] read them back and make a value that does not decode an error, never
 //! "absent": reading damage as "no history" would turn it into false alerts.
 
-use std::collections::hash_map::{DefaultHasher, RandomState};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault};
-use std::ops::Bound::{self, Excluded, Unbounded};
+use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -92,111 +90,6 @@ pub fn decode_json<T: DeserializeOwned>(
         .transpose()
 }
 
-/// The entries of a key-value store in memory. Each is found by its key's hash, so that
-/// reading or replacing a value compares no keys along a tree (in a Fluent Bit filter a
-/// lookup in an ordered map took 36 key comparisons, a tenth of a session start's
-/// instructions); the keys' order is kept apart, changed only when a key comes or goes,
-/// for listings.
-///
-/// Keys are hashed by `S`: a host whose keys come from a rule it does not trust keeps
-/// the default, randomly seeded; a module in a pipeline, which may import no randomness,
-/// hashes with fixed keys ([`MemoryKv`]).
-#[derive(Debug, Clone)]
-pub struct Entries<S = RandomState> {
-    values: HashMap<String, Vec<u8>, S>,
-    order: BTreeSet<String>,
-}
-
-impl<S: Default> Default for Entries<S> {
-    fn default() -> Self {
-        Entries {
-            values: HashMap::default(),
-            order: BTreeSet::new(),
-        }
-    }
-}
-
-impl<S: BuildHasher> PartialEq for Entries<S> {
-    fn eq(&self, other: &Self) -> bool {
-        self.values == other.values
-    }
-}
-
-impl<S: BuildHasher> Eq for Entries<S> {}
-
-impl<S: BuildHasher> Entries<S> {
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
-        self.values.get(key)
-    }
-
-    /// Whether `key` has a value.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.values.contains_key(key)
-    }
-
-    /// Sets `key` to `value`, or deletes it for `None`.
-    pub fn set(&mut self, key: String, value: Option<Vec<u8>>) {
-        match value {
-            Some(value) => match self.values.get_mut(&key) {
-                Some(stored) => *stored = value,
-                None => {
-                    self.order.insert(key.clone());
-                    self.values.insert(key, value);
-                }
-            },
-            None => {
-                if self.values.remove(&key).is_some() {
-                    self.order.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// How many keys have a value.
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// Whether no key has a value.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    /// The keys from `start` on, in order.
-    pub fn keys_from(&self, start: Bound<&str>) -> impl Iterator<Item = &String> {
-        self.order.range::<str, _>((start, Unbounded))
-    }
-
-    /// The entries, in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
-        (self.order.iter()).map(|key| (key.as_str(), self.values[key].as_slice()))
-    }
-}
-
-impl<S> IntoIterator for Entries<S> {
-    type Item = (String, Vec<u8>);
-    type IntoIter = std::collections::hash_map::IntoIter<String, Vec<u8>>;
-
-    /// The entries, in no order.
-    fn into_iter(self) -> Self::IntoIter {
-        self.values.into_iter()
-    }
-}
-
-impl<S: BuildHasher + Default> FromIterator<(String, Vec<u8>)> for Entries<S> {
-    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(entries: I) -> Self {
-        let mut all = Entries::default();
-        for (key, value) in entries {
-            all.set(key, Some(value));
-        }
-        all
-    }
-}
-
-/// SipHash with fixed keys: [`MemoryKv`]'s keys are its rule's own.
-pub type FixedHash = BuildHasherDefault<DefaultHasher>;
-
 /// Listings under way that [`MemoryKv`] remembers; an older cursor restarts its listing.
 const MAX_CURSORS: usize = 16;
 
@@ -207,7 +100,7 @@ const MAX_CURSORS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct MemoryKv {
     /// The state.
-    pub entries: Entries<FixedHash>,
+    pub entries: BTreeMap<String, Vec<u8>>,
     /// Keys per `list_keys` page.
     pub page_size: usize,
     /// The last key of each page handed out, by cursor.
@@ -218,7 +111,7 @@ pub struct MemoryKv {
 impl Default for MemoryKv {
     fn default() -> Self {
         MemoryKv {
-            entries: Entries::default(),
+            entries: BTreeMap::new(),
             page_size: 100,
             cursors: Vec::new(),
             next_cursor: 0,
@@ -233,29 +126,35 @@ impl MemoryKv {
     }
 
     /// A store holding `entries`.
-    pub fn with_entries(entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
+    pub fn with_entries(entries: BTreeMap<String, Vec<u8>>) -> Self {
         MemoryKv {
-            entries: entries.into_iter().collect(),
+            entries,
             ..Self::default()
         }
     }
 
     /// The keys, for assertions.
     pub fn keys(&self) -> Vec<&str> {
-        self.entries.keys_from(Unbounded).map(String::as_str).collect()
+        self.entries.keys().map(String::as_str).collect()
     }
 
     /// Applies a record's writes: a value, or `None` to delete.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = (String, Option<Vec<u8>>)>) {
         for (key, value) in changes {
-            self.entries.set(key, value);
+            match value {
+                Some(value) => self.entries.insert(key, value),
+                None => self.entries.remove(&key),
+            };
         }
     }
 
     /// A page of keys after `after`, and the key to continue after, if there are more.
     fn page_after(&self, after: Option<&String>) -> (Vec<String>, Option<String>) {
-        let start = after.map_or(Unbounded, |key| Excluded(key.as_str()));
-        let mut keys = self.entries.keys_from(start);
+        let start = after.map_or(Unbounded, Excluded);
+        let mut keys = self
+            .entries
+            .range::<String, _>((start, Unbounded))
+            .map(|(k, _)| k);
         let page: Vec<String> = keys.by_ref().take(self.page_size).cloned().collect();
         let more = keys.next().is_some();
         let next = page.last().filter(|_| more).cloned();
@@ -265,7 +164,7 @@ impl MemoryKv {
 
 impl KeyValue for MemoryKv {
     fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        Ok(keys.iter().map(|k| self.entries.get(k).cloned()).collect())
+        Ok(keys.iter().map(|k| self.entries.get(*k).cloned()).collect())
     }
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
@@ -376,7 +275,7 @@ mod tests {
     use super::*;
 
     fn kv_with(keys: &[&str]) -> MemoryKv {
-        MemoryKv::with_entries(keys.iter().map(|k| (k.to_string(), vec![])))
+        MemoryKv::with_entries(keys.iter().map(|k| (k.to_string(), vec![])).collect())
     }
 
     #[test]
@@ -395,24 +294,6 @@ mod tests {
         }
         assert_eq!(seen, ["a", "b", "c", "d", "e"]);
         assert!(kv.entries.is_empty() && kv.cursors.is_empty());
-    }
-
-    #[test]
-    fn entries_keep_their_keys_in_order_through_replacements_and_deletes() {
-        let mut entries: Entries = ["c", "a", "b"]
-            .map(|k| (k.to_owned(), k.as_bytes().to_vec()))
-            .into_iter()
-            .collect();
-        entries.set("a".into(), Some(b"A".to_vec()));
-        entries.set("b".into(), None);
-        entries.set("b".into(), None);
-        entries.set("d".into(), Some(b"d".to_vec()));
-        let listed: Vec<(&str, &[u8])> = entries.iter().collect();
-        assert_eq!(listed, [("a", &b"A"[..]), ("c", b"c"), ("d", b"d")]);
-        assert_eq!(entries.keys_from(Excluded("a")).collect::<Vec<_>>(), ["c", "d"]);
-        assert_eq!((entries.len(), entries.get("b")), (3, None));
-        let same: Entries = entries.clone().into_iter().collect();
-        assert_eq!(same, entries, "equal whatever the order they were set in");
     }
 
     #[test]

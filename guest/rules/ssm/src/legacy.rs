@@ -197,7 +197,8 @@ mod tests {
                 (keys[3].clone(), (at - 2 * DAY).to_string().into_bytes()),
                 (keys[8].clone(), (at - HOUR).to_string().into_bytes()),
                 ("l/other".to_owned(), b"1".to_vec()),
-            ],
+            ]
+            .into(),
         );
         let config = Config::default();
         let mut state = State::read(&mut kv, "i/x".to_owned(), &config).unwrap();
@@ -221,7 +222,7 @@ mod tests {
         dedup::merge_mark::<SsmSessions>(&mut expected, &config, multiple, key, at - HOUR).unwrap();
         assert_eq!(state.entity.marks, expected);
         // Damage is an error, never "no history".
-        kv.entries.set(keys[2].clone(), Some(b"soon".to_vec()));
+        kv.entries.insert(keys[2].clone(), b"soon".to_vec());
         let err = fold(&session, &mut kv, &config, &mut state).unwrap_err();
         assert!(err.to_string().contains(&keys[2]), "{err}");
     }
@@ -268,7 +269,7 @@ mod tests {
             ),
             (targets_key("b"), targets(&[("i-1", now - HOUR - 1)])),
         ];
-        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned());
+        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned().collect());
         kv.page_size = 3;
         let mut history = History {
             watermark: Some(now),

@@ -482,7 +482,7 @@ fn tampered_state_is_an_error_never_a_panic_nor_a_fresh_start() {
         let mut rule = Rule::new();
         rule.kv
             .entries
-            .set(key.clone(), Some(value.as_bytes().to_vec()));
+            .insert(key.clone(), value.as_bytes().to_vec());
         let before = rule.kv.entries.clone();
         for at in [T0, T0 + 40 * DAY] {
             match rule.process(&start(ALICE, "i-1", at)) {

@@ -103,11 +103,11 @@ mod tests {
         let mut resident = Resident::<Counter>::new(Configured::defaults(), MemoryKv::new());
         resident.process("ok", &CONTEXT).unwrap();
         assert!(resident.process("bad", &CONTEXT).is_err());
-        assert_eq!(resident.kv.entries.get("n").unwrap().len(), 1);
+        assert_eq!(resident.kv.entries["n"].len(), 1);
         // Judged records see each other's writes before they are committed.
         resident.judge("ok", &CONTEXT).unwrap();
         resident.judge("ok", &CONTEXT).unwrap();
-        assert_eq!(resident.kv.entries.get("n").unwrap().len(), 1);
+        assert_eq!(resident.kv.entries["n"].len(), 1);
         let mut kept = 0;
         resident
             .commit(|changes| {
@@ -115,13 +115,13 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert_eq!((kept, resident.kv.entries.get("n").unwrap().len()), (1, 3));
+        assert_eq!((kept, resident.kv.entries["n"].len()), (1, 3));
         // A call cut short: its writes are forgotten.
         resident.judge("ok", &CONTEXT).unwrap();
         resident.abandon_pending();
         resident
             .commit(|_| unreachable!("nothing pending"))
             .unwrap();
-        assert_eq!(resident.kv.entries.get("n").unwrap().len(), 3);
+        assert_eq!(resident.kv.entries["n"].len(), 3);
     }
 }

@@ -1,19 +1,24 @@
 //! State in memory: for fixture tests (each case starts empty) and for runs whose state
 //! need not outlive the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-
-use detect_sdk::kv::Entries;
 
 use super::{Changes, StateStore, StoreError};
 
 /// A [`StateStore`] in hash maps, one per table: a record's reads and writes of keys
-/// that exist touch no ordered index ([`Entries`]). Every table in it holds at least one
-/// key.
+/// that exist touch no ordered index. Each table keeps its keys' order apart, changed
+/// only when a key comes or goes, for listings (a rule's sweep). Every table in it holds
+/// at least one key.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    tables: HashMap<String, Entries>,
+    tables: HashMap<String, Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    values: HashMap<String, Vec<u8>>,
+    order: BTreeSet<String>,
 }
 
 impl MemoryStore {
@@ -29,7 +34,7 @@ impl StateStore for MemoryStore {
     }
 
     fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tables.get(table).and_then(|t| t.get(key)).cloned())
+        Ok(self.tables.get(table).and_then(|t| t.values.get(key)).cloned())
     }
 
     fn keys_after(
@@ -42,7 +47,8 @@ impl StateStore for MemoryStore {
             return Ok(Vec::new());
         };
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(table.keys_from(start).take(limit).cloned().collect())
+        let range = table.order.range::<str, _>((start, Bound::Unbounded));
+        Ok(range.take(limit).cloned().collect())
     }
 
     fn tables(&mut self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -62,10 +68,24 @@ impl StateStore for MemoryStore {
         for (name, writes) in changes {
             let table = self.tables.entry(name).or_default();
             for (key, value) in writes {
-                table.set(key, value);
+                match value {
+                    Some(value) => {
+                        if let Some(stored) = table.values.get_mut(&key) {
+                            *stored = value;
+                        } else {
+                            table.order.insert(key.clone());
+                            table.values.insert(key, value);
+                        }
+                    }
+                    None => {
+                        if table.values.remove(&key).is_some() {
+                            table.order.remove(&key);
+                        }
+                    }
+                }
             }
         }
-        self.tables.retain(|_, table| !table.is_empty());
+        self.tables.retain(|_, table| !table.values.is_empty());
         Ok(())
     }
 
@@ -79,7 +99,7 @@ impl StateStore for MemoryStore {
             .tables
             .iter()
             .flat_map(|(b, table)| {
-                (table.iter()).map(move |(k, v)| (b.clone(), k.to_owned(), v.to_vec()))
+                (table.values.iter()).map(move |(k, v)| (b.clone(), k.clone(), v.clone()))
             })
             .collect();
         all.sort();
