@@ -811,6 +811,7 @@ mod tests {
             !kv.exists(handle(&bucket), "a".into()).unwrap().unwrap(),
             "a pending delete hides the stored value"
         );
+        assert_eq!(kv.get(handle(&bucket), "a".into()).unwrap().unwrap(), None);
         discard(&mut kv);
         assert_eq!(
             stored(&mut kv),

@@ -12,8 +12,8 @@
 //! In front of dlmalloc, small blocks freed wait in a list per size class for the next
 //! allocation of their class: dlmalloc's bookkeeping was 7 % of the instructions of a
 //! session start, and the lists took 7 % off its fuel. A block in a list goes back to no
-//! other class and never to dlmalloc, so the lists hold at most what the filter's small
-//! blocks once held at their peak.
+//! other class and never to dlmalloc, so the lists hold at most, for each class, what
+//! the filter's blocks of that class once held at their peak.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;

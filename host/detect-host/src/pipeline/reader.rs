@@ -95,6 +95,10 @@ impl std::ops::Deref for BatchText {
 impl Drop for BatchText {
     fn drop(&mut self) {
         let mut text = std::mem::take(&mut self.text);
+        // One grown for a record over a batch's size is not kept for the next.
+        if text.capacity() > BATCH_BYTES {
+            return;
+        }
         text.clear();
         // A reader that is done has no use for it.
         let _ = self.back.send(text);
@@ -300,8 +304,8 @@ struct Batcher<'a> {
     skipped: u64,
     prefilter: Option<&'a Prefilter>,
     text: String,
-    /// Where the main loop gives batches' buffers back, and where they come from: at
-    /// most one being filled, one waiting and one being judged.
+    /// Where the main loop gives batches' buffers back, and where they come from: as
+    /// many as there are batches between this reader and the rule, and one being filled.
     back: Sender<String>,
     spares: Receiver<String>,
     items: Vec<(Position, Owned)>,

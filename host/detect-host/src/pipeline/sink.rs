@@ -26,6 +26,12 @@ use crate::output::{Alert, AlertFormat};
 const SHIP_BYTES: usize = 256 * 1024;
 const QUEUED_WRITES: usize = 4;
 
+/// A buffer for the next shipment, with room for the line that takes it past
+/// [`SHIP_BYTES`] (which would otherwise double it).
+fn shipment() -> String {
+    String::with_capacity(SHIP_BYTES + SHIP_BYTES / 4)
+}
+
 /// How often a wait for the writer or the reader looks at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -119,7 +125,7 @@ impl Sink {
         // puts it there so that no file takes its place).
         let dev_null = std::fs::metadata("/dev/null").ok().map(|m| m.rdev());
         let null = meta.file_type().is_char_device() && Some(meta.rdev()) == dev_null;
-        let mut pending = String::with_capacity(SHIP_BYTES);
+        let mut pending = shipment();
         // A line cut short by a crash of an earlier run stays one bad line, not two.
         if meta.is_file() && last_byte(&file, meta.len()).is_some_and(|b| b != b'\n') {
             pending.push('\n');
@@ -217,7 +223,7 @@ impl Sink {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let lines = std::mem::replace(&mut self.pending, String::with_capacity(SHIP_BYTES));
+        let lines = std::mem::replace(&mut self.pending, shipment());
         self.send(ToWriter::Lines(lines.into_bytes()))
     }
 
