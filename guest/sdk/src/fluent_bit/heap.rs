@@ -153,9 +153,7 @@ unsafe impl GlobalAlloc for Arena {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if class(layout).is_none() {
-            return guarded(|| unsafe {
-                (*self.current()).calloc(layout.size(), layout.align())
-            });
+            return guarded(|| unsafe { (*self.current()).calloc(layout.size(), layout.align()) });
         }
         let block = unsafe { self.alloc(layout) };
         if !block.is_null() {
@@ -170,9 +168,9 @@ unsafe impl GlobalAlloc for Arena {
         }
         match class(layout) {
             Some(class) => unsafe { self.free_small(ptr, class) },
-            None => guarded(|| unsafe {
-                (*self.current()).free(ptr, layout.size(), layout.align())
-            }),
+            None => {
+                guarded(|| unsafe { (*self.current()).free(ptr, layout.size(), layout.align()) })
+            }
         }
     }
 

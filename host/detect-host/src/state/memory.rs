@@ -34,7 +34,11 @@ impl StateStore for MemoryStore {
     }
 
     fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tables.get(table).and_then(|t| t.values.get(key)).cloned())
+        Ok(self
+            .tables
+            .get(table)
+            .and_then(|t| t.values.get(key))
+            .cloned())
     }
 
     fn keys_after(
