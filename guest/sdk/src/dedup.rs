@@ -382,7 +382,7 @@ mod tests {
             facts: b"facts".to_vec(),
             ..Entity::default()
         };
-        let mut kv = MemoryKv::with_entries([("e/a".to_owned(), entity.encode())].into());
+        let mut kv = MemoryKv::with_entries([("e/a".to_owned(), entity.encode())]);
         let alert = |detection, at| Alert {
             detection,
             title: String::new(),

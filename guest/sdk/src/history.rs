@@ -326,8 +326,7 @@ mod tests {
                 ("c", now),
                 ("keep/x", 0),
             ]
-            .map(|(k, t)| (k.to_owned(), t.to_string().into_bytes()))
-            .into(),
+            .map(|(k, t)| (k.to_owned(), t.to_string().into_bytes())),
         );
         kv.page_size = 1;
         let mut history = History {
@@ -345,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_sweep_is_due_once_the_watermark_passes_and_damage_stops_it() {
-        let mut kv = MemoryKv::with_entries([("x".to_owned(), b"soon".to_vec())].into());
+        let mut kv = MemoryKv::with_entries([("x".to_owned(), b"soon".to_vec())]);
         let mut history = History {
             watermark: Some(10),
             next_sweep: Some(11),

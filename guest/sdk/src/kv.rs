@@ -9,6 +9,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Unbounded};
 
+mod entries;
+pub use entries::Entries;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -100,7 +103,7 @@ const MAX_CURSORS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct MemoryKv {
     /// The state.
-    pub entries: BTreeMap<String, Vec<u8>>,
+    pub entries: Entries,
     /// Keys per `list_keys` page.
     pub page_size: usize,
     /// The last key of each page handed out, by cursor.
@@ -111,7 +114,7 @@ pub struct MemoryKv {
 impl Default for MemoryKv {
     fn default() -> Self {
         MemoryKv {
-            entries: BTreeMap::new(),
+            entries: Entries::default(),
             page_size: 100,
             cursors: Vec::new(),
             next_cursor: 0,
@@ -126,36 +129,34 @@ impl MemoryKv {
     }
 
     /// A store holding `entries`.
-    pub fn with_entries(entries: BTreeMap<String, Vec<u8>>) -> Self {
+    pub fn with_entries(entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
         MemoryKv {
-            entries,
+            entries: entries.into_iter().collect(),
             ..Self::default()
         }
     }
 
     /// The keys, for assertions.
     pub fn keys(&self) -> Vec<&str> {
-        self.entries.keys().map(String::as_str).collect()
+        self.entries.keys_from(Unbounded).collect()
     }
 
     /// Applies a record's writes: a value, or `None` to delete.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = (String, Option<Vec<u8>>)>) {
         for (key, value) in changes {
-            match value {
-                Some(value) => self.entries.insert(key, value),
-                None => self.entries.remove(&key),
-            };
+            self.entries.set(key, value);
         }
     }
 
     /// A page of keys after `after`, and the key to continue after, if there are more.
     fn page_after(&self, after: Option<&String>) -> (Vec<String>, Option<String>) {
-        let start = after.map_or(Unbounded, Excluded);
-        let mut keys = self
-            .entries
-            .range::<String, _>((start, Unbounded))
-            .map(|(k, _)| k);
-        let page: Vec<String> = keys.by_ref().take(self.page_size).cloned().collect();
+        let start = after.map_or(Unbounded, |after| Excluded(after.as_str()));
+        let mut keys = self.entries.keys_from(start);
+        let page: Vec<String> = keys
+            .by_ref()
+            .take(self.page_size)
+            .map(str::to_owned)
+            .collect();
         let more = keys.next().is_some();
         let next = page.last().filter(|_| more).cloned();
         (page, next)
@@ -164,7 +165,7 @@ impl MemoryKv {
 
 impl KeyValue for MemoryKv {
     fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        Ok(keys.iter().map(|k| self.entries.get(*k).cloned()).collect())
+        Ok(keys.iter().map(|k| self.entries.get(k).cloned()).collect())
     }
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
@@ -275,7 +276,7 @@ mod tests {
     use super::*;
 
     fn kv_with(keys: &[&str]) -> MemoryKv {
-        MemoryKv::with_entries(keys.iter().map(|k| (k.to_string(), vec![])).collect())
+        MemoryKv::with_entries(keys.iter().map(|k| (k.to_string(), vec![])))
     }
 
     #[test]

@@ -121,7 +121,7 @@ mod tests {
             identity_key("b"),
             identity(now - training - 1, now - dedup - 1),
         )];
-        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned().collect());
+        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned());
         kv.page_size = 2;
         let mut history = History {
             watermark: Some(now),

@@ -190,16 +190,13 @@ mod tests {
         let session = SessionStart::parse(SAMPLE).unwrap();
         let (keys, dedup) = keys_of(&session);
         let at = session.time;
-        let mut kv = MemoryKv::with_entries(
-            [
-                (keys[0].clone(), (at - DAY).to_string().into_bytes()),
-                (keys[1].clone(), targets(&[("i-old", at - 10)])),
-                (keys[3].clone(), (at - 2 * DAY).to_string().into_bytes()),
-                (keys[8].clone(), (at - HOUR).to_string().into_bytes()),
-                ("l/other".to_owned(), b"1".to_vec()),
-            ]
-            .into(),
-        );
+        let mut kv = MemoryKv::with_entries([
+            (keys[0].clone(), (at - DAY).to_string().into_bytes()),
+            (keys[1].clone(), targets(&[("i-old", at - 10)])),
+            (keys[3].clone(), (at - 2 * DAY).to_string().into_bytes()),
+            (keys[8].clone(), (at - HOUR).to_string().into_bytes()),
+            ("l/other".to_owned(), b"1".to_vec()),
+        ]);
         let config = Config::default();
         let mut state = State::read(&mut kv, "i/x".to_owned(), &config).unwrap();
         let held = fold(&session, &mut kv, &config, &mut state).unwrap();
@@ -222,7 +219,7 @@ mod tests {
         dedup::merge_mark::<SsmSessions>(&mut expected, &config, multiple, key, at - HOUR).unwrap();
         assert_eq!(state.entity.marks, expected);
         // Damage is an error, never "no history".
-        kv.entries.insert(keys[2].clone(), b"soon".to_vec());
+        kv.entries.set(keys[2].clone(), Some(b"soon".to_vec()));
         let err = fold(&session, &mut kv, &config, &mut state).unwrap_err();
         assert!(err.to_string().contains(&keys[2]), "{err}");
     }
@@ -269,7 +266,7 @@ mod tests {
             ),
             (targets_key("b"), targets(&[("i-1", now - HOUR - 1)])),
         ];
-        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned().collect());
+        let mut kv = MemoryKv::with_entries(kept.iter().chain(&expired).cloned());
         kv.page_size = 3;
         let mut history = History {
             watermark: Some(now),

@@ -21,11 +21,10 @@
 //! this instance opened, as long as it left it; a second filter writing to the same
 //! directory (or anyone else) is detected, and this one stops keeping state there.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 
 use super::fs::{Access, Dir, File};
-use crate::kv::Changes;
+use crate::kv::{Changes, Entries};
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"DSNAP001";
 const JOURNAL_MAGIC: &[u8; 8] = b"DJRNL002";
@@ -51,7 +50,7 @@ pub struct Journal {
 
 impl Journal {
     /// Opens the state kept in `dir`, or starts an empty one there.
-    pub fn open(dir: Dir) -> Result<(Journal, BTreeMap<String, Vec<u8>>), String> {
+    pub fn open(dir: Dir) -> Result<(Journal, Entries), String> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             format!(
                 "{}: {what}: {e}. Move the directory's files away to start again with no \
@@ -61,7 +60,7 @@ impl Journal {
         };
         let (generation, mut state, snapshot_bytes) = match dir.open("snapshot", Access::Read) {
             Ok(file) => read_snapshot(file).map_err(|e| fail("the snapshot is unreadable", &e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (0, BTreeMap::new(), 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (0, Entries::default(), 0),
             Err(e) => return Err(fail("cannot open the snapshot", &e)),
         };
         let replayed = match dir.open("journal", Access::Read) {
@@ -152,7 +151,7 @@ impl Journal {
     }
 
     /// Writes `state` as the new snapshot and starts an empty journal.
-    pub fn compact(&mut self, state: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
+    pub fn compact(&mut self, state: &Entries) -> io::Result<()> {
         let generation = self.generation + 1;
         let mut out = BufWriter::new(self.dir.open("snapshot.partial", Access::Create)?);
         let mut crc = crc32fast::Hasher::new();
@@ -163,7 +162,7 @@ impl Journal {
         let mut bytes = put(SNAPSHOT_MAGIC, &mut out)?;
         bytes += put(&generation.to_le_bytes(), &mut out)?;
         bytes += put(&(state.len() as u64).to_le_bytes(), &mut out)?;
-        for (key, value) in state {
+        for (key, value) in state.iter() {
             for part in [key.as_bytes(), value] {
                 bytes += put(&(part.len() as u32).to_le_bytes(), &mut out)?;
                 bytes += put(part, &mut out)?;
@@ -219,7 +218,7 @@ fn invalid(what: impl Into<String>) -> io::Error {
 }
 
 /// Reads all of a snapshot: its generation, its state and its size, checked by its CRC.
-fn read_snapshot(mut file: File) -> io::Result<(u64, BTreeMap<String, Vec<u8>>, u64)> {
+fn read_snapshot(mut file: File) -> io::Result<(u64, Entries, u64)> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     let body_end = bytes
@@ -236,11 +235,11 @@ fn read_snapshot(mut file: File) -> io::Result<(u64, BTreeMap<String, Vec<u8>>, 
     }
     let generation = reader.u64()?;
     let count = reader.u64()?;
-    let mut state = BTreeMap::new();
+    let mut state = Entries::default();
     for _ in 0..count {
         let key = String::from_utf8(reader.sized()?.to_vec())
             .map_err(|_| invalid("a key is not UTF-8"))?;
-        state.insert(key, reader.sized()?.to_vec());
+        state.set(key, Some(reader.sized()?.to_vec()));
     }
     if !reader.0.is_empty() {
         return Err(invalid("bytes after the last entry"));
@@ -250,11 +249,7 @@ fn read_snapshot(mut file: File) -> io::Result<(u64, BTreeMap<String, Vec<u8>>, 
 
 /// Replays a journal of `generation` into `state`. Returns where its whole frames end, or
 /// `None` for a journal of another generation (already in the snapshot).
-fn replay(
-    mut file: File,
-    generation: u64,
-    state: &mut BTreeMap<String, Vec<u8>>,
-) -> io::Result<Option<u64>> {
+fn replay(mut file: File, generation: u64, state: &mut Entries) -> io::Result<Option<u64>> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     let mut reader = Reader(&bytes);
@@ -316,17 +311,18 @@ fn frame<'a>(reader: &mut Reader<'a>) -> Frame<'a> {
     }
 }
 
-fn apply_frame(payload: &[u8], state: &mut BTreeMap<String, Vec<u8>>) -> io::Result<()> {
+fn apply_frame(payload: &[u8], state: &mut Entries) -> io::Result<()> {
     let mut changes = Reader(payload);
     while !changes.0.is_empty() {
         let set = changes.take(1)?[0] == 1;
         let key = String::from_utf8(changes.sized()?.to_vec())
             .map_err(|_| invalid("a key is not UTF-8"))?;
-        if set {
-            state.insert(key, changes.sized()?.to_vec());
+        let value = if set {
+            Some(changes.sized()?.to_vec())
         } else {
-            state.remove(&key);
-        }
+            None
+        };
+        state.set(key, value);
     }
     Ok(())
 }
@@ -385,7 +381,7 @@ mod tests {
             .collect()
     }
 
-    fn state(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+    fn state(pairs: &[(&str, &str)]) -> Entries {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))

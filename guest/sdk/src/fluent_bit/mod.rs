@@ -296,7 +296,9 @@ impl<R: Rule> Running<R> {
             Some(dir) => {
                 take_back(&dir)?;
                 let (journal, entries) = Journal::open(dir)?;
-                (Some(journal), MemoryKv::with_entries(entries))
+                let mut kv = MemoryKv::new();
+                kv.entries = entries;
+                (Some(journal), kv)
             }
             None => (None, MemoryKv::new()),
         };
