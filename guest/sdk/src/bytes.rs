@@ -11,6 +11,7 @@
 
 use memchr::arch::all::packedpair::{HeuristicFrequencyRank, Pair};
 use memchr::memmem::Finder;
+use std::str::Utf8Error;
 
 /// Eight bytes, each `b`.
 const fn splat(b: u8) -> u64 {
@@ -19,17 +20,20 @@ const fn splat(b: u8) -> u64 {
 
 const HIGH_BITS: u64 = splat(0x80);
 
-/// The bytes a scan stops at: any of `N` ASCII bytes, and every byte below a bound.
+/// The bytes a scan stops at: any of `N` ASCII bytes, every byte below a bound, and
+/// perhaps every byte that is not ASCII.
 ///
 /// A byte of a word is zero exactly when subtracting one from it borrows into its high
 /// bit while the byte's own high bit is clear. For an ASCII `b`, the high bit of
 /// `word ^ b` is the high bit of `word`: so that test is made once for all the bytes
 /// looked for, not once each. In an interpreter, which pays for every operation, that
-/// halves the work of a scan.
+/// halves the work of a scan. A byte that is not ASCII is its own high bit.
 #[derive(Clone, Copy, Debug)]
 pub struct Stops<const N: usize> {
     equal: [u8; N],
     below: u8,
+    /// All ones to stop at bytes that are not ASCII, else zero.
+    non_ascii: u64,
 }
 
 impl<const N: usize> Stops<N> {
@@ -42,7 +46,19 @@ impl<const N: usize> Stops<N> {
             n += 1;
         }
         assert!(below <= 0x80, "bytes below at most 0x80");
-        Stops { equal, below }
+        Stops {
+            equal,
+            below,
+            non_ascii: 0,
+        }
+    }
+
+    /// These stops, and every byte that is not ASCII.
+    pub const fn and_non_ascii(self) -> Self {
+        Stops {
+            non_ascii: u64::MAX,
+            ..self
+        }
     }
 
     /// Flags (sets the high bit of) the stops among the bytes of `word`: exactly the
@@ -55,7 +71,7 @@ impl<const N: usize> Stops<N> {
         for b in self.equal {
             borrows |= (word ^ splat(b)).wrapping_sub(splat(1));
         }
-        borrows & !word & HIGH_BITS
+        (borrows & !word | word & self.non_ascii) & HIGH_BITS
     }
 }
 
@@ -99,6 +115,35 @@ pub fn positions<const N: usize>(bytes: &[u8], stops: Stops<N>) -> impl Iterator
         from = at + 1;
         Some(at)
     })
+}
+
+/// `bytes` as text, if they are UTF-8, and whether `needle` is in them. In WebAssembly
+/// one pass does both, stopping at the needle's rarest byte and at any byte that is not
+/// ASCII (a record almost never has one: the whole record is then checked as `str` does
+/// it): in an interpreter each pass over a record costs, and the two had been a tenth of a
+/// Fluent Bit filter's session start.
+pub fn text_holding<'t>(bytes: &'t [u8], needle: &Needle) -> Result<(&'t str, bool), Utf8Error> {
+    match cfg!(target_arch = "wasm32") && needle.rarest().is_ascii() {
+        true => text_holding_in_one_pass(bytes, needle),
+        false => Ok((std::str::from_utf8(bytes)?, needle.is_in(bytes))),
+    }
+}
+
+/// [`text_holding`] as WebAssembly builds look, for a needle whose rarest byte is ASCII.
+fn text_holding_in_one_pass<'t>(
+    bytes: &'t [u8],
+    needle: &Needle,
+) -> Result<(&'t str, bool), Utf8Error> {
+    let mut found = false;
+    for at in positions(bytes, Stops::new([needle.rarest()], 0).and_non_ascii()) {
+        if !bytes[at].is_ascii() {
+            let text = std::str::from_utf8(bytes)?;
+            return Ok((text, found || needle.is_in(bytes)));
+        }
+        found = found || needle.is_at(bytes, at);
+    }
+    // SAFETY: the scan stopped at every byte that is not ASCII, and there was none.
+    Ok((unsafe { std::str::from_utf8_unchecked(bytes) }, found))
 }
 
 /// A string to look for in JSON text. Natively, memchr's SIMD search finds it. In
@@ -278,6 +323,18 @@ mod tests {
         assert_eq!(find(b"ab", 5, special), None);
     }
 
+    /// Pieces of text: the needle below, its parts, and bytes that are not ASCII, valid
+    /// UTF-8 or not.
+    const TEXT_PIECES: &[&[u8]] = &[
+        b"R",
+        b"Rec",
+        b"\"",
+        b"\xc3\xa9",
+        b"\xe9",
+        b"x",
+        b"\xf0\x9f\x98\x80",
+    ];
+
     proptest! {
         #[test]
         fn positions_are_every_match(text in proptest::collection::vec(prop_oneof![Just(b'S'), Just(b'\\'), Just(0u8), Just(0x80u8), Just(b'x')], 0..80)) {
@@ -293,9 +350,11 @@ mod tests {
         fn flags_the_first_stop_exactly(
             equal in proptest::array::uniform3(0u8..0x80),
             below in 0u8..=0x80,
+            non_ascii: bool,
             picks in proptest::array::uniform8((0usize..12, 0u8..=255)),
         ) {
             let stops = Stops::new(equal, below);
+            let stops = if non_ascii { stops.and_non_ascii() } else { stops };
             let near = |b: u8, n: usize| match n % 3 {
                 0 => b,
                 1 => b.wrapping_add(1),
@@ -311,7 +370,8 @@ mod tests {
                 _ => any,
             });
             let word = u64::from_le_bytes(bytes);
-            let first = bytes.iter().position(|&b| equal.contains(&b) || b < below);
+            let stop = |b: u8| equal.contains(&b) || b < below || (non_ascii && !b.is_ascii());
+            let first = bytes.iter().position(|&b| stop(b));
             let flagged = stops.flags(word);
             prop_assert_eq!((flagged != 0).then(|| flagged.trailing_zeros() as usize / 8), first);
         }
@@ -326,6 +386,17 @@ mod tests {
             let want = haystack.windows(needle.len()).any(|w| w == needle.as_slice());
             prop_assert_eq!(found.finder.find(&haystack).is_some(), want);
             prop_assert_eq!(found.is_in_without_simd(&haystack), want);
+        }
+
+        /// One pass finds what UTF-8's check and the needle's search find, in any text.
+        #[test]
+        fn text_holding_a_needle_in_one_pass_as_in_two(
+            haystack in proptest::collection::vec(proptest::sample::select(TEXT_PIECES), 0..40),
+        ) {
+            let haystack = haystack.concat();
+            let needle = Needle::new(b"\"Rec");
+            let two_passes = std::str::from_utf8(&haystack).map(|text| (text, needle.is_in(&haystack)));
+            prop_assert_eq!(text_holding_in_one_pass(&haystack, &needle), two_passes);
         }
 
         #[test]

@@ -138,9 +138,9 @@ impl<R: Rule> Module<R> {
         if !self.prefilter.is_candidate(bytes) {
             return Ok(Vec::new());
         }
-        let text = std::str::from_utf8(bytes)
+        let (_, records) = (self.prefilter.candidates(bytes))
             .map_err(|_| Err(("invalid-utf8", "the record is not UTF-8".to_owned())))?;
-        Ok(self.prefilter.candidates(text))
+        Ok(records)
     }
 
     /// One Fluvio record's output records: its alerts, and its failures.

@@ -85,16 +85,23 @@ impl Prefilter {
         }
     }
 
-    /// The records of `text` that the rule may find relevant, for a binding that has
-    /// already asked [`Prefilter::is_candidate`] of the whole text, and had a yes: each
-    /// record of a CloudTrail log file that it lets through, or the text itself, not
-    /// looked at again.
+    /// `record` as text, and its records that the rule may find relevant, for a binding
+    /// that has already asked [`Prefilter::is_candidate`] of the whole record, and had a
+    /// yes: each record of a CloudTrail log file that it lets through, or the record
+    /// itself, not looked at again. An error if `record` is not UTF-8.
     #[cfg(any(test, feature = "fluent-bit", feature = "fluvio"))]
-    pub(crate) fn candidates<'t>(&self, text: &'t str) -> Vec<&'t str> {
-        let mut records = cloudtrail::records(text);
+    pub(crate) fn candidates<'t>(
+        &self,
+        record: &'t [u8],
+    ) -> Result<(&'t str, Vec<&'t str>), std::str::Utf8Error> {
+        let (text, log_file) = bytes::text_holding(record, cloudtrail::log_file_key())?;
+        let mut records = match log_file {
+            true => cloudtrail::records(text),
+            false => vec![text],
+        };
         // A log file's record is shorter than the file.
         records.retain(|r| r.len() == text.len() || self.is_candidate(r.as_bytes()));
-        records
+        Ok((text, records))
     }
 
     /// Every group and the escape looked for in turn.
@@ -324,8 +331,12 @@ mod tests {
         let start = r#"{"eventSource":"ssm.amazonaws.com","eventName":"StartSession"}"#;
         let other = r#"{"eventSource":"ssm.amazonaws.com","eventName":"ResumeSession"}"#;
         let file = format!(r#"{{"Records":[{other},{start},{other}]}}"#);
-        assert_eq!(ssm().candidates(&file), [start]);
-        assert_eq!(ssm().candidates(start), [start]);
+        fn records(record: &str) -> Vec<&str> {
+            ssm().candidates(record.as_bytes()).unwrap().1
+        }
+        assert_eq!(records(&file), [start]);
+        assert_eq!(records(start), [start]);
+        assert!(ssm().candidates(b"{\"Records\":[\xe9]}").is_err());
     }
 
     #[test]

@@ -148,18 +148,20 @@ pub fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// The records of a pipeline's record: the elements of a CloudTrail log file
-/// (`{"Records": [...]}`), or the record itself.
+/// The key of a CloudTrail log file's records, quoted: a record without it is not a log
+/// file, and [`records`] need not parse it.
+pub fn log_file_key() -> &'static bytes::Needle {
+    static KEY: std::sync::OnceLock<bytes::Needle> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| bytes::Needle::new(b"\"Records\""))
+}
+
+/// The records of a pipeline's record that holds [`log_file_key`]: the elements of a
+/// CloudTrail log file (`{"Records": [...]}`), or the record itself.
 pub fn records(text: &str) -> Vec<&str> {
     #[derive(Deserialize)]
     struct LogFile<'a> {
         #[serde(rename = "Records", borrow)]
         records: Vec<&'a RawValue>,
-    }
-    static KEY: std::sync::OnceLock<bytes::Needle> = std::sync::OnceLock::new();
-    let key = KEY.get_or_init(|| bytes::Needle::new(b"\"Records\""));
-    if !key.is_in(text.as_bytes()) {
-        return vec![text];
     }
     match serde_json::from_str::<LogFile>(text) {
         Ok(log) => log.records.into_iter().map(RawValue::get).collect(),

@@ -334,7 +334,7 @@ impl<R: Rule> Running<R> {
             let message = format!("the record has {len} bytes; the limit is {MAX_RECORD_BYTES}");
             return Reply::unjudged(Some(bytes), Some(Failure::new("record-too-large", message)));
         }
-        let Ok(text) = std::str::from_utf8(bytes) else {
+        let Ok((text, records)) = self.prefilter.candidates(bytes) else {
             return Reply::error(
                 Failure::new("invalid-utf8", "the record is not UTF-8".into()),
                 None,
@@ -349,7 +349,7 @@ impl<R: Rule> Running<R> {
         }
         set_phase(Phase::Judging);
         let mut reply = Reply::new(text);
-        for record in self.prefilter.candidates(text) {
+        for record in records {
             match self.resident.judge(record, &context) {
                 Ok(outcome) if outcome.alerts.is_empty() => {}
                 Ok(outcome) => {
