@@ -816,16 +816,29 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
         panic!("no error record");
     };
     assert_eq!(out["rule_error"]["kind"], "record-too-large");
+    // Text that is not ASCII is read as any other (written as UTF-8, not escaped).
+    let mut accented: Value = serde_json::from_str(&fixture_records()[0]).unwrap();
+    accented["requestParameters"]["reason"] = json!("maintenance planifi\u{e9}e \u{1f527}");
+    let accented = serde_json::to_vec(&accented).unwrap();
+    assert!(!accented.is_ascii());
+    let mut fresh = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
+    let Filtered::Replaced(out) = fresh.filter_json("cloudtrail", STAMP, &accented) else {
+        panic!("no alerts");
+    };
+    assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted");
     // Bad records the prefilter lets through are reported; the others are dropped unread.
-    for bad in [
-        &b"[\"StartSession\", \"ssm.amazonaws.com\"]"[..],
-        b"{\"eventSource\": \"ssm.amazonaws.com\", \"eventName\": \"StartSession\"",
-        b"\"StartSession\" \"ssm.amazonaws.com\" \xff\xfe",
+    let start = r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession""#;
+    for (bad, kind) in [
+        (&b"[\"StartSession\", \"ssm.amazonaws.com\"]"[..], "not-an-object"),
+        (start.as_bytes(), "invalid-json"),
+        (b"\"StartSession\" \"ssm.amazonaws.com\" \xff\xfe", "invalid-utf8"),
+        (&[start.as_bytes(), b", \"a\": \"\xc3\"}"].concat(), "invalid-utf8"),
+        (&[b"{\"Records\": [", start.as_bytes(), b", \"a\": \"\xe9\"}]}"].concat(), "invalid-utf8"),
     ] {
         let Filtered::Replaced(out) = filter.filter_json("cloudtrail", STAMP, bad) else {
             panic!("no error record for {bad:?}");
         };
-        assert!(out["rule_error"]["kind"].is_string(), "{out}");
+        assert_eq!(out["rule_error"]["kind"], kind, "{out}");
     }
     for unread in [&b"[1, 2]"[..], b"{\"eventSource\": ", b"\xff\xfe"] {
         assert_eq!(
