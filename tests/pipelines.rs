@@ -827,13 +827,17 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
     };
     assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted");
     // Bad records the prefilter lets through are reported; the others are dropped unread.
-    let start = r#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession""#;
+    let start = &br#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession""#[..];
+    let array = br#"["StartSession", "ssm.amazonaws.com"]"#;
+    let not_text = b"\"StartSession\" \"ssm.amazonaws.com\" \xff\xfe";
+    let cut_sequence = [start, b", \"a\": \"\xc3\"}"].concat();
+    let in_log_file = [b"{\"Records\": [", start, b", \"a\": \"\xe9\"}]}"].concat();
     for (bad, kind) in [
-        (&b"[\"StartSession\", \"ssm.amazonaws.com\"]"[..], "not-an-object"),
-        (start.as_bytes(), "invalid-json"),
-        (b"\"StartSession\" \"ssm.amazonaws.com\" \xff\xfe", "invalid-utf8"),
-        (&[start.as_bytes(), b", \"a\": \"\xc3\"}"].concat(), "invalid-utf8"),
-        (&[b"{\"Records\": [", start.as_bytes(), b", \"a\": \"\xe9\"}]}"].concat(), "invalid-utf8"),
+        (&array[..], "not-an-object"),
+        (start, "invalid-json"),
+        (not_text, "invalid-utf8"),
+        (&cut_sequence, "invalid-utf8"),
+        (&in_log_file, "invalid-utf8"),
     ] {
         let Filtered::Replaced(out) = filter.filter_json("cloudtrail", STAMP, bad) else {
             panic!("no error record for {bad:?}");
