@@ -826,6 +826,14 @@ fn fluent_bit_takes_records_of_any_size_and_never_traps_on_bad_ones() {
         panic!("no alerts");
     };
     assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted");
+    // The same in a log file whose key comes after text that is not ASCII.
+    let mut fresh = FluentBitFilter::load(ssm().fluent_bit, "ssm_alerts", &[]).unwrap();
+    let before = "{\"note\": \"r\u{e9}sum\u{e9}\", \"Records\": [";
+    let log_file = [before.as_bytes(), &accented, b"]}"].concat();
+    let Filtered::Replaced(out) = fresh.filter_json("cloudtrail", STAMP, &log_file) else {
+        panic!("no alerts");
+    };
+    assert_eq!(out["alerts"][0]["rule_id"], "AWS.SSM.SessionStarted");
     // Bad records the prefilter lets through are reported; the others are dropped unread.
     let start = &br#"{"eventSource": "ssm.amazonaws.com", "eventName": "StartSession""#[..];
     let array = br#"["StartSession", "ssm.amazonaws.com"]"#;

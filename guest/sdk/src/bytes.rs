@@ -199,7 +199,8 @@ impl Needle {
     }
 
     /// [`Needle::is_in`] as WebAssembly builds look: by a scan for its rarest byte, or by
-    /// memchr's portable search when that byte is not ASCII ([`Stops`] looks for ASCII).
+    /// memchr's portable search when that byte is not ASCII ([`Stops`] stops at given ASCII
+    /// bytes).
     fn is_in_without_simd(&self, haystack: &[u8]) -> bool {
         let rarest = self.rarest();
         if !rarest.is_ascii() {

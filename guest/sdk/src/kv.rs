@@ -163,6 +163,15 @@ impl MemoryKv {
     }
 }
 
+impl From<Entries> for MemoryKv {
+    fn from(entries: Entries) -> Self {
+        MemoryKv {
+            entries,
+            ..Self::default()
+        }
+    }
+}
+
 impl KeyValue for MemoryKv {
     fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
         Ok(keys.iter().map(|k| self.entries.get(k).cloned()).collect())

@@ -11,9 +11,7 @@ pub mod actor;
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 
-use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::bytes;
 use crate::error::RuleError;
@@ -150,14 +148,19 @@ pub fn kind_of(value: &Value) -> &'static str {
 
 /// The key of a CloudTrail log file's records, quoted: a record without it is not a log
 /// file, and [`records`] need not parse it.
-pub fn log_file_key() -> &'static bytes::Needle {
+#[cfg(any(test, feature = "fluent-bit", feature = "fluvio"))]
+pub(crate) fn log_file_key() -> &'static bytes::Needle {
     static KEY: std::sync::OnceLock<bytes::Needle> = std::sync::OnceLock::new();
     KEY.get_or_init(|| bytes::Needle::new(b"\"Records\""))
 }
 
 /// The records of a pipeline's record that holds [`log_file_key`]: the elements of a
 /// CloudTrail log file (`{"Records": [...]}`), or the record itself.
-pub fn records(text: &str) -> Vec<&str> {
+#[cfg(any(test, feature = "fluent-bit", feature = "fluvio"))]
+pub(crate) fn records(text: &str) -> Vec<&str> {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
     #[derive(Deserialize)]
     struct LogFile<'a> {
         #[serde(rename = "Records", borrow)]

@@ -296,9 +296,7 @@ impl<R: Rule> Running<R> {
             Some(dir) => {
                 take_back(&dir)?;
                 let (journal, entries) = Journal::open(dir)?;
-                let mut kv = MemoryKv::new();
-                kv.entries = entries;
-                (Some(journal), kv)
+                (Some(journal), MemoryKv::from(entries))
             }
             None => (None, MemoryKv::new()),
         };

@@ -11,20 +11,19 @@
 //! the second one lives in a map ordered by key, as every key did before: colliding keys
 //! can make lookups no slower than they always were, never linear.
 
-use std::collections::BTreeSet;
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::Bound::{self, Unbounded};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A key's value, found by hash; see the [module](self).
 #[derive(Debug, Clone, Default)]
 pub struct Entries {
     /// Each value under its key's hash, with the key (the first key of that hash).
-    by_hash: BTreeMap<u64, (Rc<str>, Vec<u8>)>,
-    /// Values whose key's hash an other key held when they were set.
-    collided: BTreeMap<Rc<str>, Vec<u8>>,
-    /// Every key, for listings in order.
-    order: BTreeSet<Rc<str>>,
+    by_hash: BTreeMap<u64, (Arc<str>, Vec<u8>)>,
+    /// Values whose key's hash another key held when they were set.
+    collided: BTreeMap<Arc<str>, Vec<u8>>,
+    /// Every key and its hash, for listings in order.
+    order: BTreeMap<Arc<str>, u64>,
 }
 
 #[cfg(not(test))]
@@ -45,7 +44,11 @@ fn hash(key: &str) -> u64 {
 impl Entries {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
-        match self.by_hash.get(&hash(key)) {
+        self.get_hashed(key, hash(key))
+    }
+
+    fn get_hashed(&self, key: &str, hash: u64) -> Option<&Vec<u8>> {
+        match self.by_hash.get(&hash) {
             Some((held, value)) if **held == *key => Some(value),
             _ if self.collided.is_empty() => None,
             _ => self.collided.get(key),
@@ -70,8 +73,8 @@ impl Entries {
                     *stored = value;
                     return;
                 }
-                let key = Rc::<str>::from(key);
-                self.order.insert(key.clone());
+                let key = Arc::<str>::from(key);
+                self.order.insert(key.clone(), hash);
                 match self.by_hash.entry(hash) {
                     Entry::Vacant(slot) => {
                         slot.insert((key, value));
@@ -103,12 +106,17 @@ impl Entries {
     pub fn keys_from(&self, start: Bound<&str>) -> impl Iterator<Item = &str> {
         self.order
             .range::<str, _>((start, Unbounded))
-            .map(|key| &**key)
+            .map(|(key, _)| &**key)
     }
 
     /// The entries, in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
-        (self.order.iter()).map(|key| (&**key, self.get(key).expect("a listed key").as_slice()))
+        (self.order.iter()).map(|(key, &hash)| {
+            let value = self
+                .get_hashed(key, hash)
+                .expect("a listed key has a value");
+            (&**key, value.as_slice())
+        })
     }
 }
 
@@ -148,6 +156,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()));
         owned.collect()
+    }
+
+    proptest::proptest! {
+        /// Any sequence of writes leaves what a map ordered by key would hold, with keys
+        /// of few lengths, so that many share a hash.
+        #[test]
+        fn writes_leave_what_an_ordered_map_holds(
+            writes in proptest::collection::vec(("[ab]{1,3}", proptest::option::of(0u8..4)), 0..60),
+        ) {
+            let (mut all, mut model) = (Entries::default(), std::collections::BTreeMap::new());
+            for (key, value) in writes {
+                let value = value.map(|v| vec![v]);
+                match &value {
+                    Some(v) => model.insert(key.clone(), v.clone()),
+                    None => model.remove(&key),
+                };
+                all.set(key, value);
+            }
+            let expected: Vec<_> = model.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            proptest::prop_assert_eq!(all.iter().collect::<Vec<_>>(), expected);
+            proptest::prop_assert_eq!(all.len(), model.len());
+            for key in ["a", "b", "ab", "ba", "aba", "bbb"] {
+                proptest::prop_assert_eq!(all.get(key), model.get(key));
+                let after: Vec<_> = all.keys_from(Bound::Excluded(key)).collect();
+                let want: Vec<_> = model.range::<str, _>((Bound::Excluded(key), Unbounded)).map(|(k, _)| k.as_str()).collect();
+                proptest::prop_assert_eq!(after, want);
+            }
+        }
     }
 
     #[test]
