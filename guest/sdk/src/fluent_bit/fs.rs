@@ -83,6 +83,7 @@ mod imp {
     // directory only rights the directory may hand on, so each open asks for exactly
     // what it uses.
     const FD_READ: u64 = 1 << 1;
+    const FD_SEEK: u64 = 1 << 2;
     const FD_SYNC: u64 = 1 << 4;
     const FD_WRITE: u64 = 1 << 6;
     const PATH_CREATE_FILE: u64 = 1 << 10;
@@ -93,8 +94,12 @@ mod imp {
     const PATH_FILESTAT_SET_SIZE: u64 = 1 << 19;
     const FD_FILESTAT_GET: u64 = 1 << 21;
     const FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
-    /// What the state's files are used for.
-    const FILE_RIGHTS: u64 = FD_READ | FD_WRITE | FD_SYNC | FD_FILESTAT_GET | FD_FILESTAT_SET_SIZE;
+    /// What the state's files are used for. WAMR opens a file to write in place (neither
+    /// appending nor truncating: the journal, to cut a torn frame off) only if its
+    /// directory may hand on `FD_SEEK`; without it, a restarted filter could not reopen
+    /// its journal.
+    const FILE_RIGHTS: u64 =
+        FD_READ | FD_SEEK | FD_WRITE | FD_SYNC | FD_FILESTAT_GET | FD_FILESTAT_SET_SIZE;
     /// What the state directory is used for (its own filestat: to know it again).
     const DIR_RIGHTS: u64 = PATH_OPEN
         | PATH_CREATE_FILE
