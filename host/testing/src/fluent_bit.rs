@@ -3,8 +3,9 @@
 //!
 //! * One instance for the life of the filter, kept across records and after traps.
 //! * WASI preview 1: no arguments, no environment; each `Accessible_Paths` entry
-//!   preopened under the name it was given, on the directory it names. Imports that
-//!   cannot be resolved trap when called, as WAMR's do.
+//!   preopened under the name it was given, on the directory it names; each file call
+//!   checked against the descriptor's rights as WAMR checks them ([`rights`]). Imports
+//!   that cannot be resolved trap when called, as WAMR's do.
 //! * At start, `_initialize` if the module imports WASI and exports it, else
 //!   `__wasm_call_ctors`; never `_start`.
 //! * Per record: the tag and the record's JSON copied into the module's memory,
@@ -23,10 +24,13 @@ use serde_json::Value;
 use wasmtime::error::Context as _;
 use wasmtime::{Instance, Linker, Memory, Module, Store, TypedFunc};
 use wasmtime::{Result, bail};
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p1;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::{PLENTY_OF_FUEL, compile, engine};
+use rights::Host;
+
+mod rights;
 
 /// What the filter made of one record.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,7 +45,7 @@ pub enum Filtered {
 
 /// A filter module, loaded as Fluent Bit loads it.
 pub struct FluentBitFilter {
-    store: Store<WasiP1Ctx>,
+    store: Store<Host>,
     memory: Memory,
     malloc: TypedFunc<i32, i32>,
     free: TypedFunc<i32, ()>,
@@ -63,9 +67,11 @@ impl FluentBitFilter {
             wasi.preopened_dir(path, guest, FsPerms::ReadWrite)
                 .with_context(|| format!("cannot grant {}", path.display()))?;
         }
-        let mut store = Store::new(&engine, wasi.build_p1());
+        let host = Host::new(wasi.build_p1(), accessible_paths.len());
+        let mut store = Store::new(&engine, host);
         let mut linker = Linker::new(&engine);
-        p1::add_to_linker_sync(&mut linker, |wasi| wasi)?;
+        p1::add_to_linker_sync(&mut linker, |host: &mut Host| &mut host.wasi)?;
+        rights::enforce(&mut linker)?;
         linker.define_unknown_imports_as_traps(&module)?;
         store.set_fuel(PLENTY_OF_FUEL)?;
         let instance = linker.instantiate(&mut store, &module)?;
@@ -198,7 +204,7 @@ impl FluentBitFilter {
 
 /// The start functions WAMR runs: `_initialize` for a WASI module, else
 /// `__wasm_call_ctors`.
-fn start(store: &mut Store<WasiP1Ctx>, instance: &Instance, module: &Module) -> Result<()> {
+fn start(store: &mut Store<Host>, instance: &Instance, module: &Module) -> Result<()> {
     let imports_wasi = module
         .imports()
         .any(|i| i.module().starts_with("wasi_snapshot_preview1") || i.module() == "wasi_unstable");
@@ -249,6 +255,53 @@ impl serde_json::ser::Formatter for EscapeUnicode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filter that opens the granted directory's `state/` handing on only `FD_WRITE`,
+    /// then in it a file to write in place (which needs `FD_SEEK` handed on) and a file to
+    /// append to (which does not), and returns the three errnos as two digits each.
+    const OPENS_IN_A_SUBDIRECTORY: &str = r#"(module
+        (import "wasi_snapshot_preview1" "path_open"
+            (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 16) "state")
+        (data (i32.const 32) "{\"errnos\":\"dd dd dd\"}")
+        (func (export "malloc") (param i32) (result i32) (i32.const 4096))
+        (func (export "free") (param i32))
+        (func $digits (param $at i32) (param $errno i32)
+            (i32.store8 (local.get $at) (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
+            (i32.store8 (i32.add (local.get $at) (i32.const 1))
+                (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10)))))
+        (func (export "filter") (param i32 i32 i32 i32 i32 i32) (result i32)
+            ;; state/: O_DIRECTORY, PATH_OPEN | PATH_CREATE_FILE, handing on FD_WRITE.
+            (call $digits (i32.const 43)
+                (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 2)
+                    (i64.const 9216) (i64.const 64) (i32.const 0) (i32.const 0)))
+            ;; state/state (the name at 16 again), to write in place: O_CREAT, FD_WRITE.
+            (call $digits (i32.const 46)
+                (call $open (i32.load (i32.const 0)) (i32.const 0) (i32.const 16) (i32.const 5)
+                    (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 8)))
+            ;; The same, to append.
+            (call $digits (i32.const 49)
+                (call $open (i32.load (i32.const 0)) (i32.const 0) (i32.const 16) (i32.const 5)
+                    (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 1) (i32.const 8)))
+            (i32.const 32)))"#;
+
+    #[test]
+    fn files_are_opened_with_the_rights_wamr_would_give() {
+        let granted = tempfile::tempdir().unwrap();
+        std::fs::create_dir(granted.path().join("state")).unwrap();
+        let module = wat::parse_str(OPENS_IN_A_SUBDIRECTORY).unwrap();
+        let mut filter =
+            FluentBitFilter::load(&module, "filter", &[granted.path().to_path_buf()]).unwrap();
+        // The directory opens; in it, writing in place is refused (ENOTCAPABLE, as in
+        // Fluent Bit), appending is not.
+        let errnos = serde_json::json!({"errnos": "00 76 00"});
+        assert_eq!(
+            filter.filter_json("t", (0, 0), b"{}"),
+            Filtered::Replaced(errnos)
+        );
+        assert!(granted.path().join("state/state").is_file());
+    }
 
     #[test]
     fn records_are_written_as_fluent_bit_writes_them() {
