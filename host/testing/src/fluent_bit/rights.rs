@@ -13,7 +13,8 @@
 //!   each need their one right on the descriptor they use.
 //!
 //! A call without the rights it needs fails with `ENOTCAPABLE`, as in WAMR. Descriptors
-//! the table does not know (standard streams, bad numbers) are left to wasmtime.
+//! the table does not know (standard streams, bad numbers, and one moved by
+//! `fd_renumber`, which no filter here calls) are left to wasmtime.
 
 use std::collections::HashMap;
 
