@@ -196,7 +196,9 @@ fn only(base: u64) -> Grant {
 }
 
 /// Calls WASI's own `$name` as wasmtime's synchronous linker would: with the calling
-/// module's memory, and the bound on what one call may copy.
+/// module's memory, and the bound on what one call may copy. (wasmtime-wasi generates
+/// these functions public but does not promise them; a new wasmtime may move them, and
+/// this crate then fails to build rather than test less.)
 macro_rules! wasi {
     ($caller:ident, $name:ident($($arg:expr),+)) => {{
         let copy_bound = $caller.as_context_mut().hostcall_fuel();
