@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::bytes;
 use crate::error::RuleError;
-use crate::json::{Document, Kind, Object};
+use crate::json::{Document, Kind, Object, Value as JsonValue};
 
 /// A CloudTrail record, read once and decoded field by field.
 #[derive(Debug)]
@@ -57,6 +57,7 @@ impl<'a> Record<'a> {
 
     /// The string at `path`: `None` when absent, null or empty; an error naming the path
     /// when it, or an object on the way, has another type.
+    #[inline(always)]
     pub fn str(&self, path: &[&str]) -> Result<Option<Cow<'a, str>>, RuleError> {
         let (last, parents) = path.split_last().expect("a path has a field");
         self.fields(parents)?.str(last)
@@ -65,6 +66,7 @@ impl<'a> Record<'a> {
     /// The fields of the object at `path` (the record's own for none), to read several of
     /// them without finding the object again; an object on the way that is absent or null
     /// has no fields, one of another type is an error naming it.
+    #[inline(always)]
     pub fn fields<'p>(&self, path: &'p [&'p str]) -> Result<Fields<'_, 'a, 'p>, RuleError> {
         let mut object = Some(self.doc.root());
         for (depth, key) in path.iter().enumerate() {
@@ -74,16 +76,19 @@ impl<'a> Record<'a> {
             object = match (value.as_object(), value.kind()) {
                 (Some(inner), _) => Some(inner),
                 (None, Kind::Null) => None,
-                (None, kind) => {
-                    return Err(RuleError::field(
-                        &path[..=depth].join("."),
-                        format!("expected an object, found {}", kind.name()),
-                    ));
-                }
+                (None, kind) => return Err(not_an_object_at(&path[..=depth], kind)),
             };
         }
         Ok(Fields { object, path })
     }
+}
+
+/// The error for a `path` to an object that is of `kind`.
+#[cold]
+#[inline(never)]
+fn not_an_object_at(path: &[&str], kind: Kind) -> RuleError {
+    let what = format!("expected an object, found {}", kind.name());
+    RuleError::field(&path.join("."), what)
 }
 
 /// The fields of one object of a [`Record`] ([`Record::fields`]).
@@ -95,8 +100,20 @@ pub struct Fields<'r, 'a, 'p> {
 impl<'a> Fields<'_, 'a, '_> {
     /// The string field `key`: `None` when absent, null or empty; an error naming its path
     /// when it has another type.
+    // Inlined, so that a literal key's tag is a constant ([`Object::get`]).
+    #[inline(always)]
     pub fn str(&self, key: &str) -> Result<Option<Cow<'a, str>>, RuleError> {
-        let Some(value) = self.object.and_then(|o| o.get(key)) else {
+        self.str_of(key, self.object.and_then(|o| o.get(key)))
+    }
+
+    /// [`Fields::str`] of `key`'s value.
+    #[inline(never)]
+    fn str_of(
+        &self,
+        key: &str,
+        value: Option<JsonValue<'_, 'a>>,
+    ) -> Result<Option<Cow<'a, str>>, RuleError> {
+        let Some(value) = value else {
             return Ok(None);
         };
         match value.as_str() {
