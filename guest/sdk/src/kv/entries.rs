@@ -12,6 +12,8 @@
 //! can make lookups no slower than they always were, never linear.
 
 use std::collections::btree_map::{BTreeMap, Entry};
+
+use crate::bytes;
 use std::ops::Bound::{self, Unbounded};
 use std::sync::Arc;
 
@@ -48,8 +50,9 @@ impl Entries {
     }
 
     fn get_hashed(&self, key: &str, hash: u64) -> Option<&Vec<u8>> {
+        // The held key compared eight bytes at a time ([`bytes`]), as in `set`.
         match self.by_hash.get(&hash) {
-            Some((held, value)) if **held == *key => Some(value),
+            Some((held, value)) if bytes::same_text(held, key) => Some(value),
             _ if self.collided.is_empty() => None,
             _ => self.collided.get(key),
         }
@@ -61,7 +64,7 @@ impl Entries {
         let held = self
             .by_hash
             .get_mut(&hash)
-            .filter(|(held, _)| **held == *key);
+            .filter(|(held, _)| bytes::same_text(held, &key));
         match (value, held) {
             (Some(value), Some((_, stored))) => *stored = value,
             (None, Some(_)) => {
