@@ -183,6 +183,8 @@ impl<'d, 'a> Object<'d, 'a> {
         self.get_tagged(key, tag(key.as_bytes()))
     }
 
+    /// [`Object::get`] of a key whose tag is `want`: one copy of the walk, however many
+    /// callers inline `get`.
     #[inline(never)]
     fn get_tagged(&self, key: &str, want: u32) -> Option<Value<'d, 'a>> {
         let members = &self.doc.members[..];

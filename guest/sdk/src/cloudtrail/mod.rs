@@ -57,6 +57,7 @@ impl<'a> Record<'a> {
 
     /// The string at `path`: `None` when absent, null or empty; an error naming the path
     /// when it, or an object on the way, has another type.
+    // Inlined, so that a literal path's keys reach `Object::get` as constants.
     #[inline(always)]
     pub fn str(&self, path: &[&str]) -> Result<Option<Cow<'a, str>>, RuleError> {
         let (last, parents) = path.split_last().expect("a path has a field");
@@ -66,6 +67,7 @@ impl<'a> Record<'a> {
     /// The fields of the object at `path` (the record's own for none), to read several of
     /// them without finding the object again; an object on the way that is absent or null
     /// has no fields, one of another type is an error naming it.
+    // Inlined, so that a literal path's keys reach `Object::get` as constants.
     #[inline(always)]
     pub fn fields<'p>(&self, path: &'p [&'p str]) -> Result<Fields<'_, 'a, 'p>, RuleError> {
         let mut object = Some(self.doc.root());
@@ -76,17 +78,17 @@ impl<'a> Record<'a> {
             object = match (value.as_object(), value.kind()) {
                 (Some(inner), _) => Some(inner),
                 (None, Kind::Null) => None,
-                (None, kind) => return Err(not_an_object_at(&path[..=depth], kind)),
+                (None, kind) => return Err(expected_object_at(&path[..=depth], kind)),
             };
         }
         Ok(Fields { object, path })
     }
 }
 
-/// The error for a `path` to an object that is of `kind`.
+/// The error for the value at `path`, of `kind`, where an object was expected.
 #[cold]
 #[inline(never)]
-fn not_an_object_at(path: &[&str], kind: Kind) -> RuleError {
+fn expected_object_at(path: &[&str], kind: Kind) -> RuleError {
     let what = format!("expected an object, found {}", kind.name());
     RuleError::field(&path.join("."), what)
 }
@@ -100,13 +102,13 @@ pub struct Fields<'r, 'a, 'p> {
 impl<'a> Fields<'_, 'a, '_> {
     /// The string field `key`: `None` when absent, null or empty; an error naming its path
     /// when it has another type.
-    // Inlined, so that a literal key's tag is a constant ([`Object::get`]).
+    // Inlined, so that a literal key reaches `Object::get` as a constant.
     #[inline(always)]
     pub fn str(&self, key: &str) -> Result<Option<Cow<'a, str>>, RuleError> {
         self.str_of(key, self.object.and_then(|o| o.get(key)))
     }
 
-    /// [`Fields::str`] of `key`'s value.
+    /// [`Fields::str`] of `key`'s value: one copy, however many callers inline `str`.
     #[inline(never)]
     fn str_of(
         &self,

@@ -12,10 +12,10 @@
 //! can make lookups no slower than they always were, never linear.
 
 use std::collections::btree_map::{BTreeMap, Entry};
-
-use crate::bytes;
 use std::ops::Bound::{self, Unbounded};
 use std::sync::Arc;
+
+use crate::bytes;
 
 /// A key's value, found by hash; see the [module](self).
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,8 @@ impl Entries {
     }
 
     fn get_hashed(&self, key: &str, hash: u64) -> Option<&Vec<u8>> {
-        // The held key compared eight bytes at a time ([`bytes`]), as in `set`.
+        // Not `==`: that is `memcmp`, a loop over one byte at a time in WebAssembly
+        // ([`bytes`]); so in `set` too.
         match self.by_hash.get(&hash) {
             Some((held, value)) if bytes::same_text(held, key) => Some(value),
             _ if self.collided.is_empty() => None,
