@@ -3,7 +3,7 @@
 //! [`History`] is stored under one key ([`HISTORY_KEY`]): where the rule's history
 //! starts, its watermark (the latest event time judged: the rule's only "now"), and the
 //! sweep. Records enter through [`History::admit`], which applies the event-time bounds of
-//! [`timeline`](crate::timeline). Once per sweep interval of event time (a day, unless the
+//! [`crate::timeline`]. Once per sweep interval of event time (a day, unless the
 //! rule's [`Retention`] says otherwise) a sweep walks the store, one page per record, and
 //! deletes every entry no record at or after the watermark can use, as the rule's
 //! [`Retention`] says. A sweep reads every entry, so its interval trades state held for

@@ -99,7 +99,7 @@ const MAX_CURSORS: usize = 16;
 /// A [`KeyValue`] in memory: the state of a rule hosted in a pipeline's own process, and
 /// of native tests. Keys are listed in order; a cursor stands for the last key of its
 /// page, so deleting keys between pages (as a sweep does) skips nothing. Memory is
-/// bounded: entries by the rule's own sweep, cursors by [`MAX_CURSORS`].
+/// bounded: entries by the rule's own sweep, cursors by `MAX_CURSORS`.
 #[derive(Debug, Clone)]
 pub struct MemoryKv {
     /// The state.

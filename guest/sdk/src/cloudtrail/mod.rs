@@ -1,7 +1,7 @@
 //! Reading CloudTrail records: what many rules over CloudTrail need.
 //!
 //! A record is read once, without building it: [`Record::parse`] checks that the text is
-//! one JSON object and indexes its fields where they lie in the text ([`json`]); a field
+//! one JSON object and indexes its fields where they lie in the text ([`crate::json`]); a field
 //! is decoded only when the rule asks for it, by path, typed (a wrong type is an error that
 //! names the path). Plus Panther's helpers that detections commonly use:
 //! [`actor::actor_user`], [`aws_rule_context`] and [`source_network`].

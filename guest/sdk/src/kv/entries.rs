@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use crate::bytes;
 
-/// A key's value, found by hash; see the [module](self).
+/// Values found by their key's 64-bit SipHash; a key whose hash another key holds lives in
+/// a map ordered by key, so that keys chosen to collide make no lookup slower than such a
+/// map's.
 #[derive(Debug, Clone, Default)]
 pub struct Entries {
     /// Each value under its key's hash, with the key (the first key of that hash).
