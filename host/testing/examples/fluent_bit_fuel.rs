@@ -4,10 +4,13 @@
 //! instruction, which is what an interpreter such as Fluent Bit's pays for).
 //!
 //!     cargo run --release -p detect-testing --example fluent_bit_fuel -- \
-//!         CORPUS.ndjson [RECORDS [MODULE]]
+//!         [--as-written] CORPUS.ndjson [RECORDS [MODULE]]
 //!
 //! It replays `ssm_alerts` of MODULE (by default the built-in rule's filter) on the first
-//! RECORDS records, each written as Fluent Bit writes it for the filter, stamped with the
+//! RECORDS records, each written as Fluent Bit writes it for the filter (but with its keys
+//! sorted: Fluent Bit keeps a record's own order; with `--as-written` each line is handed
+//! over as it is, and must then be compact JSON with its non-ASCII characters escaped, as
+//! Fluent Bit writes a record), stamped with the
 //! current time, state in memory, and prints the fuel of the filter function's calls per
 //! record, per byte and per session start (a record holding `"StartSession"`: on the
 //! SSM-heavy corpus, nearly all of the filter's work). The module's `malloc` and `free`,
@@ -23,8 +26,12 @@ const TAG: &str = "cloudtrail";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: fluent_bit_fuel CORPUS.ndjson [RECORDS [MODULE]]";
-    let corpus = args.next().ok_or(usage)?;
+    let usage = "usage: fluent_bit_fuel [--as-written] CORPUS.ndjson [RECORDS [MODULE]]";
+    let mut corpus = args.next().ok_or(usage)?;
+    let as_written = corpus == "--as-written";
+    if as_written {
+        corpus = args.next().ok_or(usage)?;
+    }
     let limit: usize = args.next().map_or(Ok(usize::MAX), |n| n.parse())?;
     let module = match args.next() {
         Some(path) => std::fs::read(path)?,
@@ -36,8 +43,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lines = std::io::BufReader::new(std::fs::File::open(&corpus)?).lines();
     let records_of = lines.filter(|line| line.as_ref().map_or(true, |l| !l.trim().is_empty()));
     for line in records_of.take(limit) {
-        let record: Value = serde_json::from_str(&line?)?;
-        let json = fluent_bit_json(&record);
+        let line = line?;
+        let record: Value = serde_json::from_str(&line)?;
+        let json = match as_written {
+            true if line.is_ascii() => line,
+            true => return Err(format!("record {}: not ASCII", records + 1).into()),
+            false => fluent_bit_json(&record),
+        };
         if let Filtered::Trapped(why) = filter.filter_json(TAG, (now, 0), json.as_bytes()) {
             failed += 1;
             eprintln!("record {}: the filter trapped: {why}", records + 1);
