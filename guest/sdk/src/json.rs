@@ -198,6 +198,38 @@ impl<'d, 'a> Object<'d, 'a> {
         }
     }
 
+    /// The values of `keys`, each as [`Object::get`] gives it, found in one walk over the
+    /// members: for reading several fields of one object.
+    // Inlined, so that literal keys' tags are constants where they are written.
+    #[inline(always)]
+    pub fn get_all<const N: usize>(&self, keys: [&str; N]) -> [Option<Value<'d, 'a>>; N] {
+        self.get_all_tagged(keys, keys.map(|key| tag(key.as_bytes())))
+    }
+
+    /// [`Object::get_all`] of keys whose tags are `wants`.
+    #[inline(never)]
+    fn get_all_tagged<const N: usize>(
+        &self,
+        keys: [&str; N],
+        wants: [u32; N],
+    ) -> [Option<Value<'d, 'a>>; N] {
+        let mut found = [None; N];
+        let mut missing = N;
+        let members = &self.doc.members[..];
+        let mut at = self.last;
+        while let (1.., Some(member)) = (missing, members.get(at as usize)) {
+            for n in 0..N {
+                if member.tag == wants[n] && found[n].is_none() && self.doc.key_is(member, keys[n])
+                {
+                    found[n] = Some(Value { doc: self.doc, at });
+                    missing -= 1;
+                }
+            }
+            at = member.previous;
+        }
+        found
+    }
+
     /// The members, in order: each key (decoded) and its value. (Listed from the last
     /// one back, so each call allocates the list.)
     pub fn members(self) -> impl Iterator<Item = (Cow<'a, str>, Value<'d, 'a>)> + 'd {

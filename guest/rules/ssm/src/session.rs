@@ -65,19 +65,36 @@ impl<'a> SessionStart<'a> {
         let top = record.fields(&[])?;
         let who = record.fields(&["userIdentity"])?;
         let request = record.fields(&["requestParameters"])?;
-        let time_text = top
-            .str("eventTime")?
-            .ok_or_else(|| RuleError::InvalidTime("missing".into()))?;
+        let [
+            time,
+            error_code,
+            error_message,
+            source_ip,
+            account,
+            user_agent,
+            region,
+            event_id,
+        ] = top.strs([
+            "eventTime",
+            "errorCode",
+            "errorMessage",
+            "sourceIPAddress",
+            "recipientAccountId",
+            "userAgent",
+            "awsRegion",
+            "eventID",
+        ]);
+        let time_text = time?.ok_or_else(|| RuleError::InvalidTime("missing".into()))?;
         let time = parse_event_time(&time_text).map_err(RuleError::InvalidTime)?;
-        let error_code = top.str("errorCode")?;
-        let error_message = top.str("errorMessage")?;
-        let source_ip = top.str("sourceIPAddress")?;
+        let error_code = error_code?;
+        let error_message = error_message?;
+        let source_ip = source_ip?;
         let unknown = || Cow::Borrowed(UNKNOWN);
         let identity = match who.str("arn")? {
             Some(arn) => arn,
             None => who.str("principalId")?.unwrap_or_else(unknown),
         };
-        let account = match top.str("recipientAccountId")? {
+        let account = match account? {
             Some(account) => account,
             None => who.str("accountId")?.unwrap_or_else(unknown),
         };
@@ -94,9 +111,9 @@ impl<'a> SessionStart<'a> {
             source_ip,
             document: (request.str("documentName")?).unwrap_or(Cow::Borrowed(DEFAULT_DOCUMENT)),
             session_id: record.str(&["responseElements", "sessionId"])?,
-            user_agent: top.str("userAgent")?,
-            region: top.str("awsRegion")?,
-            event_id: top.str("eventID")?,
+            user_agent: user_agent?,
+            region: region?,
+            event_id: event_id?,
             record,
         })
     }

@@ -137,6 +137,17 @@ fn keys_of_one_tag_in_nested_objects_are_told_apart() {
         assert!(doc.root().get(absent).is_none() && inside.get(absent).is_none());
     }
     assert!(inside.get("in").is_none());
+    let wanted = [
+        keys[3].as_str(),
+        "a99c9b",
+        keys[149].as_str(),
+        keys[3].as_str(),
+    ];
+    let raw = |value: Option<Value>| value.map(|v| v.raw().to_owned());
+    assert_eq!(
+        inside.get_all(wanted).map(raw),
+        wanted.map(|k| raw(inside.get(k)))
+    );
     assert_eq!(inside.members().count(), 300);
     agrees_with_serde(&text);
 }
@@ -251,6 +262,24 @@ fn json_text() -> impl Strategy<Value = String> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn keys_found_in_one_walk_are_those_found_one_by_one(
+        text in json_text(),
+        picks in [0usize..10, 0usize..10, 0usize..10],
+    ) {
+        let doc = Document::parse(&text).unwrap();
+        let root = doc.root();
+        let keys: Vec<Cow<str>> = root.members().map(|(key, _)| key).collect();
+        // Past the keys: one no object has.
+        let key = |n: usize| keys.get(n).map_or("absent", |key| key.as_ref());
+        let wanted = picks.map(key);
+        let place = |value: Option<Value>| value.map(|v| (v.raw().as_ptr(), v.raw().len()));
+        prop_assert_eq!(
+            root.get_all(wanted).map(place),
+            wanted.map(|key| place(root.get(key)))
+        );
+    }
 
     #[test]
     fn valid_objects_read_as_serde_reads_them(text in json_text()) {
