@@ -206,7 +206,8 @@ impl<'d, 'a> Object<'d, 'a> {
         self.get_all_tagged(keys, keys.map(|key| tag(key.as_bytes())))
     }
 
-    /// [`Object::get_all`] of keys whose tags are `wants`.
+    /// [`Object::get_all`] of keys whose tags are `wants`: one copy of the walk, however
+    /// many callers inline `get_all`.
     #[inline(never)]
     fn get_all_tagged<const N: usize>(
         &self,

@@ -14,7 +14,8 @@
 //! has many spellings (`403`, `4.03e2`).
 //!
 //! A prefilter must be sound: it never rules out a record the rule finds relevant. The
-//! test kit checks this on every case a rule ships (`testkit::cases`, with the `testkit` feature).
+//! test kit checks this on every case a rule ships (`testkit::cases`, with the `testkit`
+//! feature).
 
 use crate::bytes::{self, Needle};
 #[cfg(any(test, feature = "fluent-bit", feature = "fluvio"))]

@@ -306,6 +306,32 @@ mod tests {
     }
 
     #[test]
+    fn of_several_faulty_fields_the_first_read_is_named() {
+        let not_a_string = |field| RuleError::field(field, "expected a string, found a number");
+        for (overrides, first) in [
+            (
+                json!({"sourceIPAddress": 1, "eventTime": null}),
+                RuleError::InvalidTime("missing".into()),
+            ),
+            (
+                json!({"recipientAccountId": 1, "userIdentity": {"arn": 1}}),
+                not_a_string("userIdentity.arn"),
+            ),
+            (
+                json!({"userAgent": 1, "responseElements": {"sessionId": 1}}),
+                not_a_string("responseElements.sessionId"),
+            ),
+            (
+                json!({"eventID": 1, "awsRegion": 1}),
+                not_a_string("awsRegion"),
+            ),
+        ] {
+            let err = SessionStart::parse(&record(overrides.clone())).err();
+            assert_eq!(err, Some(first), "{overrides}");
+        }
+    }
+
+    #[test]
     fn event_time_must_be_a_timestamp() {
         assert!(
             matches!(SessionStart::parse(&record(json!({"eventTime": "soon"}))), Err(RuleError::InvalidTime(m)) if m.contains("soon"))

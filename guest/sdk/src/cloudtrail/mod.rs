@@ -111,6 +111,7 @@ impl<'a> Fields<'_, 'a, '_> {
     /// The string fields `keys`, each as [`Fields::str`] gives it, found in one walk over
     /// the object: for a rule that reads several (it can still meet their errors in the
     /// order it chooses).
+    // Inlined, so that literal keys reach `Object::get_all` as constants.
     #[inline(always)]
     pub fn strs<const N: usize>(
         &self,
