@@ -185,6 +185,8 @@ impl<'d, 'a> Object<'d, 'a> {
 
     /// [`Object::get`] of a key whose tag is `want`: one copy of the walk, however many
     /// callers inline `get`.
+    // A walk of its own, not `get_all` of one key: that bookkeeping cost a Fluent Bit
+    // filter 1.8 % more instructions a session start.
     #[inline(never)]
     fn get_tagged(&self, key: &str, want: u32) -> Option<Value<'d, 'a>> {
         let members = &self.doc.members[..];
